@@ -1,0 +1,289 @@
+"""A project is a folder: ``project.toml`` (settings people can read) and ``labels.sqlite``.
+
+Images are referenced, never copied: each sample keeps a path relative to the
+project folder where possible and the file's content hash, so that a moved
+image folder is found again (``labelassist relink``).
+
+Layout::
+
+    PROJECT/
+      project.toml      name, label classes, expert priors, pre-processing,
+                        selector and inspection weights, post-processing choices
+      labels.sqlite     the store (samples, label versions, flags, features, events)
+      plugins/          optional *.py files that register more workflow steps
+      cache/            thumbnails and other things that can be rebuilt
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from labelassist.errors import ProjectError
+from labelassist.fileio import atomic_write_text
+from labelassist.store import Store, utc_now
+
+SETTINGS_FILE = "project.toml"
+STORE_FILE = "labels.sqlite"
+
+# Every setting a project has, with its default. A key missing from project.toml takes
+# the default; a key project.toml has that is not listed here is refused (a typo must not
+# silently do nothing). ``None`` means "no value": the step that reads it is off.
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "project": {"name": "", "created": "", "author": ""},
+    "labels": {"classes": ["foreground"]},
+    # What the expert expects of a correct label; inspection warns when a label disagrees.
+    "priors": {
+        "segments": None,
+        "holes": None,
+        "area_fraction_min": 0.0,
+        "area_fraction_max": 1.0,
+        "min_segment_area": 0,
+        "border_segments": None,
+    },
+    # The pre-processing pipeline h(x): one entry per step, applied in order.
+    "preprocess": {"pipeline": [{"step": "percentile_normalise", "low": 0.5, "high": 99.5}]},
+    "prelabel": {"method": "auto", "min_dsc": 0.5, "params": {}},
+    "selector": {
+        "seed": 0,
+        "weights": {
+            "sequential": 0.0,
+            "random": 0.0,
+            "cherry_pick": 1.0,
+            "sequence_aware": 1.0,
+            "uncertainty": 0.0,
+            "diversity": 0.0,
+        },
+        "params": {},
+    },
+    "inspection": {
+        "gamma0": 0.75,
+        "weights": {
+            "segment_count": 1.0,
+            "hole_count": 1.0,
+            "area_fraction": 1.0,
+            "border_touching": 0.0,
+            "tiny_fragments": 1.0,
+            "model_disagreement": 1.0,
+            "prelabel_change": 0.5,
+        },
+        "params": {},
+    },
+    "postprocess": {
+        "suggest": [
+            {"step": "fill_holes", "max_area": 0},
+            {"step": "remove_small", "min_area": 20},
+        ]
+    },
+}
+
+# Sections whose keys are free (names of steps, supplied by plug-ins too).
+_FREE_KEYS = {("selector", "weights"), ("selector", "params"), ("inspection", "weights"),
+              ("inspection", "params"), ("prelabel", "params")}
+
+
+def validate_settings(raw: dict[str, Any], where: str = SETTINGS_FILE) -> dict[str, Any]:
+    """Merge ``raw`` over :data:`DEFAULT_SETTINGS`, checking names and types.
+
+    Returns the complete settings; raises ProjectError naming the first key
+    that is unknown or of the wrong type.
+    """
+
+    def merge(default: Any, value: Any, path: tuple[str, ...]) -> Any:
+        dotted = ".".join(path)
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise ProjectError(f"{where}: '{dotted}' must be a table of settings, got {value!r}")
+            if path in _FREE_KEYS:  # names of steps (plug-ins add more): merged over the defaults
+                return copy.deepcopy({**default, **value})
+            unknown = sorted(set(value) - set(default))
+            if unknown:
+                raise ProjectError(
+                    f"{where}: unknown setting '{dotted + '.' if dotted else ''}{unknown[0]}'"
+                    f" (known in [{dotted or 'top level'}]: {', '.join(default)})"
+                )
+            return {k: merge(default[k], value[k], path + (k,)) if k in value else copy.deepcopy(default[k])
+                    for k in default}
+        if default is None:
+            return value
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, (int, float)):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, type(default))
+        if not ok:
+            raise ProjectError(
+                f"{where}: '{dotted}' must be {type(default).__name__}, got {type(value).__name__} {value!r}"
+            )
+        return copy.deepcopy(value)
+
+    settings = merge(DEFAULT_SETTINGS, raw, ())
+    _check_weights(settings, where)
+    return settings
+
+
+def _check_weights(settings: dict[str, Any], where: str) -> None:
+    for section in ("selector", "inspection"):
+        weights = settings[section]["weights"]
+        for name, w in weights.items():
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+                raise ProjectError(f"{where}: weight {section}.weights.{name} must be a number ≥ 0, got {w!r}")
+        if weights and sum(weights.values()) <= 0:
+            raise ProjectError(f"{where}: the {section} weights add up to 0; give at least one a positive weight")
+    gamma0 = settings["inspection"]["gamma0"]
+    if not 0.0 <= gamma0 <= 1.0:
+        raise ProjectError(f"{where}: inspection.gamma0 must be between 0 and 1, got {gamma0}")
+
+
+class Project:
+    """An open project folder with its settings and its store.
+
+    Use :meth:`create` for a new project and :meth:`open` for an existing one.
+    """
+
+    def __init__(self, folder: Path, settings: dict[str, Any], store: Store):
+        self.folder = folder
+        self.settings = settings
+        self.store = store
+
+    # -- life cycle -------------------------------------------------------------------------
+    @classmethod
+    def create(cls, folder: str | Path, name: str | None = None) -> "Project":
+        """Create a new, empty project in ``folder`` (created if needed, must not be a project yet)."""
+        folder = Path(folder).absolute()
+        if (folder / SETTINGS_FILE).exists() or (folder / STORE_FILE).exists():
+            raise ProjectError(f"{folder} is already a project; use 'labelassist import' to add images")
+        if folder.exists() and not folder.is_dir():
+            raise ProjectError(f"{folder} is a file, not a folder")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ProjectError(f"the project folder {folder} could not be created: {exc.strerror}") from exc
+        settings = copy.deepcopy(DEFAULT_SETTINGS)
+        settings["project"].update(name=name or folder.name, created=utc_now())
+        try:
+            atomic_write_text(folder / SETTINGS_FILE, dump_toml(settings, header=_HEADER))
+        except OSError as exc:
+            raise ProjectError(f"{folder / SETTINGS_FILE} could not be written: {exc.strerror}") from exc
+        store = Store(folder / STORE_FILE, create=True)
+        store.log_event("create_project", name=settings["project"]["name"])
+        return cls(folder, settings, store)
+
+    @classmethod
+    def open(cls, folder: str | Path) -> "Project":
+        """Open an existing project; a folder without ``project.toml`` is refused."""
+        folder = Path(folder).absolute()
+        if not folder.exists():
+            raise ProjectError(f"{folder} does not exist")
+        if not folder.is_dir():
+            raise ProjectError(f"{folder} is not a project: it is a file, not a folder")
+        settings_file = folder / SETTINGS_FILE
+        if not settings_file.is_file():
+            raise ProjectError(f"{folder} is not a Label Assistant project (it has no {SETTINGS_FILE})")
+        if not (folder / STORE_FILE).is_file():
+            raise ProjectError(f"{folder} is not a complete project: {STORE_FILE} is missing")
+        settings = read_settings(settings_file)
+        return cls(folder, settings, Store(folder / STORE_FILE))
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Project":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- settings ---------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.settings["project"]["name"]
+
+    def save_settings(self, settings: dict[str, Any] | None = None, actor: str | None = None) -> None:
+        """Validate and write ``project.toml`` atomically; the change is logged."""
+        settings = validate_settings(settings if settings is not None else self.settings)
+        atomic_write_text(self.folder / SETTINGS_FILE, dump_toml(settings, header=_HEADER))
+        self.settings = settings
+        self.store.log_event("settings", actor=actor)
+
+    # -- where things are -------------------------------------------------------------------
+    @property
+    def plugins_dir(self) -> Path:
+        return self.folder / "plugins"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.folder / "cache"
+
+    def relative(self, path: str | Path) -> str:
+        """How a sample refers to ``path``: relative to the project folder where possible (POSIX)."""
+        path = Path(path).absolute()
+        try:
+            return Path(os.path.relpath(path, self.folder)).as_posix()
+        except ValueError:  # another drive on Windows: no relative path exists
+            return path.as_posix()
+
+    def resolve(self, stored_path: str) -> Path:
+        """The absolute location of a sample's file."""
+        path = Path(stored_path)
+        return path if path.is_absolute() else Path(os.path.normpath(self.folder / path))
+
+
+_HEADER = """\
+# Label Assistant project settings. Edit with care; every key is checked when the project opens.
+# priors: what a correct label looks like (omit a key to switch that check off).
+# preprocess.pipeline: the display pre-processing steps, in order.
+# selector.weights / inspection.weights: weight of each strategy / check (numbers >= 0).
+"""
+
+
+def read_settings(path: Path) -> dict[str, Any]:
+    """Read and validate ``project.toml``."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ProjectError(f"{path} is not valid TOML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProjectError(f"{path} could not be read: {exc}") from exc
+    return validate_settings(raw, where=path.name)
+
+
+# -- a small TOML writer for the settings (tomllib only reads) ---------------------------------
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+
+
+def dump_toml(data: dict[str, dict[str, Any]], header: str = "") -> str:
+    """Write two-level settings (tables of values) as TOML; ``None`` values are left out."""
+    lines = [header.rstrip("\n")] if header else []
+    for section, table in data.items():
+        lines.append(f"\n[{_toml_key(section)}]")
+        for key, value in table.items():
+            if value is None:
+                lines.append(f"# {key} = (not set)")
+            elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                lines.append(f"{_toml_key(key)} = [")
+                lines.extend(f"    {_toml_value(v)}," for v in value)
+                lines.append("]")
+            else:
+                lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    return "\n".join(lines).lstrip("\n") + "\n"

@@ -1,0 +1,590 @@
+"""The label store: one SQLite file per project, written through sqlite-utils.
+
+What it keeps
+-------------
+``samples``
+    The images (or pages of a stack, frames of a video) of the project: where
+    the file is (relative to the project where possible), its content hash,
+    size, dtype, channels, sequence id and frame index.
+``labels``
+    Label versions, append-only: a trigger refuses UPDATE and DELETE, so
+    saving a label can never overwrite an earlier one. Each version keeps the
+    mask (bit-packed and deflated, lossless), author, source (``manual``,
+    ``import``, ``prelabel:otsu``...), parent version, seconds spent, strokes.
+``flags``
+    The user's cherry-pick flags (relevant / not now) per sample.
+``features``
+    Cached feature vectors for the selector, per sample and feature kind.
+``events``
+    Who did what, when, with which assistance.
+
+Durability: WAL journal, ``synchronous=FULL`` (every commit is fsynced before
+it returns), foreign keys on, ``PRAGMA integrity_check`` on open, and the
+schema version in ``PRAGMA user_version`` with forward-only migrations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from labelassist.errors import StoreError
+from labelassist.maskcodec import CODEC, decode_mask, encode_mask
+
+log = logging.getLogger(__name__)
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _migrate_1(db: sqlite_utils.Database) -> None:
+    """Schema 1: samples, labels (append-only), flags, features, events."""
+    db.execute(
+        """
+        CREATE TABLE samples (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL,          -- POSIX path, relative to the project folder where possible
+            page INTEGER NOT NULL DEFAULT 0,  -- page of a TIFF stack or frame of a video; 0 otherwise
+            name TEXT NOT NULL,          -- display and export name, relative to the import root
+            hash TEXT NOT NULL,          -- sha256 of the whole file: finds moved files again
+            file_size INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            width INTEGER NOT NULL,
+            dtype TEXT NOT NULL,
+            channels INTEGER NOT NULL,
+            sequence TEXT NOT NULL,
+            frame INTEGER NOT NULL,
+            added_at TEXT NOT NULL,
+            UNIQUE (hash, page)
+        )"""
+    )
+    db.execute("CREATE INDEX samples_sequence ON samples (sequence, frame)")
+    db.execute(
+        """
+        CREATE TABLE labels (
+            id INTEGER PRIMARY KEY,
+            sample_id INTEGER NOT NULL REFERENCES samples (id),
+            parent_id INTEGER REFERENCES labels (id),
+            created_at TEXT NOT NULL,
+            author TEXT NOT NULL,
+            source TEXT NOT NULL,
+            codec TEXT NOT NULL,
+            height INTEGER NOT NULL,
+            width INTEGER NOT NULL,
+            mask BLOB NOT NULL,
+            area INTEGER NOT NULL,       -- foreground pixels
+            seconds REAL NOT NULL DEFAULT 0,
+            strokes INTEGER NOT NULL DEFAULT 0,
+            note TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX labels_sample ON labels (sample_id, id)")
+    db.execute(
+        """CREATE TRIGGER labels_append_only_update BEFORE UPDATE ON labels
+           BEGIN SELECT RAISE(ABORT, 'label versions are append-only'); END"""
+    )
+    db.execute(
+        """CREATE TRIGGER labels_append_only_delete BEFORE DELETE ON labels
+           BEGIN SELECT RAISE(ABORT, 'label versions are append-only'); END"""
+    )
+    db.execute(
+        """
+        CREATE TABLE flags (
+            sample_id INTEGER PRIMARY KEY REFERENCES samples (id),
+            relevant INTEGER NOT NULL CHECK (relevant IN (0, 1)),
+            author TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE features (
+            sample_id INTEGER NOT NULL REFERENCES samples (id),
+            kind TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            data BLOB NOT NULL,          -- float32, little-endian
+            computed_at TEXT NOT NULL,
+            PRIMARY KEY (sample_id, kind)
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            sample_id INTEGER REFERENCES samples (id),
+            label_id INTEGER REFERENCES labels (id),
+            assistance TEXT,
+            details TEXT                 -- JSON
+        )"""
+    )
+    db.execute("CREATE INDEX events_at ON events (at)")
+
+
+# Forward migrations: MIGRATIONS[k] brings schema k to k + 1. Never edit a shipped one; append.
+MIGRATIONS = [_migrate_1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def utc_now() -> str:
+    """Current time as ISO 8601 UTC with milliseconds (sortable as text)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def current_user() -> str:
+    """The operating-system user, the default author of labels and events."""
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some kiosk environments
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image to label: a single image file, a page of a stack or a frame of a video."""
+
+    id: int
+    path: str
+    page: int
+    name: str
+    hash: str
+    file_size: int
+    height: int
+    width: int
+    dtype: str
+    channels: int
+    sequence: str
+    frame: int
+    added_at: str
+
+
+@dataclass(frozen=True)
+class LabelVersion:
+    """One saved version of a sample's label. ``mask`` is decoded lazily."""
+
+    id: int
+    sample_id: int
+    parent_id: int | None
+    created_at: str
+    author: str
+    source: str
+    height: int
+    width: int
+    area: int
+    seconds: float
+    strokes: int
+    note: str | None
+    codec: str
+    blob: bytes
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The label as a ``(height, width)`` bool array."""
+        if self.codec != CODEC:
+            raise StoreError(f"label version {self.id} uses an unknown mask encoding {self.codec!r}")
+        return decode_mask(self.blob, self.height, self.width)
+
+
+_SAMPLE_COLUMNS = [f for f in Sample.__dataclass_fields__]
+_LABEL_COLUMNS = [
+    "id", "sample_id", "parent_id", "created_at", "author", "source", "height", "width", "area",
+    "seconds", "strokes", "note", "codec", "mask",
+]
+
+
+def _plain_reason(exc: sqlite3.Error) -> str:
+    """Translate an SQLite error into words a biologist can act on."""
+    text = str(exc).lower()
+    if "readonly" in text or "read-only" in text:
+        return "the project folder is read-only"
+    if "full" in text:
+        return "the disk is full"
+    if "locked" in text or "busy" in text:
+        return "another program is using the project"
+    if "disk i/o" in text or "unable to open" in text:
+        return "the disk could not be written (was it removed, full or read-only?)"
+    if "not a database" in text or "malformed" in text:
+        return "the database file is damaged"
+    return str(exc)
+
+
+class Store:
+    """The project's label database (``labels.sqlite``).
+
+    Parameters
+    ----------
+    path : path-like
+        The SQLite file.
+    create : bool
+        Create the file if it does not exist; otherwise a missing file is an error.
+    check : bool
+        Run ``PRAGMA integrity_check`` on open (default True).
+    """
+
+    def __init__(self, path: str | Path, create: bool = False, check: bool = True):
+        self.path = Path(path)
+        exists = self.path.exists()
+        if not exists and not create:
+            raise StoreError(f"{self.path} does not exist: this folder has no label database")
+        if exists:
+            _check_header(self.path)
+        # On read-only media (a write-protected USB stick, a read-only mount) SQLite cannot
+        # create the WAL index, so the file is opened immutable: reading works, writing says why.
+        self.read_only = exists and not (os.access(self.path.parent, os.W_OK) and os.access(self.path, os.W_OK))
+        try:
+            if self.read_only:
+                uri = self.path.absolute().as_uri() + "?immutable=1"
+                conn = sqlite3.connect(uri, uri=True, timeout=10.0, check_same_thread=False)
+            else:
+                conn = sqlite3.connect(str(self.path), timeout=10.0, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path} could not be opened: {_plain_reason(exc)}") from exc
+        self.conn = conn
+        try:
+            self.db = sqlite_utils.Database(conn, execute_plugins=False)
+            if check:
+                self._integrity_check()
+            if self.read_only:
+                self._refuse_newer_schema()
+                if self.schema_version < SCHEMA_VERSION:
+                    raise StoreError(f"{self.path} needs an update but the project folder is read-only")
+            else:
+                self._refuse_newer_schema()  # before any pragma that could write to the file
+                self._configure()
+                self._migrate()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"{self.path} could not be opened: {_plain_reason(exc)}") from exc
+        except StoreError:
+            conn.close()
+            raise
+
+    # -- opening ----------------------------------------------------------------------------
+    def _integrity_check(self) -> None:
+        rows = [r[0] for r in self.conn.execute("PRAGMA integrity_check").fetchall()]
+        if rows != ["ok"]:
+            log.error("integrity_check of %s: %s", self.path, rows)
+            raise StoreError(
+                f"{self.path} is damaged (integrity check: {rows[0]}); restore a backup, nothing was changed"
+            )
+
+    def _configure(self) -> None:
+        self.conn.execute("PRAGMA busy_timeout = 10000")
+        mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            log.warning("journal mode of %s is %s, not WAL", self.path, mode)
+        # FULL: each commit is on disk before save() returns (power cuts lose nothing saved).
+        self.conn.execute("PRAGMA synchronous = FULL")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _refuse_newer_schema(self) -> None:
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer Label Assistant (database schema {version}; "
+                f"this version knows up to {SCHEMA_VERSION}); update the app, nothing was changed"
+            )
+
+    def _migrate(self) -> None:
+        self._refuse_newer_schema()
+        version = self.schema_version
+        while version < SCHEMA_VERSION:
+            with self.db.atomic():
+                MIGRATIONS[version](self.db)
+                version += 1
+                # user_version is part of the same transaction: a crash leaves the old schema whole.
+                self.conn.execute(f"PRAGMA user_version = {version}")
+            log.info("migrated %s to schema %d", self.path, version)
+
+    def close(self) -> None:
+        """Close the connection (the WAL is checkpointed by SQLite)."""
+        self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def writing(self, what: str) -> Iterator[sqlite_utils.Database]:
+        """One atomic write; SQLite errors become a StoreError saying what failed and why."""
+        if self.read_only:
+            raise StoreError(f"could not save {what}: the project folder is read-only; nothing was changed")
+        try:
+            with self.db.atomic():
+                yield self.db
+        except sqlite3.Error as exc:
+            log.exception("writing %s to %s failed", what, self.path)
+            raise StoreError(f"could not save {what}: {_plain_reason(exc)}; nothing was changed") from exc
+
+    # -- samples ----------------------------------------------------------------------------
+    def add_sample(self, **fields: Any) -> int:
+        """Insert one sample and return its id (see :class:`Sample` for the fields)."""
+        with self.writing("the image list"):
+            return self._insert_sample(fields)
+
+    def _insert_sample(self, fields: dict[str, Any]) -> int:
+        fields.setdefault("added_at", utc_now())
+        missing = [c for c in _SAMPLE_COLUMNS if c != "id" and c not in fields]
+        if missing:
+            raise ValueError(f"sample is missing {missing}")
+        cur = self.conn.execute(
+            f"INSERT INTO samples ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
+            list(fields.values()),
+        )
+        return int(cur.lastrowid)
+
+    def sample(self, sample_id: int) -> Sample:
+        row = self.conn.execute(
+            f"SELECT {', '.join(_SAMPLE_COLUMNS)} FROM samples WHERE id = ?", (sample_id,)
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"there is no sample {sample_id} in this project")
+        return Sample(*row)
+
+    def samples(self, order: str = "sequence, frame, id") -> list[Sample]:
+        """All samples, by default in sequence and frame order."""
+        rows = self.conn.execute(f"SELECT {', '.join(_SAMPLE_COLUMNS)} FROM samples ORDER BY {order}")
+        return [Sample(*r) for r in rows]
+
+    def find_sample(self, file_hash: str, page: int = 0) -> Sample | None:
+        """The sample with this content hash and page, if the project has it."""
+        row = self.conn.execute(
+            f"SELECT {', '.join(_SAMPLE_COLUMNS)} FROM samples WHERE hash = ? AND page = ?", (file_hash, page)
+        ).fetchone()
+        return Sample(*row) if row else None
+
+    def set_sample_path(self, sample_id: int, path: str, actor: str | None = None) -> None:
+        """Point a sample at a new file location (after ``relink``); logged."""
+        with self.writing("the new image location"):
+            old = self.conn.execute("SELECT path FROM samples WHERE id = ?", (sample_id,)).fetchone()
+            self.conn.execute("UPDATE samples SET path = ? WHERE id = ?", (path, sample_id))
+            self._log(actor, "relink", sample_id=sample_id, details={"from": old[0] if old else None, "to": path})
+
+    def renumber_frames(self, sequences: set[str] | None = None, key=None) -> None:
+        """Give each sequence frames 0..n-1 in ``key`` order.
+
+        ``key`` receives rows ``(id, sequence, frame, path, page)``; the default keeps
+        the current frame order.
+        """
+        with self.writing("the frame order"):
+            rows = self.conn.execute("SELECT id, sequence, frame, path, page FROM samples").fetchall()
+            by_seq: dict[str, list] = {}
+            for row in rows:
+                if sequences is None or row[1] in sequences:
+                    by_seq.setdefault(row[1], []).append(row)
+            for members in by_seq.values():
+                members.sort(key=key or (lambda r: (r[2], r[3], r[4])))
+                for frame, row in enumerate(members):
+                    if row[2] != frame:
+                        self.conn.execute("UPDATE samples SET frame = ? WHERE id = ?", (frame, row[0]))
+
+    # -- labels -----------------------------------------------------------------------------
+    def save_label(
+        self,
+        sample_id: int,
+        mask: np.ndarray,
+        *,
+        source: str,
+        author: str | None = None,
+        parent_id: int | None = None,
+        seconds: float = 0.0,
+        strokes: int = 0,
+        note: str | None = None,
+        assistance: str | None = None,
+    ) -> int:
+        """Append a new label version of a sample and return its id.
+
+        Earlier versions are never touched. The write and its event are one
+        transaction, fsynced before this returns.
+
+        Parameters
+        ----------
+        sample_id : int
+        mask : ndarray of bool, (height, width) of the sample
+        source : str
+            Where the label came from: ``manual``, ``import``, ``prelabel:otsu``...
+        author : str, optional
+            Defaults to the operating-system user.
+        parent_id : int, optional
+            The version this one was derived from (None for the first).
+        seconds : float
+            Time the annotator spent on this version, in seconds.
+        strokes : int
+            Number of pen/finger strokes that made it.
+        assistance : str, optional
+            Which assistance was used (pre-label method, post-processing...), for the event log.
+        """
+        mask = np.asarray(mask)
+        sample = self.sample(sample_id)
+        if mask.shape != (sample.height, sample.width):
+            raise StoreError(
+                f"the label is {mask.shape[1] if mask.ndim > 1 else '?'}x{mask.shape[0]} pixels but image "
+                f"{sample.name} is {sample.width}x{sample.height}; nothing was saved"
+            )
+        mask = mask.astype(bool, copy=False)
+        author = author or current_user()
+        blob = encode_mask(mask)
+        with self.writing(f"the label of {sample.name}"):
+            cur = self.conn.execute(
+                "INSERT INTO labels (sample_id, parent_id, created_at, author, source, codec, height, width,"
+                " mask, area, seconds, strokes, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    sample_id, parent_id, utc_now(), author, source, CODEC, sample.height, sample.width,
+                    blob, int(np.count_nonzero(mask)), float(seconds), int(strokes), note,
+                ),
+            )
+            label_id = int(cur.lastrowid)
+            self._log(author, "save_label", sample_id=sample_id, label_id=label_id, assistance=assistance,
+                      details={"source": source, "seconds": round(float(seconds), 3), "strokes": int(strokes)})
+        return label_id
+
+    def _label_query(self, where: str, params: tuple) -> list[LabelVersion]:
+        rows = self.conn.execute(f"SELECT {', '.join(_LABEL_COLUMNS)} FROM labels WHERE {where}", params)
+        return [LabelVersion(*r[:13], blob=r[13]) for r in rows]
+
+    def latest_label(self, sample_id: int) -> LabelVersion | None:
+        """The newest label version of a sample, or None if it has none."""
+        found = self._label_query("sample_id = ? ORDER BY id DESC LIMIT 1", (sample_id,))
+        return found[0] if found else None
+
+    def label_history(self, sample_id: int) -> list[LabelVersion]:
+        """Every version of a sample's label, oldest first."""
+        return self._label_query("sample_id = ? ORDER BY id", (sample_id,))
+
+    def label(self, label_id: int) -> LabelVersion:
+        found = self._label_query("id = ?", (label_id,))
+        if not found:
+            raise StoreError(f"there is no label version {label_id} in this project")
+        return found[0]
+
+    def latest_labels(self) -> Iterator[tuple[Sample, LabelVersion]]:
+        """(sample, newest label version) for every labelled sample, in sequence/frame order."""
+        query = (
+            f"SELECT {', '.join('s.' + c for c in _SAMPLE_COLUMNS)}, {', '.join('l.' + c for c in _LABEL_COLUMNS)}"
+            " FROM samples s JOIN labels l ON l.id = (SELECT max(id) FROM labels WHERE sample_id = s.id)"
+            " ORDER BY s.sequence, s.frame, s.id"
+        )
+        n = len(_SAMPLE_COLUMNS)
+        for row in self.conn.execute(query):
+            yield Sample(*row[:n]), LabelVersion(*row[n : n + 13], blob=row[n + 13])
+
+    def labelled_ids(self) -> set[int]:
+        """Ids of samples with at least one label version."""
+        return {r[0] for r in self.conn.execute("SELECT DISTINCT sample_id FROM labels")}
+
+    # -- cherry-pick flags -------------------------------------------------------------------
+    def set_flag(self, sample_id: int, relevant: bool | None, author: str | None = None) -> None:
+        """Flag a sample as relevant (True), not now (False), or clear the flag (None)."""
+        author = author or current_user()
+        with self.writing("the flag"):
+            if relevant is None:
+                self.conn.execute("DELETE FROM flags WHERE sample_id = ?", (sample_id,))
+            else:
+                self.conn.execute(
+                    "INSERT INTO flags (sample_id, relevant, author, updated_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (sample_id) DO UPDATE SET relevant = excluded.relevant,"
+                    " author = excluded.author, updated_at = excluded.updated_at",
+                    (sample_id, int(bool(relevant)), author, utc_now()),
+                )
+            self._log(author, "flag", sample_id=sample_id, details={"relevant": relevant})
+
+    def flags(self) -> dict[int, bool]:
+        """sample id -> relevant (True) / not now (False), for flagged samples only."""
+        return {r[0]: bool(r[1]) for r in self.conn.execute("SELECT sample_id, relevant FROM flags")}
+
+    # -- cached features ---------------------------------------------------------------------
+    def put_features(self, kind: str, vectors: dict[int, np.ndarray]) -> None:
+        """Cache feature vectors (float32) of ``kind`` for several samples at once."""
+        now = utc_now()
+        rows = []
+        for sample_id, vec in vectors.items():
+            vec = np.ascontiguousarray(vec, dtype="<f4").ravel()
+            rows.append((int(sample_id), kind, int(vec.size), vec.tobytes(), now))
+        with self.writing("the cached features"):
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO features (sample_id, kind, dim, data, computed_at) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def get_features(self, kind: str) -> dict[int, np.ndarray]:
+        """sample id -> cached float32 vector of ``kind``."""
+        return {
+            r[0]: np.frombuffer(r[1], dtype="<f4")
+            for r in self.conn.execute("SELECT sample_id, data FROM features WHERE kind = ?", (kind,))
+        }
+
+    # -- events ------------------------------------------------------------------------------
+    def _log(self, actor, action, sample_id=None, label_id=None, assistance=None, details=None) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO events (at, actor, action, sample_id, label_id, assistance, details)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (utc_now(), actor or current_user(), action, sample_id, label_id, assistance,
+             json.dumps(details, sort_keys=True) if details is not None else None),
+        )
+        return int(cur.lastrowid)
+
+    def log_event(self, action: str, *, actor: str | None = None, sample_id: int | None = None,
+                  label_id: int | None = None, assistance: str | None = None, **details: Any) -> int:
+        """Record that ``actor`` did ``action`` (with which assistance and any details)."""
+        with self.writing("the event log"):
+            return self._log(actor, action, sample_id, label_id, assistance, details or None)
+
+    def events(self, action: str | None = None) -> list[dict[str, Any]]:
+        """The event log, oldest first, optionally only one action."""
+        where, params = ("WHERE action = ?", (action,)) if action else ("", ())
+        rows = self.conn.execute(
+            f"SELECT id, at, actor, action, sample_id, label_id, assistance, details FROM events {where} ORDER BY id",
+            params,
+        )
+        keys = ["id", "at", "actor", "action", "sample_id", "label_id", "assistance", "details"]
+        out = []
+        for r in rows:
+            event = dict(zip(keys, r))
+            event["details"] = json.loads(event["details"]) if event["details"] else {}
+            out.append(event)
+        return out
+
+    # -- summary -----------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """Numbers for ``labelassist status``."""
+        one = lambda q: int(self.conn.execute(q).fetchone()[0])  # noqa: E731
+        return {
+            "samples": one("SELECT count(*) FROM samples"),
+            "labelled": one("SELECT count(DISTINCT sample_id) FROM labels"),
+            "sequences": one("SELECT count(DISTINCT sequence) FROM samples"),
+            "label_versions": one("SELECT count(*) FROM labels"),
+            "flagged": one("SELECT count(*) FROM flags"),
+            "events": one("SELECT count(*) FROM events"),
+        }
+
+
+def _check_header(path: Path) -> None:
+    """Refuse files that are not SQLite databases before SQLite touches them."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise StoreError(f"{path} could not be read: {exc.strerror}") from exc
+    if len(head) == 0:
+        raise StoreError(f"{path} is empty (0 bytes), not a label database; nothing was changed")
+    if head != SQLITE_HEADER:
+        raise StoreError(f"{path} is not a label database (not an SQLite file); nothing was changed")
