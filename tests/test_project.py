@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from labelassist.errors import ProjectError
+from labelassist.errors import ImageReadError, ProjectError
 from labelassist.project import DEFAULT_SETTINGS, Project, dump_toml, validate_settings
 
 
@@ -55,3 +55,25 @@ def test_invalid_toml_names_the_file(tmp_path):
     (tmp_path / "p" / "project.toml").write_text("[project\nname = 'x'\n")
     with pytest.raises(ProjectError, match="project.toml is not valid TOML"):
         Project.open(tmp_path / "p")
+
+
+def test_sample_pixels_and_cached_thumbnails(tmp_path, datasets):
+    from labelassist.importer import import_images
+
+    images = tmp_path / "images"
+    images.mkdir()
+    src = datasets / "usiigaci_phase" / "images" / "001.tif"
+    (images / "001.tif").write_bytes(src.read_bytes())
+    with Project.create(tmp_path / "p") as project:
+        import_images(project, [images])
+        sample = project.store.samples()[0]
+        pixels = project.read_image(sample)
+        assert pixels.dtype.name == "uint16" and pixels.shape == (sample.height, sample.width)
+        thumb = project.thumbnail(sample)
+        assert thumb.dtype.name == "uint8" and max(thumb.shape) == 128
+        cached = list((tmp_path / "p" / "cache" / "thumbnails").iterdir())
+        assert len(cached) == 1
+        (images / "001.tif").unlink()  # the cache serves the thumbnail; the pixels are gone
+        assert (project.thumbnail(sample) == thumb).all()
+        with pytest.raises(ImageReadError, match="image 001.tif is missing .* run 'labelassist relink'"):
+            project.read_image(sample)

@@ -22,9 +22,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from labelassist.errors import ProjectError
+from labelassist import images
+from labelassist.errors import ImageReadError, ProjectError
 from labelassist.fileio import atomic_write_text
-from labelassist.store import Store, utc_now
+from labelassist.store import Sample, Store, utc_now
 
 SETTINGS_FILE = "project.toml"
 STORE_FILE = "labels.sqlite"
@@ -226,6 +227,25 @@ class Project:
             return Path(os.path.relpath(path, self.folder)).as_posix()
         except ValueError:  # another drive on Windows: no relative path exists
             return path.as_posix()
+
+    def read_image(self, sample: Sample):
+        """The pixels of a sample (see :func:`labelassist.images.read_image`).
+
+        A file that is no longer where the project expects it gets a message that
+        says what to do, not a bare "file not found".
+        """
+        path = self.resolve(sample.path)
+        if not path.is_file():
+            raise ImageReadError(
+                f"image {sample.name} is missing (expected at {path}); if its folder moved or a USB "
+                "drive was removed, reconnect it or run 'labelassist relink'"
+            )
+        return images.read_image(path, page=sample.page)
+
+    def thumbnail(self, sample: Sample, max_side: int = 128):
+        """A cached ``uint8`` preview of a sample, at most ``max_side`` pixels wide or high."""
+        cache = images.ThumbnailCache(self.cache_dir / "thumbnails", max_side=max_side)
+        return cache.get(f"{sample.hash}_{sample.page}", lambda: self.read_image(sample))
 
     def resolve(self, stored_path: str) -> Path:
         """The absolute location of a sample's file."""

@@ -1,0 +1,42 @@
+# Two commands a newcomer needs (see README.md):
+#   make kiosk   set up, then open the kiosk on the demo project
+#   make test    set up, then run the whole test suite (GUI tests on a virtual screen)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+XVFB   := xvfb-run -a -s "-screen 0 1920x1200x24"
+
+.PHONY: setup test kiosk bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Kivy needs a display for GUI tests: use xvfb-run, installing it when we are root and it is
+# missing; without either, SDL's offscreen driver stands in.
+test: $(STAMP)
+	@if ! command -v xvfb-run >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing xvfb for the GUI tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb >/dev/null; \
+	fi
+	@if command -v xvfb-run >/dev/null 2>&1; then \
+		$(XVFB) $(BIN)/python -m pytest $(PYTEST_ARGS); \
+	else \
+		echo "no xvfb-run: GUI tests use SDL's offscreen driver"; \
+		SDL_VIDEODRIVER=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS); \
+	fi
+
+kiosk: $(STAMP)
+	$(BIN)/labelassist demo
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build dist tests/artifacts .pytest_cache

@@ -1,0 +1,233 @@
+"""The ``labelassist`` command line.
+
+Every sub-command has ``--help``; errors end with a non-zero exit and one line
+saying what and why (the details go to the log file); anything that walks many
+files shows a progress bar on a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+from importlib import resources
+from pathlib import Path
+
+from labelassist import __version__
+from labelassist.errors import LabelAssistError
+from labelassist.logsetup import log_file, setup_logging
+from labelassist.progress import ProgressBar
+
+log = logging.getLogger("labelassist.cli")
+
+EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 3
+
+
+def _open(path: str):
+    from labelassist.project import Project
+
+    return Project.open(path)
+
+
+def cmd_init(args) -> int:
+    from labelassist.importer import import_images
+    from labelassist.project import Project
+
+    for source in args.images:
+        if not Path(source).exists():
+            raise LabelAssistError(f"{source} does not exist; nothing was created")
+    if args.masks and not Path(args.masks).is_dir():
+        raise LabelAssistError(f"the mask folder {args.masks} does not exist; nothing was created")
+    with Project.create(args.project, name=args.name) as project:
+        print(f"created project {project.name!r} in {project.folder}")
+        with ProgressBar("reading images") as bar:
+            report = import_images(project, args.images, masks=args.masks, author=args.author, progress=bar)
+        return _print_import(report)
+
+
+def cmd_import(args) -> int:
+    from labelassist.importer import import_images
+
+    with _open(args.project) as project:
+        with ProgressBar("reading images") as bar:
+            report = import_images(project, args.sources, masks=args.masks, author=args.author, progress=bar)
+        return _print_import(report)
+
+
+def _print_import(report) -> int:
+    for line in report.lines():
+        print(line)
+    return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+def cmd_relink(args) -> int:
+    from labelassist.importer import relink
+
+    with _open(args.project) as project:
+        with ProgressBar("looking for moved images") as bar:
+            report = relink(project, args.source, progress=bar)
+        print(f"found {report.relinked} moved image{'s' * (report.relinked != 1)} again "
+              f"({report.files_checked} files checked)")
+        if report.still_missing:
+            shown = ", ".join(report.still_missing[:5])
+            more = f" and {len(report.still_missing) - 5} more" if len(report.still_missing) > 5 else ""
+            print(f"still missing: {shown}{more}")
+            return EXIT_PARTIAL
+        return EXIT_OK
+
+
+def cmd_status(args) -> int:
+    with _open(args.project) as project:
+        counts = project.store.counts()
+        missing = sum(1 for s in project.store.samples() if not project.resolve(s.path).is_file())
+        status = {"project": project.name, "folder": str(project.folder), **counts, "missing_files": missing}
+        if args.json:
+            print(json.dumps(status, indent=2))
+        else:
+            total = counts["samples"]
+            pct = 100.0 * counts["labelled"] / total if total else 0.0
+            print(f"{project.name} ({project.folder})")
+            print(f"  samples         {total}")
+            print(f"  labelled        {counts['labelled']} ({pct:.0f} %)")
+            print(f"  sequences       {counts['sequences']}")
+            print(f"  label versions  {counts['label_versions']}")
+            if missing:
+                print(f"  missing files   {missing} (run 'labelassist relink {args.project} FOLDER')")
+        return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    from labelassist.export import export_coco, export_png
+
+    with _open(args.project) as project:
+        with ProgressBar(f"exporting {args.format}") as bar:
+            if args.format == "png":
+                report = export_png(project, args.out, progress=bar)
+            else:
+                report = export_coco(project, args.out, progress=bar)
+        print(f"exported {report.labels} label{'s' * (report.labels != 1)} to {Path(args.out).absolute()}")
+        return EXIT_OK
+
+
+def data_home() -> Path:
+    """Where the app keeps its own data (demo project, logs): LABELASSIST_HOME or the platform's place."""
+    if os.environ.get("LABELASSIST_HOME"):
+        return Path(os.environ["LABELASSIST_HOME"])
+    if os.name == "nt":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "LabelAssist"
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "labelassist"
+
+
+def demo_project(folder: Path | None = None) -> Path:
+    """Create (or reuse) the demo project from the images shipped inside the package."""
+    from labelassist.importer import import_images
+    from labelassist.project import SETTINGS_FILE, Project
+
+    folder = folder or data_home() / "demo-project"
+    if (folder / SETTINGS_FILE).exists():
+        with Project.open(folder):
+            pass  # opening checks it is whole
+        return folder
+    shipped = resources.files("labelassist") / "demo"
+    with resources.as_file(shipped) as demo_dir:
+        # The package folder may be read-only or vanish with an update: keep a copy with the project.
+        images = folder / "images"
+        images.mkdir(parents=True, exist_ok=True)
+        for src in sorted((demo_dir / "images").iterdir()):
+            shutil.copy2(src, images / src.name)
+        shutil.copy2(demo_dir / "LICENSE", folder / "LICENSE-images")
+        with Project.create(folder, name="Demo: T98G cells") as project:
+            import_images(project, [images], masks=demo_dir / "masks", author="demo")
+    return folder
+
+
+def cmd_demo(args) -> int:
+    folder = demo_project(Path(args.folder) if args.folder else None)
+    print(f"demo project: {folder}")
+    return _open_kiosk(folder, args)
+
+
+def _open_kiosk(folder: Path, args) -> int:
+    try:
+        from labelassist.ui import app as ui_app  # noqa: F401  (the UI arrives with its own issue)
+    except ImportError:
+        print("the touch UI is not part of this version yet; open the project above with the CLI")
+        return EXIT_OK
+    return ui_app.run(folder, windowed=getattr(args, "windowed", False))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="labelassist",
+        description="Label Assistant kiosk: assisted labelling of binary segmentation masks, offline.",
+    )
+    parser.add_argument("--version", action="version", version=f"labelassist {__version__}")
+    parser.add_argument("--verbose", "-v", action="store_true", help="also print the log on the terminal")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("init", help="create a project and import images",
+                       description="Create a project folder and import images (folders are walked recursively).")
+    p.add_argument("project", metavar="PROJECT", help="folder of the new project")
+    p.add_argument("--images", required=True, nargs="+", metavar="SRC", help="image files or folders")
+    p.add_argument("--masks", metavar="DIR", help="folder of existing masks, matched to the images by file stem")
+    p.add_argument("--name", help="project name (default: the folder name)")
+    p.add_argument("--author", help="who the imported labels are from (default: your user name)")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("import", help="add images to a project",
+                       description="Add image files, TIFF stacks, videos or folders to a project.")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("sources", nargs="+", metavar="SRC")
+    p.add_argument("--masks", metavar="DIR", help="folder of existing masks, matched by file stem")
+    p.add_argument("--author")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("relink", help="find moved images again by their content",
+                       description="Look under SRC for files whose content matches images the project cannot find.")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("source", metavar="SRC")
+    p.set_defaults(func=cmd_relink)
+
+    p = sub.add_parser("status", help="samples, labelled samples, sequences, label versions")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("export", help="export the latest label of every sample",
+                       description="PNG masks named like their images (0/255), or COCO JSON with RLE segmentations.")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("--format", choices=["png", "coco"], default="png")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("demo", help="open the kiosk on a demo project with shipped images",
+                       description="Create (or reuse) the demo project and open the kiosk on it.")
+    p.add_argument("--folder", help="where the demo project lives (default: the app's data folder)")
+    p.add_argument("--windowed", action="store_true", help="a window instead of the locked fullscreen kiosk")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(data_home() / "logs", verbose=args.verbose)
+    log.info("labelassist %s: %s", __version__, " ".join(sys.argv[1:] if argv is None else argv))
+    try:
+        return int(args.func(args) or 0)
+    except LabelAssistError as exc:
+        log.error("%s", exc, exc_info=True)
+        print(f"labelassist: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("labelassist: stopped", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - never a stack trace for the user
+        log.exception("unexpected error")
+        print(f"labelassist: unexpected error: {type(exc).__name__}: {exc} (details in {log_file()})",
+              file=sys.stderr)
+        return EXIT_ERROR

@@ -1,0 +1,1172 @@
+"""Reading images, stacks and videos; the display conversion; thumbnails.
+
+Everything the application knows about image files goes through this module:
+
+* :func:`probe` lists the frames of a file (one per TIFF page or video frame)
+  without decoding pixels where the format allows it;
+* :func:`read_image` and :func:`read_mask` decode one frame into a numpy array
+  with a small, fixed set of layouts and dtypes that the rest of the code can
+  rely on;
+* :func:`discover` walks the folders a user imports and groups their frames
+  into sequences;
+* :func:`display_window`, :func:`to_display` and :func:`thumbnail` turn any
+  supported image into 8-bit pixels for the screen.
+
+Arrays returned by :func:`read_image` are ``(H, W)`` grey or ``(H, W, 3)`` RGB
+with dtype ``uint8``, ``uint16`` or ``float32``; nothing else leaves this module.
+Every problem a user can cause (missing, empty, truncated, unsupported or
+absurdly large files, non-binary masks) raises
+:class:`~labelassist.errors.ImageReadError` or
+:class:`~labelassist.errors.MaskError` with one sentence naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import stat
+import struct
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import cv2
+import numpy as np
+import tifffile
+
+from labelassist.errors import ImageReadError, MaskError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "TIFF_EXTENSIONS",
+    "MAX_PIXELS",
+    "FrameInfo",
+    "SourceFrame",
+    "DiscoverResult",
+    "probe",
+    "read_image",
+    "read_mask",
+    "natural_key",
+    "discover",
+    "file_hash",
+    "display_window",
+    "to_display",
+    "thumbnail",
+    "ThumbnailCache",
+]
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+"""Still-image file extensions (lower case) that :func:`read_image` accepts."""
+
+VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv"})
+"""Video file extensions read through OpenCV (FFmpeg); each frame is one sample."""
+
+TIFF_EXTENSIONS = frozenset({".tif", ".tiff"})
+"""Extensions read with tifffile (one frame per full-resolution page)."""
+
+MAX_PIXELS = 8192 * 8192 * 4
+"""Largest frame accepted, in pixels (height x width); bigger files are refused
+before decoding, because decoding them would exhaust a tablet's memory."""
+
+_SUPPORTED = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# How far from the end to look for a PNG's IEND chunk: tolerates a little trailing junk.
+_PNG_TAIL = 4096
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _read_error(path: Path, reason: str) -> ImageReadError:
+    """An :class:`ImageReadError` "<name> could not be read: <reason>" that remembers ``path``."""
+    err = ImageReadError(f"{Path(path).name} could not be read: {reason}")
+    err.path = Path(path)  # the full path goes to the log; the message stays short
+    return err
+
+
+def _supported_list() -> str:
+    images = ", ".join(sorted(IMAGE_EXTENSIONS))
+    videos = ", ".join(sorted(VIDEO_EXTENSIONS))
+    return f"images {images}; videos {videos}"
+
+
+# --------------------------------------------------------------------------- frame info
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """Geometry and pixel type of one frame, as :func:`read_image` will return it.
+
+    Attributes
+    ----------
+    path : Path
+        The file.
+    page : int
+        Frame index inside the file: the full-resolution TIFF page (reduced
+        resolution and thumbnail pages are not counted), the video frame, or 0.
+    height, width : int
+        Frame size in pixels.
+    dtype : str
+        Numpy dtype name of the array :func:`read_image` returns
+        (``'uint8'``, ``'uint16'`` or ``'float32'``).
+    channels : int
+        1 (grey, array ``(H, W)``) or 3 (RGB, array ``(H, W, 3)``).
+    """
+
+    path: Path
+    page: int
+    height: int
+    width: int
+    dtype: str
+    channels: int
+
+
+def _output_dtype(dtype: np.dtype, path: Path) -> np.dtype:
+    """The dtype :func:`read_image` returns for stored pixels of ``dtype``."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return np.dtype(np.uint8)
+    if dtype in (np.uint8, np.uint16, np.float32):
+        return dtype
+    if dtype.kind in "iuf":
+        # int8/int16 and floats fit float32 exactly; int32/uint32/(u)int64 keep
+        # their value up to 2**24 and approximately beyond, which is ample for display.
+        return np.dtype(np.float32)
+    raise _read_error(path, f"its pixel type {dtype.name} is not supported")
+
+
+def _convert_dtype(arr: np.ndarray, path: Path) -> np.ndarray:
+    out = _output_dtype(arr.dtype, path)
+    if arr.dtype == out:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.view(np.uint8) * np.uint8(255)
+    return arr.astype(out)
+
+
+def _check_geometry(path: Path, height: int, width: int, channels: int) -> None:
+    if height <= 0 or width <= 0:
+        raise _read_error(path, f"the image has no pixels ({width} x {height})")
+    if height * width > MAX_PIXELS:
+        raise _read_error(
+            path,
+            f"the image is too large ({width} x {height} pixels; "
+            f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels)",
+        )
+    if channels not in (1, 3, 4):
+        raise _read_error(path, f"it has {channels} colour channels (expected 1, 3 or 4)")
+
+
+def _normalise(arr: np.ndarray, path: Path, bgr: bool) -> np.ndarray:
+    """Decoded pixels -> ``(H, W)`` or ``(H, W, 3)`` RGB in an output dtype.
+
+    ``bgr`` says the channels come from OpenCV (BGR/BGRA order).
+    """
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 2:
+        _check_geometry(path, arr.shape[0], arr.shape[1], 1)
+    elif arr.ndim == 3:
+        _check_geometry(path, arr.shape[0], arr.shape[1], arr.shape[2])
+        if bgr:
+            arr = arr[:, :, 2::-1]  # BGR(A) -> RGB, alpha dropped
+        else:
+            arr = arr[:, :, :3]
+    else:
+        raise _read_error(path, f"it has {arr.ndim} dimensions (expected a 2-D image)")
+    return np.ascontiguousarray(_convert_dtype(arr, path))
+
+
+# --------------------------------------------------------------------------- file checks
+
+
+def _check_file(path: str | os.PathLike) -> tuple[Path, int]:
+    """Existence, type, size and extension checks shared by every reader; returns (path, size)."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise _read_error(path, "the file does not exist") from None
+    except OSError as exc:
+        raise _read_error(path, exc.strerror or str(exc)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise _read_error(path, "it is a folder, not a file")
+    ext = path.suffix.lower()
+    if ext not in _SUPPORTED:
+        kind = f"{ext} files are" if ext else "files without an extension are"
+        raise _read_error(path, f"{kind} not supported (supported: {_supported_list()})")
+    if st.st_size == 0:
+        raise _read_error(path, "the file is empty (0 bytes)")
+    return path, st.st_size
+
+
+def _read_head_tail(path: Path, size: int, head: int, tail: int) -> tuple[bytes, bytes]:
+    try:
+        with open(path, "rb") as fh:
+            first = fh.read(head)
+            fh.seek(max(0, size - tail))
+            last = fh.read(tail)
+    except OSError as exc:
+        raise _read_error(path, exc.strerror or str(exc)) from None
+    return first, last
+
+
+def _png_header(path: Path, size: int) -> tuple[int, int, str, int]:
+    """(height, width, dtype, channels) from the IHDR chunk; checks signature and IEND."""
+    head, tail = _read_head_tail(path, size, 33, _PNG_TAIL)
+    if not head.startswith(_PNG_SIGNATURE):
+        raise _read_error(path, "it is not a PNG file (the PNG signature is missing)")
+    if len(head) < 33 or head[12:16] != b"IHDR":
+        raise _read_error(path, "the PNG file is damaged (its header chunk is missing)")
+    if b"IEND" not in tail:
+        raise _read_error(path, "the PNG file is truncated (its end chunk IEND is missing)")
+    width, height, bit_depth, colour_type = struct.unpack(">IIBB", head[16:26])
+    # OpenCV's IMREAD_UNCHANGED: grey stays grey; palette, grey+alpha and RGBA
+    # come out as BGR(A), and we drop alpha -> 3 channels.
+    channels = {0: 1, 2: 3, 3: 3, 4: 3, 6: 3}.get(colour_type)
+    if channels is None:
+        raise _read_error(path, f"the PNG file is damaged (unknown colour type {colour_type})")
+    return height, width, ("uint16" if bit_depth == 16 else "uint8"), channels
+
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_header(path: Path, size: int) -> tuple[int, int, str, int] | None:
+    """(height, width, dtype, channels) from the SOF marker, or None if only decoding can tell.
+
+    Checks the SOI and EOI markers: OpenCV silently returns a partly grey image
+    for a truncated JPEG, so a missing EOI (``FFD9``) is refused here.
+    """
+    _, tail = _read_head_tail(path, size, 0, 64)
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(2) != b"\xff\xd8":
+                raise _read_error(path, "it is not a JPEG file (the JPEG start marker is missing)")
+            # Some writers pad after EOI with zeros or a newline.
+            if not tail.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
+                raise _read_error(path, "the JPEG file is truncated (its end marker FFD9 is missing)")
+            while True:
+                byte = fh.read(1)
+                if not byte:
+                    break
+                if byte != b"\xff":
+                    continue
+                marker = fh.read(1)
+                while marker == b"\xff":  # fill bytes
+                    marker = fh.read(1)
+                if not marker:
+                    break
+                code = marker[0]
+                if code == 0xD8 or 0xD0 <= code <= 0xD7 or code == 0x01:
+                    continue  # markers without a length
+                if code in (0xD9, 0xDA):
+                    break  # EOI or start of scan before any frame header
+                length_bytes = fh.read(2)
+                if len(length_bytes) < 2:
+                    break
+                (length,) = struct.unpack(">H", length_bytes)
+                if code in _JPEG_SOF:
+                    sof = fh.read(6)
+                    if len(sof) < 6:
+                        break
+                    precision, height, width, ncomp = struct.unpack(">BHHB", sof)
+                    if precision != 8 or height == 0 or ncomp not in (1, 3, 4):
+                        return None  # 12-bit, DNL-sized or exotic: let the decoder tell
+                    return height, width, "uint8", (1 if ncomp == 1 else 3)  # CMYK -> BGR
+                fh.seek(length - 2, os.SEEK_CUR)
+    except OSError as exc:
+        raise _read_error(path, exc.strerror or str(exc)) from None
+    raise _read_error(path, "the JPEG file is damaged (no frame header was found)")
+
+
+def _bmp_header(path: Path, size: int) -> tuple[int, int]:
+    """(height, width) from a BMP header; channel count needs decoding (palettes)."""
+    head, _ = _read_head_tail(path, size, 26, 0)
+    if len(head) < 26 or not head.startswith(b"BM"):
+        raise _read_error(path, "it is not a BMP file (the BMP signature is missing)")
+    (declared,) = struct.unpack("<I", head[2:6])
+    if declared and size < declared:
+        raise _read_error(path, f"the BMP file is truncated ({size} of {declared} bytes)")
+    (header_size,) = struct.unpack("<I", head[14:18])
+    if header_size == 12:  # OS/2 BITMAPCOREHEADER
+        width, height = struct.unpack("<HH", head[18:22])
+    else:
+        width, height = struct.unpack("<ii", head[18:26])
+    return abs(height), width
+
+
+def _single_header(path: Path, size: int) -> tuple[int, int, str | None, int | None]:
+    """Header facts of a PNG/JPEG/BMP (None where only decoding can tell)."""
+    ext = path.suffix.lower()
+    if ext == ".png":
+        return _png_header(path, size)
+    if ext in (".jpg", ".jpeg"):
+        found = _jpeg_header(path, size)
+        return found if found is not None else (1, 1, None, None)  # geometry checked after decoding
+    height, width = _bmp_header(path, size)
+    return height, width, None, None
+
+
+def _decode_single(path: Path) -> np.ndarray:
+    try:
+        # imdecode of the bytes, not imread: cv2.imread cannot open non-ASCII paths on Windows.
+        buffer = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise _read_error(path, exc.strerror or str(exc)) from None
+    arr = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise _read_error(path, f"the {path.suffix.lower().lstrip('.').upper()} data could not be decoded")
+    return _normalise(arr, path, bgr=True)
+
+
+def _probe_single(path: Path, size: int) -> list[FrameInfo]:
+    height, width, dtype, channels = _single_header(path, size)
+    _check_geometry(path, height, width, channels or 1)
+    if dtype is None or channels is None:
+        arr = _decode_single(path)
+        height, width = arr.shape[:2]
+        dtype, channels = arr.dtype.name, (1 if arr.ndim == 2 else 3)
+    return [FrameInfo(path, 0, height, width, dtype, channels)]
+
+
+def _read_single(path: Path, size: int) -> np.ndarray:
+    height, width, _, channels = _single_header(path, size)
+    _check_geometry(path, height, width, channels or 1)  # refuse huge files before decoding
+    return _decode_single(path)
+
+
+# --------------------------------------------------------------------------- TIFF
+
+
+def _open_tiff(path: Path) -> tifffile.TiffFile:
+    try:
+        return tifffile.TiffFile(path)
+    except OSError as exc:
+        raise _read_error(path, exc.strerror or str(exc)) from None
+    except Exception:  # tifffile raises TiffFileError, ValueError, struct.error... for bad files
+        raise _read_error(path, "it is not a valid TIFF file") from None
+
+
+def _tiff_pages(tif: tifffile.TiffFile, path: Path) -> list[tuple[int, object]]:
+    """Full-resolution pages as (index in the file's IFD chain, page)."""
+    pages = []
+    try:
+        for raw_index, page in enumerate(tif.pages):
+            # Bit 0 = reduced-resolution copy (pyramids, thumbnails), bit 2 = transparency mask.
+            if getattr(page, "subfiletype", 0) & 0b101:
+                continue
+            pages.append((raw_index, page))
+    except Exception:  # a damaged IFD chain part-way through the file
+        raise _read_error(path, "the TIFF file is damaged or truncated (a page directory is unreadable)") from None
+    if not pages:
+        raise _read_error(path, "the TIFF file contains no image pages")
+    return pages
+
+
+def _tiff_geometry(page, path: Path, size: int) -> tuple[int, int, int, np.dtype]:
+    """(height, width, stored channels, stored dtype) of a page; checks data lies inside the file."""
+    sizes = dict(zip(page.axes, page.shape))
+    height, width, channels = sizes.get("Y", 0), sizes.get("X", 0), sizes.get("S", 1)
+    extra = {axis: n for axis, n in sizes.items() if axis not in "YXS" and n > 1}
+    if extra:
+        raise _read_error(path, "it has a 3-D page (volumes inside one TIFF page are not supported)")
+    if page.dtype is None:
+        raise _read_error(path, "its TIFF sample format is not supported")
+    offsets, counts = page.dataoffsets, page.databytecounts
+    if offsets and counts and max(o + c for o, c in zip(offsets, counts)) > size:
+        raise _read_error(path, "the TIFF file is truncated (image data lies beyond the end of the file)")
+    _check_geometry(path, height, width, channels)
+    return height, width, channels, np.dtype(page.dtype)
+
+
+def _probe_tiff(path: Path, size: int) -> list[FrameInfo]:
+    with _open_tiff(path) as tif:
+        infos = []
+        for index, (_, page) in enumerate(_tiff_pages(tif, path)):
+            height, width, channels, dtype = _tiff_geometry(page, path, size)
+            infos.append(
+                FrameInfo(path, index, height, width, _output_dtype(dtype, path).name, 1 if channels == 1 else 3)
+            )
+    return infos
+
+
+def _read_tiff(path: Path, size: int, page_index: int) -> np.ndarray:
+    with _open_tiff(path) as tif:
+        pages = _tiff_pages(tif, path)
+        if not 0 <= page_index < len(pages):
+            raise _read_error(path, f"it has no page {page_index} (it has {len(pages)})")
+        raw_index, page = pages[page_index]
+        height, width, channels, _ = _tiff_geometry(page, path, size)
+        try:
+            arr = page.asarray()
+        except (KeyError, ValueError, ImportError, ModuleNotFoundError) as exc:
+            if "imagecodecs" in str(exc) or isinstance(exc, ImportError):
+                # tifffile alone lacks LZW/JPEG/PackBits (the imagecodecs package);
+                # OpenCV's libtiff has them, and OpenCV writes LZW TIFFs itself.
+                return _read_tiff_opencv(path, raw_index, page.compression)
+            raise _read_error(path, "the TIFF image data could not be decoded") from None
+        except Exception:  # zlib.error, struct.error... from damaged strips
+            raise _read_error(path, "the TIFF image data could not be decoded") from None
+        if page.axes.startswith("S") and arr.ndim == 3:  # planar RGB: (S, H, W) -> (H, W, S)
+            arr = np.moveaxis(arr, 0, -1)
+        arr = arr.reshape(height, width, channels)  # drops length-1 axes tifffile may keep
+    return _normalise(arr, path, bgr=False)
+
+
+def _read_tiff_opencv(path: Path, raw_index: int, compression) -> np.ndarray:
+    ok, mats = cv2.imreadmulti(str(path), raw_index, 1, flags=cv2.IMREAD_UNCHANGED)
+    if not ok or not mats:
+        name = getattr(compression, "name", str(compression))
+        raise _read_error(path, f"its TIFF compression ({name}) cannot be decoded here")
+    return _normalise(mats[0], path, bgr=True)
+
+
+# --------------------------------------------------------------------------- video
+
+
+def _open_video(path: Path) -> cv2.VideoCapture:
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        cap.release()
+        raise _read_error(path, "it could not be opened as a video (unknown or damaged format)")
+    return cap
+
+
+def _probe_video(path: Path) -> list[FrameInfo]:
+    cap = _open_video(path)
+    try:
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            raise _read_error(path, "the video has no readable frames")
+        first = _normalise(frame, path, bgr=True)
+        count = 1
+        # CAP_PROP_FRAME_COUNT comes from container metadata and is often wrong:
+        # count by grabbing (demuxes and decodes, but skips colour conversion).
+        while cap.grab():
+            count += 1
+    finally:
+        cap.release()
+    height, width = first.shape[:2]
+    channels = 1 if first.ndim == 2 else 3
+    return [FrameInfo(path, k, height, width, first.dtype.name, channels) for k in range(count)]
+
+
+def _read_video(path: Path, page: int) -> np.ndarray:
+    if page < 0:
+        raise _read_error(path, f"it has no frame {page}")
+    cap = _open_video(path)
+    try:
+        if page > 0:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, page)
+            if int(round(cap.get(cv2.CAP_PROP_POS_FRAMES))) != page:
+                # The backend could not seek exactly: start again and read up to the frame.
+                cap.release()
+                cap = _open_video(path)
+                for _ in range(page):
+                    if not cap.grab():
+                        raise _read_error(path, f"it has no frame {page}")
+        ok, frame = cap.read()
+    finally:
+        cap.release()
+    if not ok or frame is None:
+        raise _read_error(path, f"it has no frame {page}")
+    return _normalise(frame, path, bgr=True)
+
+
+# --------------------------------------------------------------------------- public readers
+
+
+def probe(path: str | os.PathLike) -> list[FrameInfo]:
+    """List the frames of an image, TIFF stack or video.
+
+    Parameters
+    ----------
+    path : path-like
+        An image (``IMAGE_EXTENSIONS``) or video (``VIDEO_EXTENSIONS``) file.
+
+    Returns
+    -------
+    list of FrameInfo
+        One entry per full-resolution TIFF page, per video frame, or a single
+        entry for a still image. Reduced-resolution and thumbnail TIFF pages
+        are skipped, and ``FrameInfo.page`` counts only the pages kept.
+
+    Raises
+    ------
+    ImageReadError
+        Missing or empty file, unsupported extension, damaged or truncated
+        content, a frame with no pixels or more than :data:`MAX_PIXELS`, or a
+        channel count other than 1, 3 or 4.
+
+    Notes
+    -----
+    PNG, JPEG and TIFF are probed from their headers (PNG: IHDR and IEND
+    chunks; JPEG: SOF and the EOI marker; TIFF: page directories and strip
+    extents), so no pixels are decoded. BMP files are decoded once. Videos are
+    read through to count their frames, because the container's frame count
+    is unreliable; this takes about as long as playing the video once.
+    """
+    path, size = _check_file(path)
+    ext = path.suffix.lower()
+    if ext in TIFF_EXTENSIONS:
+        return _probe_tiff(path, size)
+    if ext in VIDEO_EXTENSIONS:
+        return _probe_video(path)
+    return _probe_single(path, size)
+
+
+def read_image(path: str | os.PathLike, page: int = 0) -> np.ndarray:
+    """Decode one frame of an image, TIFF stack or video.
+
+    Parameters
+    ----------
+    path : path-like
+        An image or video file (see :func:`probe`).
+    page : int, optional
+        Frame index: full-resolution TIFF page or video frame (0-based).
+        Must be 0 for other still images.
+
+    Returns
+    -------
+    ndarray
+        ``(H, W)`` grey or ``(H, W, 3)`` RGB, C-contiguous. OpenCV's BGR order
+        is converted to RGB and alpha is dropped; RGB images whose channels
+        are equal stay 3-channel. The dtype is kept for ``uint8``, ``uint16``
+        and ``float32``; ``bool`` becomes ``uint8`` (0 and 255); ``float16``,
+        ``float64`` and all other integer types become ``float32``, which keeps
+        ``int8``/``int16`` values exactly and wider integers exactly up to
+        2**24. Float images may contain NaN and infinities; they are passed
+        through (:func:`to_display` shows NaN as black).
+
+    Raises
+    ------
+    ImageReadError
+        For the reasons listed in :func:`probe`, or when ``page`` does not exist.
+
+    Notes
+    -----
+    EXIF orientation is ignored (pixels are returned as stored). Video frames
+    are always 3-channel ``uint8``; seeking uses ``CAP_PROP_POS_FRAMES`` and
+    falls back to reading from the start when the backend cannot seek exactly.
+    """
+    path, size = _check_file(path)
+    ext = path.suffix.lower()
+    if ext in TIFF_EXTENSIONS:
+        return _read_tiff(path, size, page)
+    if ext in VIDEO_EXTENSIONS:
+        return _read_video(path, page)
+    if page != 0:
+        raise _read_error(path, f"it has no page {page} (it is a single image)")
+    return _read_single(path, size)
+
+
+def _unique_values(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values; a histogram for 8/16-bit data is much faster than sorting."""
+    if values.dtype in (np.uint8, np.uint16):
+        counts = np.bincount(values.ravel(), minlength=256)
+        return np.flatnonzero(counts).astype(values.dtype)
+    return np.unique(values)  # NaNs collapse into one
+
+
+def _format_values(values: np.ndarray, limit: int = 8) -> str:
+    def fmt(v) -> str:
+        return str(int(v)) if float(v).is_integer() else f"{float(v):g}"
+
+    shown = ", ".join(fmt(v) for v in values[:limit])
+    if len(values) > limit:
+        shown += f" …and {len(values) - limit} more"
+    return shown
+
+
+def read_mask(path: str | os.PathLike, page: int = 0) -> np.ndarray:
+    """Read a binary mask as a boolean array.
+
+    Parameters
+    ----------
+    path : path-like
+        A mask image (any format :func:`read_image` reads).
+    page : int, optional
+        TIFF page or video frame.
+
+    Returns
+    -------
+    ndarray of bool, shape (H, W)
+        True where the mask is non-zero.
+
+    Raises
+    ------
+    ImageReadError
+        The file cannot be read (see :func:`read_image`).
+    MaskError
+        The values are not binary. Accepted encodings are 0/255, 0/1 and, for
+        16-bit files, 0/65535; a single value is accepted too (all 0 = empty,
+        all 255 or all 1 = full). A colour mask is accepted when its three
+        channels are equal.
+    """
+    path = Path(path)
+    image = read_image(path, page)
+    if image.ndim == 3:
+        if not (np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2])):
+            raise MaskError(f"{path.name} is not a binary mask: its colour channels differ")
+        image = image[..., 0]
+    values = _unique_values(image)
+    allowed = [{0, 255}, {0, 1}] + ([{0, 65535}] if image.dtype == np.uint16 else [])
+    found = set(values.tolist())
+    if not any(found <= ok for ok in allowed):
+        raise MaskError(
+            f"{path.name} is not a binary mask: found values {_format_values(values)} "
+            "(expected 0 and 255, or 0 and 1)"
+        )
+    return image != 0
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+_DIGITS = re.compile(r"([0-9]+)")
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key that orders embedded numbers by value ("img2" < "img10").
+
+    Parameters
+    ----------
+    text : str
+        A file name or relative path.
+
+    Returns
+    -------
+    tuple
+        ``(parts, text)`` where ``parts`` alternates case-folded text and
+        integers; ``text`` breaks ties ("img02" vs "img2") deterministically.
+    """
+    parts = _DIGITS.split(text)
+    # split() always yields text at even and digits at odd positions, so two keys
+    # never compare an int with a str.
+    return tuple(int(p) if i % 2 else p.casefold() for i, p in enumerate(parts)), text
+
+
+_TRAILING_NUMBER = re.compile(r"[0-9]+$")
+
+
+def _sequence_prefix(stem: str) -> str:
+    """'t01' -> 't', 'img_002' -> 'img', '000' -> ''."""
+    stripped = _TRAILING_NUMBER.sub("", stem)
+    return stripped.rstrip("_-. ") if stripped != stem else stem
+
+
+@dataclass(frozen=True)
+class SourceFrame:
+    """One frame found by :func:`discover`.
+
+    Attributes
+    ----------
+    path : Path
+        Absolute path of the file.
+    page : int
+        Frame index inside the file (``FrameInfo.page``).
+    name : str
+        Path relative to the import root (POSIX separators), plus ``#<page>``
+        for files with more than one frame.
+    sequence : str
+        Sequence id: for a multi-frame TIFF or video its relative path without
+        extension; for still images ``<relative parent>/<stem prefix>`` where
+        the prefix is the stem without its trailing number (``images/t07.png``
+        -> ``images/t``; ``000.png`` at the root -> ``/``).
+    frame : int
+        Position in the sequence (0-based): the page index for stacks, the
+        rank in natural order of the name for still images.
+    info : FrameInfo
+        Geometry and pixel type.
+    """
+
+    path: Path
+    page: int
+    name: str
+    sequence: str
+    frame: int
+    info: FrameInfo
+
+
+@dataclass(frozen=True)
+class DiscoverResult:
+    """What :func:`discover` found.
+
+    Attributes
+    ----------
+    frames : list of SourceFrame
+        Every readable frame, files in natural order, pages in order.
+    skipped : list of Path
+        Files that are not images or videos (by extension), e.g. ``LICENSE``.
+    errors : dict of Path -> ImageReadError
+        Files that could not be probed (only filled when ``on_error`` is given).
+
+    Iterating over the result, or ``len()``, goes over ``frames``.
+    """
+
+    frames: list[SourceFrame] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    errors: dict[Path, ImageReadError] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[SourceFrame]:
+        return iter(self.frames)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def sequences(self) -> dict[str, list[SourceFrame]]:
+        """Frames grouped by sequence id, each list in frame order."""
+        groups: dict[str, list[SourceFrame]] = {}
+        for frame in self.frames:
+            groups.setdefault(frame.sequence, []).append(frame)
+        return {key: sorted(group, key=lambda f: f.frame) for key, group in groups.items()}
+
+
+def _is_hidden(entry: os.DirEntry) -> bool:
+    if entry.name.startswith("."):
+        return True
+    try:  # Windows "hidden" attribute
+        return bool(getattr(entry.stat(), "st_file_attributes", 0) & 2)
+    except OSError:
+        return False
+
+
+def _walk(folder: Path, errors: list[tuple[Path, ImageReadError]], seen: set[str]) -> Iterator[Path]:
+    """Files under ``folder`` depth-first, entries in natural order, hidden ones left out."""
+    real = os.path.realpath(folder)
+    if real in seen:  # a symlink loop
+        return
+    seen.add(real)
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: natural_key(e.name))
+    except OSError as exc:
+        errors.append((folder, _read_error(folder, f"the folder cannot be listed ({exc.strerror or exc})")))
+        return
+    for entry in entries:
+        if _is_hidden(entry):
+            continue
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            yield from _walk(Path(entry.path), errors, seen)
+        else:
+            yield Path(entry.path)
+
+
+def discover(
+    sources: Iterable[str | os.PathLike],
+    on_error: Callable[[Path, ImageReadError], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> DiscoverResult:
+    """Find the frames in image files, stacks, videos and folders.
+
+    Parameters
+    ----------
+    sources : iterable of path-like
+        Files or folders; folders are walked recursively (natural order,
+        hidden files and folders ignored). A file listed twice is read once.
+    on_error : callable, optional
+        ``on_error(path, error)`` for a file that cannot be probed; the file is
+        then recorded in ``DiscoverResult.errors`` and skipped. Without it the
+        first :class:`ImageReadError` is raised.
+    progress : callable, optional
+        ``progress(done, total)`` after each image or video file is probed.
+
+    Returns
+    -------
+    DiscoverResult
+        ``frames``, ``skipped`` (not images by extension) and ``errors``.
+
+    Notes
+    -----
+    Names are relative to the folder for a folder source and to the file's
+    parent for a file source. When a later source would repeat a name or a
+    sequence id of an earlier one (two folders both holding ``000.png``), its
+    names and sequences get the source folder's name as a prefix
+    (``B/000.png``). A file with a single frame is a still image whatever its
+    type, so single-page TIFFs group with their numbered neighbours.
+    """
+    walk_errors: list[tuple[Path, ImageReadError]] = []
+    candidates: list[tuple[int, Path, Path]] = []  # (source index, root, file)
+    skipped: list[Path] = []
+    roots: list[Path] = []
+    seen_files: set[Path] = set()
+    seen_dirs: set[str] = set()
+    for index, source in enumerate(sources):
+        source = Path(os.path.abspath(source))
+        if source.is_dir():
+            root, files = source, _walk(source, walk_errors, seen_dirs)
+        else:
+            root, files = source.parent, [source]
+        roots.append(root)
+        for file in files:
+            if file in seen_files:
+                continue
+            seen_files.add(file)
+            if file.suffix.lower() in _SUPPORTED:
+                candidates.append((index, root, file))
+            else:
+                skipped.append(file)
+
+    errors: dict[Path, ImageReadError] = {}
+
+    def fail(path: Path, exc: ImageReadError) -> None:
+        if on_error is None:
+            raise exc
+        errors[path] = exc
+        on_error(path, exc)
+
+    for path, exc in walk_errors:
+        fail(path, exc)
+
+    probed: dict[int, list[tuple[PurePosixPath, list[FrameInfo]]]] = {}
+    for done, (index, root, file) in enumerate(candidates, start=1):
+        try:
+            infos = probe(file)
+        except ImageReadError as exc:
+            fail(file, exc)
+        else:
+            probed.setdefault(index, []).append((PurePosixPath(file.relative_to(root).as_posix()), infos))
+        if progress is not None:
+            progress(done, len(candidates))
+
+    frames: list[SourceFrame] = []
+    used_names: set[str] = set()
+    used_sequences: set[str] = set()
+    for index in sorted(probed):
+        files = probed[index]
+        prefix = None
+        own = _frames_of_source(files, prefix)
+        attempt = 1
+        while any(f.name in used_names for f in own) or {f.sequence for f in own} & used_sequences:
+            label = roots[index].name or f"source{index + 1}"
+            prefix = label if attempt == 1 else f"{label} ({attempt})"
+            own = _frames_of_source(files, prefix)
+            attempt += 1
+        used_names.update(f.name for f in own)
+        used_sequences.update(f.sequence for f in own)
+        frames.extend(own)
+    return DiscoverResult(frames=frames, skipped=skipped, errors=errors)
+
+
+def _frames_of_source(files: list[tuple[PurePosixPath, list[FrameInfo]]], prefix: str | None) -> list[SourceFrame]:
+    """Names, sequence ids and frame numbers for the probed files of one source."""
+    rels = [(PurePosixPath(prefix, rel) if prefix else rel, infos) for rel, infos in files]
+    image_sequence: dict[str, str] = {}  # name -> sequence, still images only
+    for rel, infos in rels:
+        if len(infos) == 1:
+            parent = "" if str(rel.parent) == "." else str(rel.parent)
+            image_sequence[str(rel)] = f"{parent}/{_sequence_prefix(rel.stem)}"
+    # Rank still images within their sequence by natural order of the name.
+    members: dict[str, list[str]] = {}
+    for name, seq in image_sequence.items():
+        members.setdefault(seq, []).append(name)
+    rank = {}
+    for seq, names in members.items():
+        for k, name in enumerate(sorted(names, key=natural_key)):
+            rank[name] = k
+
+    stack_ids: set[str] = set()
+    out = []
+    for rel, infos in rels:
+        name = str(rel)
+        if len(infos) == 1:
+            out.append(SourceFrame(infos[0].path, 0, name, image_sequence[name], rank[name], infos[0]))
+            continue
+        sequence = str(rel.with_suffix(""))
+        if sequence in members or sequence in stack_ids:  # e.g. a.tif beside a.avi
+            sequence = name
+        stack_ids.add(sequence)
+        for info in infos:
+            out.append(SourceFrame(info.path, info.page, f"{name}#{info.page}", sequence, info.page, info))
+    return out
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def file_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's content, as 64 hex digits.
+
+    Parameters
+    ----------
+    path : path-like
+        Any file.
+    chunk : int, optional
+        Read size in bytes.
+
+    Raises
+    ------
+    ImageReadError
+        The file cannot be read.
+    """
+    path = Path(path)
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(chunk):
+                digest.update(block)
+    except FileNotFoundError:
+        raise _read_error(path, "the file does not exist") from None
+    except OSError as exc:
+        raise _read_error(path, exc.strerror or str(exc)) from None
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- display
+
+
+def _subsample(image: np.ndarray, max_samples: int) -> np.ndarray:
+    """A strided view with at most about ``max_samples`` values (no copy)."""
+    n = image.size  # channels count too: they share one window
+    step = max(1, int(np.ceil(np.sqrt(n / max(1, max_samples)))))
+    return image[::step, ::step]
+
+
+def _hist_percentiles(values: np.ndarray, qs: tuple[float, float]) -> list[float]:
+    """np.percentile (linear method) of 8/16-bit data through a histogram: O(n), no sort."""
+    cum = np.cumsum(np.bincount(values.ravel(), minlength=256))
+    n = int(cum[-1])
+    out = []
+    for q in qs:
+        pos = q / 100.0 * (n - 1)
+        k = int(np.floor(pos))
+        v0 = int(np.searchsorted(cum, k, side="right"))
+        v1 = int(np.searchsorted(cum, min(k + 1, n - 1), side="right"))
+        out.append(v0 + (pos - k) * (v1 - v0))
+    return out
+
+
+def display_window(
+    image: np.ndarray, low: float = 0.5, high: float = 99.5, max_samples: int = 1 << 20
+) -> tuple[float, float]:
+    """Intensity window from percentiles, for mapping an image to 8 bits.
+
+    Parameters
+    ----------
+    image : ndarray
+        ``(H, W)`` or ``(H, W, C)``, any real dtype; all channels share one window.
+    low, high : float, optional
+        Percentiles (0..100) mapped to black and white.
+    max_samples : int, optional
+        Pixels are taken on a regular grid of about this many (times the
+        channels) for speed; the percentiles of a 2048x2048 image barely move.
+
+    Returns
+    -------
+    lo, hi : float
+        Window in image units, ``hi > lo`` always. Non-finite values are
+        ignored. When the percentiles coincide, the finite minimum and maximum
+        are used; for a constant image the window is the dtype's full range for
+        integers (0 shows black) and ``[min(v, 0), max(v, 1)]`` for floats, so
+        a constant image shows black or white rather than failing.
+    """
+    image = np.asarray(image)
+    if image.dtype == np.bool_:
+        image = image.view(np.uint8)
+    sample = _subsample(image, max_samples)
+    if sample.size == 0:
+        return 0.0, 1.0
+    if sample.dtype in (np.uint8, np.uint16):
+        lo, hi = _hist_percentiles(sample, (low, high))
+        vmin, vmax = (float(sample.min()), float(sample.max())) if sample.size else (0.0, 0.0)
+    else:
+        sample = sample.astype(np.float32, copy=False)
+        sample = sample[np.isfinite(sample)]
+        if sample.size == 0:
+            return 0.0, 1.0
+        lo, hi = (float(v) for v in np.percentile(sample, (low, high)))
+        vmin, vmax = float(sample.min()), float(sample.max())
+    if hi > lo:
+        return float(lo), float(hi)
+    if vmax > vmin:
+        return vmin, vmax
+    if image.dtype.kind in "iu":
+        info = np.iinfo(image.dtype)
+        return float(min(info.min, vmin)), float(max(info.max, vmin + 1))
+    return min(vmin, 0.0), max(vmin, 1.0)
+
+
+def to_display(image: np.ndarray, window: tuple[float, float] | None = None) -> np.ndarray:
+    """Map an image to ``uint8`` for the screen: THE display conversion.
+
+    Parameters
+    ----------
+    image : ndarray
+        ``(H, W)`` or ``(H, W, C)`` of any real dtype (as :func:`read_image` returns).
+    window : (float, float), optional
+        Values mapped to 0 and 255 (linear in between, clipped outside).
+        Default: :func:`display_window` of the image.
+
+    Returns
+    -------
+    ndarray of uint8
+        Same shape. ``uint8`` input without an explicit ``window`` is returned
+        as it is (no copy). NaN shows as 0, +inf as 255, -inf as 0.
+
+    Notes
+    -----
+    ``uint16`` goes through ``cv2.addWeighted`` (one pass, saturating), floats
+    through in-place float32 arithmetic, so a 2048x2048 ``uint16`` image takes
+    a few milliseconds.
+    """
+    image = np.asarray(image)
+    if image.dtype == np.uint8 and window is None:
+        return image
+    if image.dtype == np.bool_:
+        image = image.view(np.uint8)
+    lo, hi = display_window(image) if window is None else (float(window[0]), float(window[1]))
+    if not hi > lo:
+        hi = lo + 1.0
+    scale = 255.0 / (hi - lo)
+    offset = -lo * scale
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if image.dtype in (np.uint8, np.uint16, np.int16) and channels <= 4:
+        # Integers have no NaN/inf, so OpenCV's saturating x*a + x*0 + b is exact and fast.
+        return cv2.addWeighted(image, scale, image, 0.0, offset, dtype=cv2.CV_8U)
+    out = image.astype(np.float32)  # a copy: never modify the caller's array
+    out *= np.float32(scale)
+    out += np.float32(offset + 0.5)  # +0.5 so the truncating cast below rounds
+    # fmax/fmin ignore NaN in one operand, so NaN becomes 0 here instead of an undefined cast.
+    np.fmax(out, 0.0, out=out)
+    np.fmin(out, 255.0, out=out)
+    return out.astype(np.uint8)
+
+
+def thumbnail(image: np.ndarray, max_side: int = 128) -> np.ndarray:
+    """A small ``uint8`` preview with the aspect ratio kept.
+
+    Parameters
+    ----------
+    image : ndarray
+        ``(H, W)`` or ``(H, W, 3)``, any dtype :func:`to_display` accepts.
+    max_side : int, optional
+        Longest side of the result in pixels. Smaller images are not enlarged.
+
+    Returns
+    -------
+    ndarray of uint8
+        ``(h, w)`` or ``(h, w, 3)`` with ``max(h, w) <= max_side``.
+
+    Notes
+    -----
+    The display window is computed on the full image, then the raw pixels are
+    shrunk with ``cv2.INTER_AREA`` and mapped through :func:`to_display`;
+    shrinking first keeps this cheap for large 16-bit frames.
+    """
+    image = np.asarray(image)
+    height, width = image.shape[:2]
+    factor = min(1.0, max_side / max(height, width))
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    if image.dtype in (np.uint8, np.uint16, np.float32):
+        window = None if image.dtype == np.uint8 else display_window(image)
+        small = image if factor == 1.0 else cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        return np.ascontiguousarray(to_display(small, window))
+    shown = to_display(image)
+    return shown if factor == 1.0 else cv2.resize(shown, size, interpolation=cv2.INTER_AREA)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class ThumbnailCache:
+    """Thumbnails kept as PNG files in a folder, computed on first use.
+
+    Parameters
+    ----------
+    folder : path-like
+        Cache folder; created when the first thumbnail is written.
+    max_side : int, optional
+        Longest side of the thumbnails in pixels (part of the file name, so
+        caches of different sizes can share a folder).
+
+    Notes
+    -----
+    Files are written to a temporary file and renamed into place, so a crash
+    never leaves half a PNG; an unreadable cache file is simply regenerated.
+    Failing to write (disk full, read-only folder) is logged, not raised: the
+    cache is an optimisation.
+    """
+
+    def __init__(self, folder: str | os.PathLike, max_side: int = 128) -> None:
+        self.folder = Path(folder)
+        self.max_side = int(max_side)
+
+    def path_for(self, key: str) -> Path:
+        """Cache file of ``key``: the key with unsafe characters replaced, plus a
+        short hash of the key when anything was replaced (so keys never collide)."""
+        safe = _UNSAFE.sub("_", key)[:120]
+        if safe != key:
+            safe += "-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:10]
+        return self.folder / f"{safe}.{self.max_side}px.png"
+
+    def get(self, key: str, load: Callable[[], np.ndarray]) -> np.ndarray:
+        """The thumbnail of ``key``, from the cache or computed from ``load()``.
+
+        Parameters
+        ----------
+        key : str
+            Identifies the image, e.g. ``f"{sha256}_{page}"``.
+        load : callable
+            Returns the full image (any :func:`read_image` array); only called
+            when the cache has no valid file for ``key``.
+
+        Returns
+        -------
+        ndarray of uint8
+            ``(h, w)`` or ``(h, w, 3)`` RGB.
+        """
+        path = self.path_for(key)
+        cached = self._load(path)
+        if cached is not None:
+            return cached
+        thumb = thumbnail(load(), self.max_side)
+        self._store(path, thumb)
+        return thumb
+
+    def _load(self, path: Path) -> np.ndarray | None:
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+        except OSError:
+            return None
+        # A half-written or damaged file (no IEND) is not trusted even if it decodes partly.
+        if data.size < 8 or b"IEND" not in data[-_PNG_TAIL:].tobytes():
+            log.warning("thumbnail cache file %s is damaged; regenerating it", path)
+            return None
+        thumb = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        if thumb is None or thumb.dtype != np.uint8 or thumb.ndim not in (2, 3):
+            log.warning("thumbnail cache file %s is damaged; regenerating it", path)
+            return None
+        return thumb if thumb.ndim == 2 else np.ascontiguousarray(thumb[:, :, 2::-1])
+
+    def _store(self, path: Path, thumb: np.ndarray) -> None:
+        ok, encoded = cv2.imencode(".png", thumb if thumb.ndim == 2 else np.ascontiguousarray(thumb[:, :, ::-1]))
+        if not ok:
+            log.warning("thumbnail for %s could not be encoded", path.name)
+            return
+        tmp = None
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.folder)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(encoded.tobytes())
+            os.replace(tmp, path)
+            tmp = None
+        except OSError as exc:
+            log.warning("thumbnail cache %s could not be written: %s", self.folder, exc)
+        finally:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
