@@ -1,0 +1,516 @@
+"""One labelling session: the workflow engine the UI (and the CLI) talks to, and nothing else.
+
+The flow of one sample::
+
+    Session.next()      the selector's choice, with its display image h(x) and its
+                        pre-label l(x) ready (prepared in the background for the
+                        next few samples, so opening is instant)
+    Session.submit()    inspection γ(y) of the corrected mask, and post-processing
+                        suggestions to show before/after
+    Session.save()      a new label version in the store, with time spent and strokes
+
+No Kivy here: every action a user can take on screen is a method a test can call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from labelassist.errors import ImageReadError, LabelAssistError
+from labelassist.project import Project
+from labelassist.store import LabelVersion, Sample
+from labelassist.workflow import features as feature_mod
+from labelassist.workflow import inspect as inspect_mod
+from labelassist.workflow import postprocess, preprocess, selector
+from labelassist.workflow.evaluate import Evaluation, evaluate_prelabels
+from labelassist.workflow.prelabel import Prelabel, PrelabelContext
+from labelassist.workflow.registry import REGISTRY
+
+log = logging.getLogger(__name__)
+
+# Methods that need no prompt: the ones the session can pre-label with on its own.
+AUTOMATIC_PRELABELS = ("otsu", "previous", "onnx")
+# Labelled samples an automatic choice of pre-label method is measured on (the newest ones).
+EVALUATION_SAMPLES = 12
+# Re-measure the pre-label methods after this many new labels.
+REEVALUATE_EVERY = 10
+
+
+@dataclass(frozen=True)
+class Assisted:
+    """A sample ready to label: what the annotator sees when it opens.
+
+    Attributes
+    ----------
+    sample : Sample
+    image : ndarray
+        The raw pixels (uint8, uint16 or float32; grey or RGB).
+    display : ndarray of uint8
+        The pre-processed image h(x) for the screen, same height and width.
+    prelabel : Prelabel or None
+        The proposed mask to correct, or None when pre-labelling is off (or
+        nothing helps on this project).
+    label : LabelVersion or None
+        The newest saved label, when the sample was labelled before (the canvas
+        starts from it instead of the pre-label).
+    prepare_ms : float
+        How long preparing took (in the background when it was ready in time).
+    """
+
+    sample: Sample
+    image: np.ndarray
+    display: np.ndarray
+    prelabel: Prelabel | None
+    label: LabelVersion | None
+    prepare_ms: float
+
+    @property
+    def start_mask(self) -> np.ndarray:
+        """The mask the canvas starts from: the saved label, else the pre-label, else empty."""
+        if self.label is not None:
+            return self.label.mask
+        if self.prelabel is not None:
+            return self.prelabel.mask.copy()
+        return np.zeros(self.image.shape[:2], dtype=bool)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What post-assistance says about a finished mask, before it is saved.
+
+    Attributes
+    ----------
+    report : Report or None
+        Inspection γ(y); None when no check applies to this project yet (no
+        priors, no model, no pre-label).
+    suggestions : list of Suggestion
+        Post-processing results that would change the mask, each with its
+        before/after summary; the UI shows them for accept or reject.
+    note : str
+        Why there is no report, when there is none.
+    """
+
+    report: inspect_mod.Report | None
+    suggestions: list[postprocess.Suggestion]
+    note: str = ""
+
+    @property
+    def warning(self) -> bool:
+        return self.report is not None and self.report.warning
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One entry of the selector's ranking."""
+
+    sample: Sample
+    score: float
+    scores: dict[str, float]
+
+
+@dataclass
+class PrelabelChoice:
+    """Which pre-label the session uses, and the evidence."""
+
+    method: str | None
+    reason: str
+    evaluation: Evaluation | None = None
+    labelled_at: int = 0
+
+
+class Session:
+    """A labelling session on one project.
+
+    Parameters
+    ----------
+    project : Project
+    author : str, optional
+        Recorded with every label version and event (default: the system user).
+    lookahead : int
+        How many of the next samples to prepare in the background.
+    background : bool
+        Prepare in a worker thread (the kiosk); False prepares on demand (tests, CLI).
+    """
+
+    def __init__(self, project: Project, author: str | None = None, lookahead: int = 3,
+                 background: bool = True):
+        self.project = project
+        self.store = project.store
+        self.author = author
+        self.lookahead = lookahead
+        self.plugin_errors = REGISTRY.load_plugins(project.plugins_dir)
+        for name, reason in self.plugin_errors.items():
+            log.warning("plug-in %s was skipped: %s", name, reason)
+        self._pool: selector.Pool | None = None
+        self._pool_ids: np.ndarray | None = None
+        self._cache: dict[int, Assisted] = {}
+        self._futures: dict[int, Future] = {}
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="prepare") if background else None
+        self._choice: PrelabelChoice | None = None
+        self.current: Assisted | None = None
+        self._opened_at = 0.0
+        self.missing: list[Sample] = []
+
+    def close(self) -> None:
+        """Stop the background worker (pending preparations are dropped)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.project.settings
+
+    # -- selection --------------------------------------------------------------------------
+    def update_features(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Compute and cache the selector features of samples that have none; returns how many.
+
+        Samples whose image cannot be read (moved, unplugged) are left out of the
+        pool and listed in :attr:`missing`.
+        """
+        cached = self.store.get_features(feature_mod.FEATURE_ID)
+        todo = [s for s in self.store.samples() if s.id not in cached]
+        self.missing = []
+        computed: dict[int, np.ndarray] = {}
+        for done, sample in enumerate(todo, 1):
+            try:
+                computed[sample.id] = feature_mod.extract_features(self.project.read_image(sample))
+            except ImageReadError as exc:
+                log.warning("no features for %s: %s", sample.name, exc)
+                self.missing.append(sample)
+            if len(computed) >= 256:  # write in batches: one transaction per 256 samples
+                self.store.put_features(feature_mod.FEATURE_ID, computed)
+                computed = {}
+            if progress:
+                progress(done, len(todo))
+        if computed:
+            self.store.put_features(feature_mod.FEATURE_ID, computed)
+        if todo:
+            self._pool = None
+        return len(todo) - len(self.missing)
+
+    def pool(self) -> tuple[selector.Pool, np.ndarray]:
+        """The selector's view of the project (kept between calls), and the sample id of each row."""
+        if self._pool is None:
+            self.update_features()
+            cached = self.store.get_features(feature_mod.FEATURE_ID)
+            samples = [s for s in self.store.samples() if s.id in cached]
+            labelled = self.store.labelled_ids()
+            flags = self.store.flags()
+            dim = feature_mod.FEATURE_SIZE[0] * feature_mod.FEATURE_SIZE[1]
+            feats = np.stack([cached[s.id] for s in samples]) if samples else np.zeros((0, dim), np.float32)
+            self._pool = selector.Pool(
+                features=feats,
+                labelled=np.array([s.id in labelled for s in samples], dtype=bool),
+                sequence=np.array([s.sequence for s in samples], dtype=object),
+                frame=np.array([s.frame for s in samples], dtype=np.int64),
+                flags=np.array([-1 if s.id not in flags else int(flags[s.id]) for s in samples], dtype=np.int8),
+                seed=int(self.settings["selector"]["seed"]),
+            )
+            self._pool_ids = np.array([s.id for s in samples], dtype=np.int64)
+        return self._pool, self._pool_ids
+
+    def ranking(self, top: int | None = None) -> list[Ranked]:
+        """Unlabelled samples best first, with the combined and per-strategy scores."""
+        pool, ids = self.pool()
+        weights = self.settings["selector"]["weights"]
+        params = self.settings["selector"]["params"]
+        order = selector.rank(pool, weights, params)
+        if top is not None:
+            order = order[:top]
+        combined = selector.combined_scores(pool, weights, params)
+        per = {
+            name: np.asarray(REGISTRY.get("selector", name)(pool, **params.get(name, {})), dtype=float)
+            for name, w in weights.items() if w > 0
+        }
+        return [
+            Ranked(self.store.sample(int(ids[i])), float(combined[i]), {k: float(v[i]) for k, v in per.items()})
+            for i in order
+        ]
+
+    def _next_ids(self, count: int) -> list[int]:
+        pool, ids = self.pool()
+        order = selector.rank(pool, self.settings["selector"]["weights"], self.settings["selector"]["params"])
+        return [int(ids[i]) for i in order[:count]]
+
+    def next(self) -> Assisted | None:
+        """Open the selector's choice, prepared; None when every sample is labelled."""
+        upcoming = self._next_ids(1 + self.lookahead)
+        if not upcoming:
+            return None
+        assisted = self.open(upcoming[0])
+        self._prepare_ahead(upcoming[1:])
+        return assisted
+
+    def open(self, sample_id: int) -> Assisted:
+        """Open one sample (the selector's choice or one the user tapped in the queue)."""
+        with self._lock:
+            assisted = self._cache.pop(sample_id, None)
+            future = self._futures.pop(sample_id, None)
+        if assisted is None and future is not None:
+            try:
+                assisted = future.result()
+            except LabelAssistError:
+                assisted = None  # prepare again below, so the error reaches the caller
+        if assisted is None:
+            assisted = self.prepare(sample_id)
+        self.current = assisted
+        self._opened_at = time.monotonic()
+        self.store.log_event("open", actor=self.author, sample_id=sample_id,
+                             assistance=assisted.prelabel.method if assisted.prelabel else None)
+        return assisted
+
+    def _prepare_ahead(self, sample_ids: list[int]) -> None:
+        if self._executor is None:
+            return
+        with self._lock:
+            wanted = set(sample_ids)
+            for stale in [k for k in self._cache if k not in wanted]:
+                del self._cache[stale]
+            for sample_id in sample_ids:
+                if sample_id in self._cache or sample_id in self._futures:
+                    continue
+                inputs = self._prepare_inputs(sample_id)  # store reads stay on this thread
+                future = self._executor.submit(self._prepare_from, *inputs)
+                self._futures[sample_id] = future
+                future.add_done_callback(lambda f, sid=sample_id: self._store_prepared(sid, f))
+
+    def _store_prepared(self, sample_id: int, future: Future) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        with self._lock:
+            if self._futures.pop(sample_id, None) is future:
+                self._cache[sample_id] = future.result()
+
+    def prepared(self, sample_id: int) -> bool:
+        """True when the sample's assistance is ready in the cache."""
+        with self._lock:
+            return sample_id in self._cache
+
+    def wait_prepared(self, timeout: float = 30.0) -> None:
+        """Block until the background worker has finished what it was given (tests, benchmarks)."""
+        with self._lock:
+            futures = list(self._futures.values())
+        for f in futures:
+            try:
+                f.result(timeout=timeout)
+            except Exception:  # noqa: BLE001 - errors surface again when the sample is opened
+                pass
+
+    def prepare(self, sample_id: int) -> Assisted:
+        """Prepare one sample now, on this thread."""
+        return self._prepare_from(*self._prepare_inputs(sample_id))
+
+    def _prepare_inputs(self, sample_id: int):
+        sample = self.store.sample(sample_id)
+        label = self.store.latest_label(sample_id)
+        method = self.prelabel_method()
+        previous = self.previous_mask(sample) if method == "previous" else None
+        return sample, label, method, previous
+
+    def _prepare_from(self, sample: Sample, label: LabelVersion | None, method: str | None,
+                      previous: np.ndarray | None) -> Assisted:
+        # Runs on the worker thread: pixels and numpy only, no database access.
+        start = time.perf_counter()
+        image = self.project.read_image(sample)
+        display = self.display_image(image)
+        prelabel = None
+        if method is not None and label is None:
+            try:
+                prelabel = self._run_prelabel(method, image, PrelabelContext(previous_mask=previous))
+            except LabelAssistError as exc:
+                log.info("no pre-label for %s: %s", sample.name, exc)
+        return Assisted(sample, image, display, prelabel, label, (time.perf_counter() - start) * 1000)
+
+    # -- pre-assistance ---------------------------------------------------------------------
+    def display_image(self, image: np.ndarray) -> np.ndarray:
+        """h(x): the project's pre-processing pipeline, as uint8 for the screen."""
+        return preprocess.to_uint8(preprocess.run_pipeline(image, self.settings["preprocess"]["pipeline"]))
+
+    def set_pipeline(self, pipeline: list[dict[str, Any]], confirm: bool = False) -> None:
+        """Change the pre-processing pipeline.
+
+        Once labelling has begun, a different display gives inconsistent labels,
+        so the change needs ``confirm=True``; it is logged either way.
+        """
+        preprocess.run_pipeline(np.zeros((8, 8), np.uint8), pipeline)  # validates names and parameters
+        if self.store.counts()["label_versions"] and not confirm:
+            raise LabelAssistError(
+                "labels already exist: changing the pre-processing now makes the display differ from "
+                "what earlier labels were drawn on; confirm to change it anyway"
+            )
+        old = self.settings["preprocess"]["pipeline"]
+        self.settings["preprocess"]["pipeline"] = pipeline
+        self.project.save_settings(actor=self.author)
+        self.store.log_event("pipeline", actor=self.author, old=old, new=pipeline, confirmed=confirm)
+        with self._lock:
+            self._cache.clear()
+
+    def previous_mask(self, sample: Sample) -> np.ndarray | None:
+        """The newest label of the frame just before this one in its sequence (None at a start)."""
+        row = self.store.conn.execute(
+            "SELECT id FROM samples WHERE sequence = ? AND frame = ?", (sample.sequence, sample.frame - 1)
+        ).fetchone()
+        if row is None:
+            return None
+        label = self.store.latest_label(row[0])
+        if label is None or (label.height, label.width) != (sample.height, sample.width):
+            return None
+        return label.mask
+
+    def _run_prelabel(self, method: str, image: np.ndarray, context: PrelabelContext) -> Prelabel:
+        params = self.settings["prelabel"]["params"].get(method, {})
+        return REGISTRY.get("prelabel", method)(image, context, **params)
+
+    def prelabel(self, sample_id: int, method: str, **prompt: Any) -> Prelabel:
+        """Run one pre-label method on a sample, e.g. a tap (``points=[(x, y)]``) or a ``box``.
+
+        Interactive methods run on the raw pixels; the prompt is in image pixels.
+        """
+        sample = self.store.sample(sample_id)
+        if self.current is not None and self.current.sample.id == sample_id:
+            image = self.current.image
+        else:
+            image = self.project.read_image(sample)
+        context = PrelabelContext(previous_mask=self.previous_mask(sample), **prompt)
+        result = self._run_prelabel(method, image, context)
+        self.store.log_event("prelabel", actor=self.author, sample_id=sample_id, assistance=f"prelabel:{method}")
+        return result
+
+    def prelabel_method(self) -> str | None:
+        """The pre-label the session uses: the project's choice, or the best measured one.
+
+        ``prelabel.method = "auto"`` measures the automatic methods on the newest
+        labelled samples and takes the best; when even the best mean DSC is below
+        ``prelabel.min_dsc`` pre-labelling is switched off (a bad pre-label slows
+        the annotator down). ``"none"`` switches it off by hand.
+        """
+        return self.prelabel_choice().method
+
+    def prelabel_choice(self) -> PrelabelChoice:
+        setting = self.settings["prelabel"]["method"]
+        if setting == "none":
+            return PrelabelChoice(None, "pre-labelling is switched off in the project settings")
+        if setting != "auto":
+            REGISTRY.get("prelabel", setting)  # an unknown name is an error, not a silent 'off'
+            return PrelabelChoice(setting, "chosen in the project settings")
+        labelled = len(self.store.labelled_ids())
+        if self._choice is not None:
+            since = labelled - self._choice.labelled_at
+            # Early labels change the picture most: measure again after each of the first few.
+            if since == 0 or (self._choice.labelled_at >= 3 and since < REEVALUATE_EVERY):
+                return self._choice
+        if labelled == 0:
+            self._choice = PrelabelChoice("otsu", "no labels yet to measure the methods on", labelled_at=0)
+            return self._choice
+        evaluation = self.evaluate_prelabels(limit=EVALUATION_SAMPLES)
+        min_dsc = float(self.settings["prelabel"]["min_dsc"])
+        best = evaluation.best(min_dsc)
+        top = evaluation.ranking()[0]
+        if best is None:
+            reason = (f"off: the best method ({top.method}) reaches a DSC of {top.dice_mean:.2f} on "
+                      f"{top.n} labelled samples, below {min_dsc:.2f}")
+        else:
+            reason = f"{best}: DSC {top.dice_mean:.2f} on {top.n} labelled samples (best of {len(evaluation.summaries)})"
+        self._choice = PrelabelChoice(best, reason, evaluation, labelled)
+        self.store.log_event("prelabel_choice", actor=self.author, method=best, reason=reason)
+        return self._choice
+
+    def evaluate_prelabels(self, methods: list[str] | None = None, limit: int | None = None,
+                           progress: Callable[[int, int], None] | None = None) -> Evaluation:
+        """DSC of pre-label methods against the labels already in the project (newest first)."""
+        if methods is None:
+            methods = [m for m in AUTOMATIC_PRELABELS if m in REGISTRY.names("prelabel") and m != "onnx"]
+        pairs = sorted(self.store.latest_labels(), key=lambda p: -p[1].id)
+        if limit is not None:
+            pairs = pairs[:limit]
+        if not pairs:
+            raise LabelAssistError("the project has no labels yet to measure pre-labels against")
+
+        def samples():
+            for sample, label in pairs:
+                try:
+                    image = self.project.read_image(sample)
+                except ImageReadError as exc:
+                    log.warning("left out of the evaluation: %s", exc)
+                    continue
+                yield sample.name, image, label.mask, self.previous_mask(sample)
+
+        params = {m: p for m, p in self.settings["prelabel"]["params"].items() if m in methods}
+        return evaluate_prelabels(samples(), methods, params=params, progress=progress)
+
+    # -- post-assistance --------------------------------------------------------------------
+    def inspection_metrics(self) -> dict[str, dict[str, Any]]:
+        """``{metric: {"weight": w, **params}}`` from the project settings."""
+        inspection = self.settings["inspection"]
+        return {name: {"weight": w, **inspection["params"].get(name, {})}
+                for name, w in inspection["weights"].items()}
+
+    def inspect(self, mask: np.ndarray, prelabel: np.ndarray | None = None,
+                prediction: np.ndarray | None = None) -> inspect_mod.Report | None:
+        """γ(y) of a mask against the project's priors; None when no check applies."""
+        context = inspect_mod.InspectionContext(priors=self.settings["priors"], prelabel=prelabel,
+                                                prediction=prediction)
+        try:
+            return inspect_mod.inspect_label(mask, context, self.inspection_metrics(),
+                                             float(self.settings["inspection"]["gamma0"]))
+        except inspect_mod.NothingToInspect:
+            return None
+
+    def submit(self, sample_id: int, mask: np.ndarray, prelabel: np.ndarray | None = None) -> Submission:
+        """Inspect a finished mask and list post-processing suggestions; nothing is saved yet."""
+        sample = self.store.sample(sample_id)
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (sample.height, sample.width):
+            raise LabelAssistError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but {sample.name} is "
+                                   f"{sample.width}x{sample.height}")
+        if prelabel is None and self.current is not None and self.current.sample.id == sample_id \
+                and self.current.prelabel is not None and not self.current.prelabel.is_placeholder:
+            prelabel = self.current.prelabel.mask
+        report = self.inspect(mask, prelabel=prelabel)
+        suggestions = postprocess.suggest(mask, self.settings["postprocess"]["suggest"])
+        note = "" if report is not None else "no check applies yet: set the expected segments or holes"
+        return Submission(report, suggestions, note)
+
+    def save(self, sample_id: int, mask: np.ndarray, *, seconds: float | None = None, strokes: int = 0,
+             source: str = "manual", assistance: str | None = None, note: str | None = None) -> int:
+        """Append a label version; ``seconds`` defaults to the time since the sample was opened."""
+        if seconds is None:
+            opened = self.current is not None and self.current.sample.id == sample_id
+            seconds = time.monotonic() - self._opened_at if opened else 0.0
+        latest = self.store.latest_label(sample_id)
+        if assistance is None and self.current is not None and self.current.sample.id == sample_id \
+                and self.current.prelabel is not None:
+            assistance = f"prelabel:{self.current.prelabel.method}"
+        label_id = self.store.save_label(sample_id, mask, source=source, author=self.author,
+                                         parent_id=latest.id if latest else None, seconds=seconds,
+                                         strokes=strokes, note=note, assistance=assistance)
+        if self._pool is not None:
+            where = np.flatnonzero(self._pool_ids == sample_id)
+            if where.size:
+                self._pool.mark_labelled(int(where[0]))
+        with self._lock:
+            self._cache.pop(sample_id, None)
+        return label_id
+
+    def set_flag(self, sample_id: int, relevant: bool | None) -> None:
+        """Cherry-pick: relevant (True), not now (False), or no flag (None)."""
+        self.store.set_flag(sample_id, relevant, author=self.author)
+        self._pool = None  # flags are part of the pool
+
+
+__all__ = ["Assisted", "Submission", "Ranked", "PrelabelChoice", "Session"]
