@@ -112,6 +112,151 @@ def cmd_export(args) -> int:
         return EXIT_OK
 
 
+def _session(project, background: bool = False):
+    from labelassist.session import Session
+
+    session = Session(project, background=background)
+    for name, reason in session.plugin_errors.items():
+        print(f"plug-in {name} was skipped: {reason}", file=sys.stderr)
+    return session
+
+
+def cmd_select(args) -> int:
+    with _open(args.project) as project, _session(project) as session:
+        with ProgressBar("computing features") as bar:
+            session.update_features(progress=bar)
+        ranked = session.ranking(top=args.top)
+        if args.json:
+            print(json.dumps([{"sample_id": r.sample.id, "name": r.sample.name, "sequence": r.sample.sequence,
+                               "frame": r.sample.frame, "score": round(r.score, 6),
+                               "scores": {k: round(v, 6) for k, v in r.scores.items()}} for r in ranked], indent=2))
+        else:
+            if not ranked:
+                print("every sample is labelled")
+            for k, r in enumerate(ranked, 1):
+                detail = ", ".join(f"{name} {v:.2f}" for name, v in r.scores.items())
+                print(f"{k:3d}. {r.sample.name:<32} score {r.score:.3f}  ({detail})")
+        if session.missing:
+            print(f"{len(session.missing)} images are missing and were not ranked "
+                  f"(run 'labelassist relink')", file=sys.stderr)
+        return EXIT_OK
+
+
+def _pick_samples(project, names: list[str] | None):
+    samples = project.store.samples()
+    if not names:
+        return samples
+    by_name = {s.name: s for s in samples}
+    by_id = {str(s.id): s for s in samples}
+    picked = []
+    for name in names:
+        sample = by_name.get(name) or by_id.get(name)
+        if sample is None:
+            raise LabelAssistError(f"the project has no sample called {name!r} (give a name as 'status' lists it, or an id)")
+        picked.append(sample)
+    return picked
+
+
+def cmd_prelabel(args) -> int:
+    import cv2
+    import numpy as np
+
+    from labelassist.workflow.metrics import dice
+
+    with _open(args.project) as project, _session(project) as session:
+        samples = _pick_samples(project, args.samples)
+        out = Path(args.out) if args.out else None
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
+        scores = []
+        with ProgressBar(f"pre-labelling with {args.method}") as bar:
+            for done, sample in enumerate(samples, 1):
+                result = session.prelabel(sample.id, args.method)
+                line = f"{sample.name}: {int(result.mask.sum())} foreground pixels"
+                label = project.store.latest_label(sample.id)
+                if label is not None:
+                    scores.append(dice(result.mask, label.mask))
+                    line += f", DSC {scores[-1]:.3f} against the saved label"
+                if result.note:
+                    line += f" ({result.note})"
+                if out:
+                    from labelassist.export import mask_file_name
+                    from labelassist.fileio import atomic_write_bytes
+
+                    target = out / mask_file_name(sample)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    atomic_write_bytes(target, cv2.imencode(".png", result.mask.astype(np.uint8) * 255)[1].tobytes())
+                print(line)
+                bar(done, len(samples))
+        if scores:
+            print(f"mean DSC {float(np.mean(scores)):.3f} over {len(scores)} labelled samples")
+        return EXIT_OK
+
+
+def cmd_evaluate_prelabel(args) -> int:
+    from labelassist import evaluation
+
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    if args.project:
+        if args.images or args.masks:
+            raise LabelAssistError("give either PROJECT or --images and --masks, not both")
+        with _open(args.project) as project, _session(project) as session:
+            with ProgressBar("evaluating pre-labels") as bar:
+                result = session.evaluate_prelabels(methods=methods, progress=bar)
+            threshold = float(project.settings["prelabel"]["min_dsc"])
+    else:
+        if not (args.images and args.masks):
+            raise LabelAssistError("give a PROJECT, or both --images DIR and --masks DIR")
+        with ProgressBar("evaluating pre-labels") as bar:
+            result = evaluation.evaluate_folders(Path(args.images), Path(args.masks), methods, progress=bar)
+        threshold = args.min_dsc
+    best = result.best(threshold)
+    if args.json:
+        payload = result.to_dict()
+        payload["best"] = best
+        payload["min_dsc"] = threshold
+        print(json.dumps(payload, indent=2))
+        return EXIT_OK
+    print(f"{'method':<12} {'n':>4} {'DSC mean':>9} {'median':>7} {'q1':>6} {'q3':>6} {'effort':>7} {'ms/img':>8}")
+    for s in result.ranking():
+        print(f"{s.method:<12} {s.n:>4} {s.dice_mean:>9.3f} {s.dice_median:>7.3f} {s.dice_q1:>6.3f} "
+              f"{s.dice_q3:>6.3f} {s.effort_mean:>7.3f} {s.ms_mean:>8.1f}")
+    print(f"best: {best}" if best else f"no method reaches a DSC of {threshold:.2f}: pre-labelling stays off")
+    return EXIT_OK
+
+
+def cmd_inspect(args) -> int:
+    with _open(args.project) as project, _session(project) as session:
+        rows = []
+        pairs = list(project.store.latest_labels())
+        with ProgressBar("inspecting labels") as bar:
+            for done, (sample, label) in enumerate(pairs, 1):
+                report = session.inspect(label.mask)
+                rows.append((sample, label, report))
+                bar(done, len(pairs))
+        warned = [r for r in rows if r[2] is not None and r[2].warning]
+        if args.json:
+            print(json.dumps({
+                "labels": len(rows), "warnings": len(warned),
+                "gamma0": project.settings["inspection"]["gamma0"],
+                "results": [{
+                    "sample_id": s.id, "name": s.name, "label_version": lab.id,
+                    "score": None if rep is None else round(rep.score, 6),
+                    "warning": bool(rep is not None and rep.warning),
+                    "failed": [] if rep is None else [{"check": c.name, "message": c.message,
+                                                        "score": round(c.score, 6)} for c in rep.failed],
+                } for s, lab, rep in rows],
+            }, indent=2))
+            return EXIT_OK
+        for sample, label, report in rows:
+            if report is None:
+                print(f"{sample.name}: nothing to check (set the priors in project.toml)")
+            elif report.warning:
+                print(f"{sample.name}: WARNING γ={report.score:.2f}: " + "; ".join(c.message for c in report.failed))
+        print(f"{len(warned)} of {len(rows)} labels warn (γ ≤ {project.settings['inspection']['gamma0']})")
+        return EXIT_OK
+
+
 def data_home() -> Path:
     """Where the app keeps its own data (demo project, logs): LABELASSIST_HOME or the platform's place."""
     if os.environ.get("LABELASSIST_HOME"):
@@ -150,12 +295,20 @@ def cmd_demo(args) -> int:
     return _open_kiosk(folder, args)
 
 
+def cmd_kiosk(args) -> int:
+    with _open(args.project):
+        pass  # refuse a folder that is not a project before any window opens
+    return _open_kiosk(Path(args.project), args)
+
+
 def _open_kiosk(folder: Path, args) -> int:
     try:
-        from labelassist.ui import app as ui_app  # noqa: F401  (the UI arrives with its own issue)
-    except ImportError:
-        print("the touch UI is not part of this version yet; open the project above with the CLI")
-        return EXIT_OK
+        from labelassist.ui import app as ui_app
+    except ImportError as exc:
+        if exc.name and exc.name.startswith("labelassist.ui"):
+            print("the touch UI is not part of this version yet; open the project above with the CLI")
+            return EXIT_OK
+        raise
     return ui_app.run(folder, windowed=getattr(args, "windowed", False))
 
 
@@ -203,6 +356,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["png", "coco"], default="png")
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("select", help="the selector's ranking of unlabelled samples",
+                       description="Rank the unlabelled samples with the project's selector weights.")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("--top", type=int, default=10, metavar="K", help="how many to list (default 10)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_select)
+
+    p = sub.add_parser("prelabel", help="run a pre-label method on samples",
+                       description="Run pre-label method M on the given samples (default: all) and report "
+                                   "its agreement with saved labels; --out writes the masks as PNG.")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("--method", required=True, metavar="M", help="otsu, previous, onnx or a plug-in's name")
+    p.add_argument("--samples", nargs="+", metavar="NAME", help="sample names (as 'status' lists them) or ids")
+    p.add_argument("--out", metavar="DIR", help="write each pre-label as a PNG mask here")
+    p.set_defaults(func=cmd_prelabel)
+
+    p = sub.add_parser("evaluate", help="measure pre-labels against known masks")
+    evaluate_sub = p.add_subparsers(dest="what", metavar="WHAT")
+    evaluate_sub.required = True
+    q = evaluate_sub.add_parser(
+        "prelabel", help="DSC of each pre-label method, ranked",
+        description="Compute the Dice-Sørensen coefficient of each pre-label method against the labels of a "
+                    "project (or a folder of masks) and rank the methods.")
+    q.add_argument("project", metavar="PROJECT", nargs="?")
+    q.add_argument("--images", metavar="DIR")
+    q.add_argument("--masks", metavar="DIR")
+    q.add_argument("--methods", metavar="A,B", help="comma-separated (default: the automatic ones)")
+    q.add_argument("--min-dsc", type=float, default=0.5, help="with --images: the DSC below which no method is used")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_evaluate_prelabel)
+
+    p = sub.add_parser("inspect", help="score every latest label against the project's priors",
+                       description="Run the inspection checks on every latest label and list the warnings.")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("kiosk", help="open the touch UI on a project (fullscreen, locked)",
+                       description="Open the labelling kiosk on PROJECT; leaving needs the admin PIN.")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("--windowed", action="store_true", help="a window instead of the locked fullscreen kiosk")
+    p.set_defaults(func=cmd_kiosk)
 
     p = sub.add_parser("demo", help="open the kiosk on a demo project with shipped images",
                        description="Create (or reuse) the demo project and open the kiosk on it.")

@@ -158,7 +158,7 @@ def _display(path: Path) -> str:
     return str(path)
 
 
-def _mask_index(folder: Path) -> tuple[dict[str, Path], dict[str, list[Path]]]:
+def mask_index(folder: Path) -> tuple[dict[str, Path], dict[str, list[Path]]]:
     """Mask files by relative path without extension, and by bare stem."""
     by_relative: dict[str, Path] = {}
     by_stem: dict[str, list[Path]] = {}
@@ -177,30 +177,22 @@ def _mask_index(folder: Path) -> tuple[dict[str, Path], dict[str, list[Path]]]:
 def _import_masks(project, folder, frames, sample_ids, report, author) -> None:
     if not folder.is_dir():
         raise MaskError(f"the mask folder {folder} does not exist")
-    by_relative, by_stem = _mask_index(folder)
+    by_relative, by_stem = mask_index(folder)
     store = project.store
     for frame in frames:
         sample_id = sample_ids.get((frame.path, frame.page))
         if sample_id is None:
             continue
-        name = frame.name.split("#", 1)[0]
-        key = PurePosixPath(name).with_suffix("").as_posix()
-        mask_path = by_relative.get(key)
-        if mask_path is None:
-            candidates = by_stem.get(PurePosixPath(name).stem, [])
-            if len(candidates) > 1:
-                report.mask_errors[frame.name] = (
-                    f"{frame.name}: {len(candidates)} masks are called {PurePosixPath(name).stem} "
-                    f"({', '.join(str(c.relative_to(folder)) for c in candidates[:3])}); put them in the "
-                    "same sub-folders as the images"
-                )
-                continue
-            mask_path = candidates[0] if candidates else None
+        try:
+            mask_path = match_mask(frame, by_relative, by_stem)
+        except MaskError as exc:
+            report.mask_errors[frame.name] = str(exc)
+            continue
         if mask_path is None:
             report.masks_missing += 1
             continue
         try:
-            mask = _read_mask_for(mask_path, frame)
+            mask = read_mask_for(mask_path, frame)
         except LabelAssistError as exc:
             report.mask_errors[str(mask_path)] = str(exc)
             continue
@@ -214,7 +206,26 @@ def _import_masks(project, folder, frames, sample_ids, report, author) -> None:
         report.masks_imported += 1
 
 
-def _read_mask_for(mask_path: Path, frame: images.SourceFrame) -> np.ndarray:
+def match_mask(frame: images.SourceFrame, by_relative: dict[str, Path],
+               by_stem: dict[str, list[Path]]) -> Path | None:
+    """The mask file of an image: same relative path without extension, else the same stem.
+
+    Raises MaskError when several masks share the stem and none matches by path.
+    """
+    name = PurePosixPath(frame.name.split("#", 1)[0])
+    found = by_relative.get(name.with_suffix("").as_posix())
+    if found is not None:
+        return found
+    candidates = by_stem.get(name.stem, [])
+    if len(candidates) > 1:
+        raise MaskError(
+            f"{frame.name}: {len(candidates)} masks are called {name.stem} "
+            f"({', '.join(c.name for c in candidates[:3])}); put them in the same sub-folders as the images"
+        )
+    return candidates[0] if candidates else None
+
+
+def read_mask_for(mask_path: Path, frame: images.SourceFrame) -> np.ndarray:
     """Read the mask of one frame (a mask stack gives one page per frame) and check its size."""
     pages = len(images.probe(mask_path))
     page = frame.page if pages > 1 else 0

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -70,10 +70,14 @@ class Assisted:
     prelabel: Prelabel | None
     label: LabelVersion | None
     prepare_ms: float
+    recovered: np.ndarray | None = None
 
     @property
     def start_mask(self) -> np.ndarray:
-        """The mask the canvas starts from: the saved label, else the pre-label, else empty."""
+        """The mask the canvas starts from: unsaved edits recovered from the journal, else the
+        saved label, else the pre-label, else empty."""
+        if self.recovered is not None:
+            return self.recovered.copy()
         if self.label is not None:
             return self.label.mask
         if self.prelabel is not None:
@@ -268,6 +272,9 @@ class Session:
                 assisted = None  # prepare again below, so the error reaches the caller
         if assisted is None:
             assisted = self.prepare(sample_id)
+        recovered = self.recover(sample_id)
+        if recovered is not None:
+            assisted = replace(assisted, recovered=recovered)
         self.current = assisted
         self._opened_at = time.monotonic()
         self.store.log_event("open", actor=self.author, sample_id=sample_id,
@@ -506,6 +513,53 @@ class Session:
         with self._lock:
             self._cache.pop(sample_id, None)
         return label_id
+
+    # -- nothing is lost: the stroke journal and the screen state ----------------------------
+    def record_edit(self, sample_id: int, kind: str, indices: np.ndarray, values: np.ndarray) -> None:
+        """Journal one finished edit of the open mask (a stroke, a fill, an undo...), durably.
+
+        ``indices`` are flat pixel indices (row-major) and ``values`` their new
+        values. Replaying every edit of a sample in order over the label version
+        the edit started from gives the mask on screen; the UI calls this when a
+        stroke ends, before the next one starts. Starting from a pre-label is
+        itself an edit (kind ``prelabel``).
+        """
+        base = self.current.label.id if (self.current is not None and self.current.sample.id == sample_id
+                                         and self.current.label is not None) else None
+        self.store.journal_append(sample_id, kind, indices, values, base_label_id=base)
+
+    def recover(self, sample_id: int) -> np.ndarray | None:
+        """The unsaved mask of a sample rebuilt from the journal, or None when it has no edits."""
+        entries = self.store.journal(sample_id)
+        if not entries:
+            return None
+        sample = self.store.sample(sample_id)
+        base_id = entries[0][1]
+        base = self.store.label(base_id).mask if base_id is not None else np.zeros(
+            (sample.height, sample.width), dtype=bool)
+        flat = base.ravel()
+        for _kind, _base, indices, values in entries:
+            flat[indices] = values
+        return flat.reshape(sample.height, sample.width)
+
+    def unsaved_samples(self) -> list[int]:
+        """Samples with journalled edits that were never saved (after a crash)."""
+        return self.store.journal_samples()
+
+    def discard_edits(self, sample_id: int) -> None:
+        """Drop the unsaved edits of a sample (the user chose to start over); logged."""
+        self.store.journal_clear(sample_id)
+        self.store.log_event("discard_edits", actor=self.author, sample_id=sample_id)
+
+    def remember(self, **state: Any) -> None:
+        """Keep where the user is (sample, zoom, pan, tool...) for the next start."""
+        current = self.store.get_state("screen", {})
+        current.update(state)
+        self.store.set_state("screen", current)
+
+    def resume_state(self) -> dict[str, Any]:
+        """What :meth:`remember` kept, e.g. ``{"sample_id": 12, "zoom": 2.0, ...}``."""
+        return self.store.get_state("screen", {})
 
     def set_flag(self, sample_id: int, relevant: bool | None) -> None:
         """Cherry-pick: relevant (True), not now (False), or no flag (None)."""

@@ -17,6 +17,11 @@ What it keeps
     Cached feature vectors for the selector, per sample and feature kind.
 ``events``
     Who did what, when, with which assistance.
+``journal``
+    Finished strokes of the mask being edited, as sparse deltas, written before
+    the next stroke starts; replayed after a crash, cleared when the label is saved.
+``ui_state``
+    Where the user was (sample, zoom, tool), so the next start resumes there.
 
 Durability: WAL journal, ``synchronous=FULL`` (every commit is fsynced before
 it returns), foreign keys on, ``PRAGMA integrity_check`` on open, and the
@@ -41,7 +46,7 @@ import numpy as np
 import sqlite_utils
 
 from labelassist.errors import StoreError
-from labelassist.maskcodec import CODEC, decode_mask, encode_mask
+from labelassist.maskcodec import CODEC, decode_delta, decode_mask, encode_delta, encode_mask
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +139,25 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX events_at ON events (at)")
 
 
+def _migrate_2(db: sqlite_utils.Database) -> None:
+    """Schema 2: the stroke journal (unsaved edits survive a crash) and the UI state to resume."""
+    db.execute(
+        """
+        CREATE TABLE journal (
+            id INTEGER PRIMARY KEY,
+            sample_id INTEGER NOT NULL REFERENCES samples (id),
+            base_label_id INTEGER REFERENCES labels (id),  -- the version the edit started from
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,          -- stroke, erase, fill, prelabel, undo, redo, clear...
+            delta BLOB NOT NULL          -- maskcodec.encode_delta: changed pixels and new values
+        )"""
+    )
+    db.execute("CREATE INDEX journal_sample ON journal (sample_id, id)")
+    db.execute("CREATE TABLE ui_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
 # Forward migrations: MIGRATIONS[k] brings schema k to k + 1. Never edit a shipped one; append.
-MIGRATIONS = [_migrate_1]
+MIGRATIONS = [_migrate_1, _migrate_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -453,6 +475,8 @@ class Store:
                 ),
             )
             label_id = int(cur.lastrowid)
+            # The saved version now holds what the journal held: both in one transaction.
+            self.conn.execute("DELETE FROM journal WHERE sample_id = ?", (sample_id,))
             self._log(author, "save_label", sample_id=sample_id, label_id=label_id, assistance=assistance,
                       details={"source": source, "seconds": round(float(seconds), 3), "strokes": int(strokes)})
         return label_id
@@ -490,6 +514,46 @@ class Store:
     def labelled_ids(self) -> set[int]:
         """Ids of samples with at least one label version."""
         return {r[0] for r in self.conn.execute("SELECT DISTINCT sample_id FROM labels")}
+
+    # -- stroke journal and UI state ---------------------------------------------------------
+    def journal_append(self, sample_id: int, kind: str, indices: np.ndarray, values: np.ndarray,
+                       base_label_id: int | None = None) -> int:
+        """Record one finished edit of a sample's unsaved mask; on disk when this returns."""
+        blob = encode_delta(indices, values)
+        with self.writing("the last stroke"):
+            cur = self.conn.execute(
+                "INSERT INTO journal (sample_id, base_label_id, at, kind, delta) VALUES (?, ?, ?, ?, ?)",
+                (sample_id, base_label_id, utc_now(), kind, blob),
+            )
+            return int(cur.lastrowid)
+
+    def journal(self, sample_id: int) -> list[tuple[str, int | None, np.ndarray, np.ndarray]]:
+        """The unsaved edits of a sample, oldest first: ``(kind, base_label_id, indices, values)``."""
+        rows = self.conn.execute(
+            "SELECT kind, base_label_id, delta FROM journal WHERE sample_id = ? ORDER BY id", (sample_id,)
+        )
+        return [(kind, base, *decode_delta(blob)) for kind, base, blob in rows]
+
+    def journal_samples(self) -> list[int]:
+        """Samples with unsaved edits in the journal."""
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT sample_id FROM journal ORDER BY sample_id")]
+
+    def journal_clear(self, sample_id: int) -> None:
+        """Forget a sample's unsaved edits (after saving, or when the user discards them)."""
+        with self.writing("the journal"):
+            self.conn.execute("DELETE FROM journal WHERE sample_id = ?", (sample_id,))
+
+    def set_state(self, key: str, value: Any) -> None:
+        """Remember a piece of UI state (JSON) so the next start resumes where this one stopped."""
+        with self.writing("the screen state"):
+            self.conn.execute(
+                "INSERT INTO ui_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value)),
+            )
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        row = self.conn.execute("SELECT value FROM ui_state WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
 
     # -- cherry-pick flags -------------------------------------------------------------------
     def set_flag(self, sample_id: int, relevant: bool | None, author: str | None = None) -> None:
