@@ -159,6 +159,7 @@ class Session:
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="prepare") if background else None
         self._choice: PrelabelChoice | None = None
+        self._measuring = -1  # labelled count a background measurement was started for
         self.current: Assisted | None = None
         self._opened_at = 0.0
         self.missing: list[Sample] = []
@@ -277,8 +278,9 @@ class Session:
             assisted = replace(assisted, recovered=recovered)
         self.current = assisted
         self._opened_at = time.monotonic()
-        self.store.log_event("open", actor=self.author, sample_id=sample_id,
-                             assistance=assisted.prelabel.method if assisted.prelabel else None)
+        # Not worth an fsync of its own: written with the next save.
+        self.store.defer_event("open", actor=self.author, sample_id=sample_id,
+                               assistance=assisted.prelabel.method if assisted.prelabel else None)
         return assisted
 
     def _prepare_ahead(self, sample_ids: list[int]) -> None:
@@ -325,14 +327,17 @@ class Session:
     def _prepare_inputs(self, sample_id: int):
         sample = self.store.sample(sample_id)
         label = self.store.latest_label(sample_id)
-        method = self.prelabel_method()
-        previous = self.previous_mask(sample) if method == "previous" else None
+        method = self.prelabel_choice(wait=self._executor is None).method
+        previous = self.previous_mask(sample)
         return sample, label, method, previous
 
     def _prepare_from(self, sample: Sample, label: LabelVersion | None, method: str | None,
                       previous: np.ndarray | None) -> Assisted:
-        # Runs on the worker thread: pixels and numpy only, no database access.
+        # Runs on the worker thread: pixels and numpy only, no database access. A
+        # re-measurement of the pre-labels queued before this job has finished by now.
         start = time.perf_counter()
+        if self._choice is not None and self.settings["prelabel"]["method"] == "auto":
+            method = self._choice.method
         image = self.project.read_image(sample)
         display = self.display_image(image)
         prelabel = None
@@ -408,7 +413,13 @@ class Session:
         """
         return self.prelabel_choice().method
 
-    def prelabel_choice(self) -> PrelabelChoice:
+    def prelabel_choice(self, wait: bool = True) -> PrelabelChoice:
+        """The pre-label method in use and why (see :meth:`prelabel_method`).
+
+        With ``wait=False`` (the kiosk) a due re-measurement runs on the worker
+        thread and the current choice is returned meanwhile, so saving and
+        opening never wait for it.
+        """
         setting = self.settings["prelabel"]["method"]
         if setting == "none":
             return PrelabelChoice(None, "pre-labelling is switched off in the project settings")
@@ -416,15 +427,25 @@ class Session:
             REGISTRY.get("prelabel", setting)  # an unknown name is an error, not a silent 'off'
             return PrelabelChoice(setting, "chosen in the project settings")
         labelled = len(self.store.labelled_ids())
+        if labelled == 0:
+            return PrelabelChoice("otsu", "no labels yet to measure the methods on", labelled_at=0)
         if self._choice is not None:
             since = labelled - self._choice.labelled_at
             # Early labels change the picture most: measure again after each of the first few.
             if since == 0 or (self._choice.labelled_at >= 3 and since < REEVALUATE_EVERY):
                 return self._choice
-        if labelled == 0:
-            self._choice = PrelabelChoice("otsu", "no labels yet to measure the methods on", labelled_at=0)
+        inputs = self._evaluation_inputs(EVALUATION_SAMPLES)
+        if wait or self._executor is None:
+            self._choice = self._measure_choice(inputs, labelled)
             return self._choice
-        evaluation = self.evaluate_prelabels(limit=EVALUATION_SAMPLES)
+        if self._measuring != labelled:
+            self._measuring = labelled
+            self._executor.submit(self._measure_choice, inputs, labelled)
+        return self._choice or PrelabelChoice("otsu", "measuring the pre-label methods", labelled_at=0)
+
+    def _measure_choice(self, inputs: list, labelled: int) -> PrelabelChoice:
+        # May run on the worker thread: reads images, no database access (the event is deferred).
+        evaluation = self._evaluate(inputs, self._automatic_methods())
         min_dsc = float(self.settings["prelabel"]["min_dsc"])
         best = evaluation.best(min_dsc)
         top = evaluation.ranking()[0]
@@ -434,31 +455,39 @@ class Session:
         else:
             reason = f"{best}: DSC {top.dice_mean:.2f} on {top.n} labelled samples (best of {len(evaluation.summaries)})"
         self._choice = PrelabelChoice(best, reason, evaluation, labelled)
-        self.store.log_event("prelabel_choice", actor=self.author, method=best, reason=reason)
+        self.store.defer_event("prelabel_choice", actor=self.author, method=best, reason=reason)
         return self._choice
 
-    def evaluate_prelabels(self, methods: list[str] | None = None, limit: int | None = None,
-                           progress: Callable[[int, int], None] | None = None) -> Evaluation:
-        """DSC of pre-label methods against the labels already in the project (newest first)."""
-        if methods is None:
-            methods = [m for m in AUTOMATIC_PRELABELS if m in REGISTRY.names("prelabel") and m != "onnx"]
+    def _automatic_methods(self) -> list[str]:
+        return [m for m in AUTOMATIC_PRELABELS if m in REGISTRY.names("prelabel") and m != "onnx"]
+
+    def _evaluation_inputs(self, limit: int | None = None) -> list[tuple[Sample, np.ndarray, np.ndarray | None]]:
+        """(sample, saved mask, previous frame's mask) of the newest labelled samples; database reads only."""
         pairs = sorted(self.store.latest_labels(), key=lambda p: -p[1].id)
         if limit is not None:
             pairs = pairs[:limit]
-        if not pairs:
-            raise LabelAssistError("the project has no labels yet to measure pre-labels against")
+        return [(sample, label.mask, self.previous_mask(sample)) for sample, label in pairs]
 
+    def _evaluate(self, inputs, methods, progress=None) -> Evaluation:
         def samples():
-            for sample, label in pairs:
+            for sample, mask, previous in inputs:
                 try:
                     image = self.project.read_image(sample)
                 except ImageReadError as exc:
                     log.warning("left out of the evaluation: %s", exc)
                     continue
-                yield sample.name, image, label.mask, self.previous_mask(sample)
+                yield sample.name, image, mask, previous
 
         params = {m: p for m, p in self.settings["prelabel"]["params"].items() if m in methods}
         return evaluate_prelabels(samples(), methods, params=params, progress=progress)
+
+    def evaluate_prelabels(self, methods: list[str] | None = None, limit: int | None = None,
+                           progress: Callable[[int, int], None] | None = None) -> Evaluation:
+        """DSC of pre-label methods against the labels already in the project (newest first)."""
+        inputs = self._evaluation_inputs(limit)
+        if not inputs:
+            raise LabelAssistError("the project has no labels yet to measure pre-labels against")
+        return self._evaluate(inputs, methods or self._automatic_methods(), progress)
 
     # -- post-assistance --------------------------------------------------------------------
     def inspection_metrics(self) -> dict[str, dict[str, Any]]:

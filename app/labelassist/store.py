@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -275,6 +276,8 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path} could not be opened: {_plain_reason(exc)}") from exc
         self.conn = conn
+        self._deferred: list[tuple] = []
+        self._deferred_lock = threading.Lock()
         try:
             self.db = sqlite_utils.Database(conn, execute_plugins=False)
             if check:
@@ -336,7 +339,11 @@ class Store:
             log.info("migrated %s to schema %d", self.path, version)
 
     def close(self) -> None:
-        """Close the connection (the WAL is checkpointed by SQLite)."""
+        """Write deferred events and close the connection (SQLite checkpoints the WAL)."""
+        try:
+            self.flush_events()
+        except StoreError:
+            log.warning("%d deferred events of %s were lost", len(self._deferred), self.path)
         self.conn.close()
 
     def __enter__(self) -> "Store":
@@ -347,13 +354,22 @@ class Store:
 
     @contextlib.contextmanager
     def writing(self, what: str) -> Iterator[sqlite_utils.Database]:
-        """One atomic write; SQLite errors become a StoreError saying what failed and why."""
+        """One atomic write; SQLite errors become a StoreError saying what failed and why.
+
+        Events deferred with :meth:`defer_event` are written in the same transaction.
+        """
         if self.read_only:
             raise StoreError(f"could not save {what}: the project folder is read-only; nothing was changed")
+        with self._deferred_lock:
+            deferred, self._deferred = self._deferred, []
         try:
             with self.db.atomic():
+                for event in deferred:
+                    self._log(*event)
                 yield self.db
         except sqlite3.Error as exc:
+            with self._deferred_lock:
+                self._deferred[:0] = deferred  # not written: keep them for the next try
             log.exception("writing %s to %s failed", what, self.path)
             raise StoreError(f"could not save {what}: {_plain_reason(exc)}; nothing was changed") from exc
 
@@ -597,14 +613,27 @@ class Store:
         }
 
     # -- events ------------------------------------------------------------------------------
-    def _log(self, actor, action, sample_id=None, label_id=None, assistance=None, details=None) -> int:
+    def _log(self, actor, action, sample_id=None, label_id=None, assistance=None, details=None, at=None) -> int:
         cur = self.conn.execute(
             "INSERT INTO events (at, actor, action, sample_id, label_id, assistance, details)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (utc_now(), actor or current_user(), action, sample_id, label_id, assistance,
+            (at or utc_now(), actor or current_user(), action, sample_id, label_id, assistance,
              json.dumps(details, sort_keys=True) if details is not None else None),
         )
         return int(cur.lastrowid)
+
+    def defer_event(self, action: str, *, actor: str | None = None, sample_id: int | None = None,
+                    label_id: int | None = None, assistance: str | None = None, **details: Any) -> None:
+        """Queue an event for the next write (any thread), for events not worth an fsync of their own."""
+        at = utc_now()
+        with self._deferred_lock:
+            self._deferred.append((actor, action, sample_id, label_id, assistance, details or None, at))
+
+    def flush_events(self) -> None:
+        """Write the deferred events now (the session does this when it closes)."""
+        if self._deferred and not self.read_only:
+            with self.writing("the event log"):
+                pass
 
     def log_event(self, action: str, *, actor: str | None = None, sample_id: int | None = None,
                   label_id: int | None = None, assistance: str | None = None, **details: Any) -> int:
