@@ -52,6 +52,7 @@ def cmd_import(args) -> int:
     from labelassist.importer import import_images
 
     with _open(args.project) as project:
+        project.lock("labelassist import")
         with ProgressBar("reading images") as bar:
             report = import_images(project, args.sources, masks=args.masks, author=args.author, progress=bar)
         return _print_import(report)
@@ -67,6 +68,7 @@ def cmd_relink(args) -> int:
     from labelassist.importer import relink
 
     with _open(args.project) as project:
+        project.lock("labelassist relink")
         with ProgressBar("looking for moved images") as bar:
             report = relink(project, args.source, progress=bar)
         print(f"found {report.relinked} moved image{'s' * (report.relinked != 1)} again "
@@ -115,7 +117,7 @@ def cmd_export(args) -> int:
 def _session(project, background: bool = False):
     from labelassist.session import Session
 
-    session = Session(project, background=background)
+    session = Session(project, background=background, own=False)
     for name, reason in session.plugin_errors.items():
         print(f"plug-in {name} was skipped: {reason}", file=sys.stderr)
     return session
@@ -257,6 +259,52 @@ def cmd_inspect(args) -> int:
         return EXIT_OK
 
 
+def cmd_backup(args) -> int:
+    from labelassist.backup import backup_now
+
+    with _open(args.project) as project:
+        path = backup_now(project.store, project.backup_dir, keep=int(project.settings["backup"]["keep"]))
+        print(f"backed up to {path}")
+        return EXIT_OK
+
+
+def cmd_restore(args) -> int:
+    from labelassist.backup import list_backups, restore
+    from labelassist.project import STORE_FILE, Project
+
+    folder = Path(args.project).absolute()
+    if not (folder / "project.toml").is_file():
+        raise LabelAssistError(f"{folder} is not a Label Assistant project (it has no project.toml)")
+    backups = list_backups(folder / "backups")
+    if not backups:
+        raise LabelAssistError(f"{folder} has no backups yet (they are in {folder / 'backups'})")
+    if args.list or args.backup is None:
+        print("backups, newest first (restore one with --backup NAME or --backup 1):")
+        for k, b in enumerate(backups, 1):
+            count = f"{b.labels} label versions" if b.labels is not None else "unreadable"
+            print(f"  {k}. {b.name}  {b.taken_at:%Y-%m-%d %H:%M:%S} UTC  {count}")
+        return EXIT_OK
+    chosen = next((b for b in backups if b.name == args.backup), None)
+    if chosen is None and args.backup.isdigit() and 1 <= int(args.backup) <= len(backups):
+        chosen = backups[int(args.backup) - 1]
+    if chosen is None:
+        raise LabelAssistError(f"there is no backup {args.backup!r}; list them with --list")
+    from labelassist.project import ProjectLock
+
+    lock = ProjectLock(folder)
+    lock.acquire("labelassist restore")
+    try:
+        restore(folder, chosen)
+    finally:
+        lock.release()
+    with Project.open(folder) as project:
+        counts = project.store.counts()
+        project.store.log_event("restore", backup=chosen.name)
+    print(f"restored {chosen.name}: {counts['label_versions']} label versions of {counts['samples']} samples; "
+          f"the replaced {STORE_FILE} was kept beside it")
+    return EXIT_OK
+
+
 def data_home() -> Path:
     """Where the app keeps its own data (demo project, logs): LABELASSIST_HOME or the platform's place."""
     if os.environ.get("LABELASSIST_HOME"):
@@ -393,6 +441,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", metavar="PROJECT")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("backup", help="take a backup of the label database now",
+                       description="Write a consistent copy of labels.sqlite into PROJECT/backups/.")
+    p.add_argument("project", metavar="PROJECT")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", help="list the backups, or put one back in place",
+                       description="Without --backup, list the backups; with it, replace labels.sqlite by that "
+                                   "backup (the replaced file is kept, renamed).")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("--backup", metavar="NAME", help="file name of the backup, or its number in the list")
+    p.add_argument("--list", action="store_true", help="only list the backups")
+    p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("kiosk", help="open the touch UI on a project (fullscreen, locked)",
                        description="Open the labelling kiosk on PROJECT; leaving needs the admin PIN.")

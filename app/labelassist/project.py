@@ -73,6 +73,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
         },
         "params": {},
     },
+    # Rolling copies of labels.sqlite in backups/: at most every `minutes` while labelling, and at exit.
+    "backup": {"minutes": 10.0, "keep": 10},
     "postprocess": {
         "suggest": [
             {"step": "fill_holes", "max_area": 0},
@@ -135,9 +137,54 @@ def _check_weights(settings: dict[str, Any], where: str) -> None:
                 raise ProjectError(f"{where}: weight {section}.weights.{name} must be a number ≥ 0, got {w!r}")
         if weights and sum(weights.values()) <= 0:
             raise ProjectError(f"{where}: the {section} weights add up to 0; give at least one a positive weight")
+    if settings["backup"]["minutes"] <= 0 or settings["backup"]["keep"] < 1 or \
+            int(settings["backup"]["keep"]) != settings["backup"]["keep"]:
+        raise ProjectError(f"{where}: backup.minutes must be above 0 and backup.keep a whole number of 1 or more")
     gamma0 = settings["inspection"]["gamma0"]
     if not 0.0 <= gamma0 <= 1.0:
         raise ProjectError(f"{where}: inspection.gamma0 must be between 0 and 1, got {gamma0}")
+
+
+class ProjectLock:
+    """Only one app instance may own a project: an exclusive lock on ``PROJECT/.lock``.
+
+    The operating system releases the lock when the process dies, so a crash
+    never leaves the project locked.
+    """
+
+    def __init__(self, folder: Path):
+        self.path = folder / ".lock"
+        self._fh = None
+
+    def acquire(self, what: str = "Label Assistant") -> None:
+        fh = open(self.path, "a+")
+        try:
+            if os.name == "nt":
+                import msvcrt
+
+                fh.seek(0)
+                msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another program"
+            fh.close()
+            raise ProjectError(
+                f"this project is already open in {holder}; close it there first (only one may change it)"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{what} (process {os.getpid()}, since {utc_now()[11:16]} UTC)")
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing drops the lock
+            self._fh = None
 
 
 class Project:
@@ -150,6 +197,7 @@ class Project:
         self.folder = folder
         self.settings = settings
         self.store = store
+        self._lock: ProjectLock | None = None
 
     # -- life cycle -------------------------------------------------------------------------
     @classmethod
@@ -190,8 +238,18 @@ class Project:
         settings = read_settings(settings_file)
         return cls(folder, settings, Store(folder / STORE_FILE))
 
+    def lock(self, what: str = "Label Assistant") -> None:
+        """Take the project for this process; ProjectError when another one has it."""
+        if self._lock is None:
+            lock = ProjectLock(self.folder)
+            lock.acquire(what)
+            self._lock = lock
+
     def close(self) -> None:
         self.store.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> "Project":
         return self
@@ -219,6 +277,10 @@ class Project:
     @property
     def cache_dir(self) -> Path:
         return self.folder / "cache"
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.folder / "backups"
 
     def relative(self, path: str | Path) -> str:
         """How a sample refers to ``path``: relative to the project folder where possible (POSIX)."""

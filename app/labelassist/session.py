@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from labelassist.backup import BackupSchedule
 from labelassist.errors import ImageReadError, LabelAssistError
 from labelassist.project import Project
 from labelassist.store import LabelVersion, Sample
@@ -141,11 +142,19 @@ class Session:
         How many of the next samples to prepare in the background.
     background : bool
         Prepare in a worker thread (the kiosk); False prepares on demand (tests, CLI).
+    own : bool
+        Take the project's lock (only one labelling app may change a project) and
+        keep rolling backups. Read-only tools (``labelassist select``...) pass False.
     """
 
     def __init__(self, project: Project, author: str | None = None, lookahead: int = 3,
-                 background: bool = True):
+                 background: bool = True, own: bool = True):
+        if own:
+            project.lock("the labelling app")
         self.project = project
+        backup = project.settings["backup"]
+        self.backups = BackupSchedule(project.store, project.backup_dir, backup["minutes"], int(backup["keep"])) \
+            if own else None
         self.store = project.store
         self.author = author
         self.lookahead = lookahead
@@ -165,10 +174,14 @@ class Session:
         self.missing: list[Sample] = []
 
     def close(self) -> None:
-        """Stop the background worker (pending preparations are dropped)."""
+        """Stop the background worker (pending preparations are dropped) and back up if anything changed."""
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+        if self.backups is not None:
+            self.backups.maybe(force=True)
+            self.backups = None
+        self.store.flush_events()
 
     def __enter__(self) -> "Session":
         return self
@@ -535,6 +548,9 @@ class Session:
         label_id = self.store.save_label(sample_id, mask, source=source, author=self.author,
                                          parent_id=latest.id if latest else None, seconds=seconds,
                                          strokes=strokes, note=note, assistance=assistance)
+        if self.backups is not None:
+            self.backups.changed()
+            self.backups.maybe()
         if self._pool is not None:
             where = np.flatnonzero(self._pool_ids == sample_id)
             if where.size:

@@ -1,0 +1,166 @@
+"""Rolling online backups of the label database, and restoring one.
+
+Backups use SQLite's online backup API, so they are consistent snapshots taken
+while the app keeps writing. They live in ``PROJECT/backups/`` as
+``labels-YYYYMMDDTHHMMSSZ.sqlite``; the newest K are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from labelassist.errors import StoreError
+from labelassist.fileio import _fsync_dir
+from labelassist.store import SCHEMA_VERSION, Store
+
+log = logging.getLogger(__name__)
+
+BACKUP_DIR = "backups"
+_NAME = re.compile(r"^labels-(\d{8}T\d{6}(?:\d{3})?Z)\.sqlite$")
+
+
+@dataclass(frozen=True)
+class Backup:
+    path: Path
+    taken_at: datetime
+    size: int
+    labels: int | None  # label versions inside, None when the file cannot be read
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def backup_now(store: Store, folder: Path, keep: int = 10) -> Path:
+    """Write a consistent copy of ``store`` into ``folder`` and keep the newest ``keep`` copies.
+
+    The copy is written under a temporary name, fsynced, then renamed, so a
+    power cut never leaves a half backup that looks whole.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")[:-3] + "Z"
+    target = folder / f"labels-{stamp}.sqlite"
+    tmp = folder / f".{target.name}.tmp"
+    try:
+        dest = sqlite3.connect(tmp)
+        try:
+            store.conn.backup(dest)
+            dest.execute("PRAGMA journal_mode = DELETE")  # a backup is one self-contained file
+        finally:
+            dest.close()
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        _fsync_dir(folder)
+    except (OSError, sqlite3.Error) as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"the backup could not be written to {folder}: {exc}") from exc
+    for old in list_backups(folder)[keep:]:
+        old.path.unlink(missing_ok=True)
+    return target
+
+
+def list_backups(folder: Path) -> list[Backup]:
+    """Backups in ``folder``, newest first."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.iterdir():
+        match = _NAME.match(path.name)
+        if not match:
+            continue
+        text = match.group(1)
+        fmt = "%Y%m%dT%H%M%S%fZ" if len(text) > 16 else "%Y%m%dT%H%M%SZ"
+        taken = datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
+        found.append(Backup(path, taken, path.stat().st_size, _count_labels(path)))
+    return sorted(found, key=lambda b: b.taken_at, reverse=True)
+
+
+def _check_backup(path: Path) -> None:
+    """Refuse a backup that is damaged or from a newer version, before anything is moved."""
+    try:
+        conn = sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True)
+        try:
+            result = conn.execute("PRAGMA integrity_check").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute("SELECT count(*) FROM labels").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreError(f"the backup {path.name} cannot be used: {exc}; nothing was changed") from exc
+    if result != "ok":
+        raise StoreError(f"the backup {path.name} is damaged ({result}); nothing was changed")
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"the backup {path.name} is from a newer Label Assistant; nothing was changed")
+
+
+def _count_labels(path: Path) -> int | None:
+    try:
+        conn = sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True)
+        try:
+            return int(conn.execute("SELECT count(*) FROM labels").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+
+
+class BackupSchedule:
+    """Takes a backup at most every ``minutes`` (call :meth:`maybe` after saves, and at exit)."""
+
+    def __init__(self, store: Store, folder: Path, minutes: float = 10.0, keep: int = 10):
+        self.store, self.folder, self.minutes, self.keep = store, folder, minutes, keep
+        self._last = time.monotonic()
+        self._changes_since = 0
+
+    def changed(self) -> None:
+        """Note that something was saved since the last backup."""
+        self._changes_since += 1
+
+    def maybe(self, force: bool = False) -> Path | None:
+        """Back up now if it is due (or ``force``) and something changed; never raises."""
+        due = force or time.monotonic() - self._last >= self.minutes * 60
+        if not due or self._changes_since == 0:
+            return None
+        try:
+            path = backup_now(self.store, self.folder, self.keep)
+        except StoreError as exc:
+            log.warning("%s", exc)  # a failed backup must not interrupt labelling
+            return None
+        self._last = time.monotonic()
+        self._changes_since = 0
+        return path
+
+
+def restore(project_folder: Path, backup: Backup) -> Path:
+    """Put ``backup`` in place of the project's database; the replaced file is kept beside it.
+
+    The current file (damaged or not) is moved to ``labels.sqlite.replaced-<time>``,
+    never deleted. The project must not be open.
+    """
+    from labelassist.project import STORE_FILE
+
+    db = project_folder / STORE_FILE
+    _check_backup(backup.path)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    if db.exists():
+        db.rename(db.with_name(f"{STORE_FILE}.replaced-{stamp}"))
+    for suffix in ("-wal", "-shm"):
+        side = db.with_name(STORE_FILE + suffix)
+        if side.exists():
+            side.rename(side.with_name(f"{side.name}.replaced-{stamp}"))
+    tmp = db.with_name(f".{STORE_FILE}.restoring")
+    shutil.copy2(backup.path, tmp)
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, db)
+    _fsync_dir(project_folder)
+    return db
