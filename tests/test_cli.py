@@ -154,12 +154,12 @@ def test_moved_image_folder_is_relinked_by_hash(capsys, tmp_path, datasets):
 
 
 def test_demo_project_is_created_then_reused(capsys, tmp_path):
-    code, out, _ = run(capsys, "demo", "--folder", tmp_path / "demo")
+    code, out, _ = run(capsys, "demo", "--folder", tmp_path / "demo", "--no-open")
     assert code == 0 and f"demo project: {tmp_path / 'demo'}" in out
     st = status(capsys, tmp_path / "demo")
     assert (st["samples"], st["labelled"], st["sequences"]) == (6, 1, 1)
     assert (tmp_path / "demo" / "LICENSE-images").is_file()
-    assert run(capsys, "demo", "--folder", tmp_path / "demo")[0] == 0
+    assert run(capsys, "demo", "--folder", tmp_path / "demo", "--no-open")[0] == 0
     assert status(capsys, tmp_path / "demo")["samples"] == 6
 
 

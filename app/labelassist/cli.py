@@ -340,6 +340,8 @@ def demo_project(folder: Path | None = None) -> Path:
 def cmd_demo(args) -> int:
     folder = demo_project(Path(args.folder) if args.folder else None)
     print(f"demo project: {folder}")
+    if args.no_open:
+        return EXIT_OK
     return _open_kiosk(folder, args)
 
 
@@ -465,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Create (or reuse) the demo project and open the kiosk on it.")
     p.add_argument("--folder", help="where the demo project lives (default: the app's data folder)")
     p.add_argument("--windowed", action="store_true", help="a window instead of the locked fullscreen kiosk")
+    p.add_argument("--no-open", action="store_true", help="only create the demo project and print where it is")
     p.set_defaults(func=cmd_demo)
     return parser
 

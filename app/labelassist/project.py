@@ -17,6 +17,7 @@ Layout::
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import tomllib
 from pathlib import Path
@@ -157,7 +158,13 @@ class ProjectLock:
         self._fh = None
 
     def acquire(self, what: str = "Label Assistant") -> None:
-        fh = open(self.path, "a+")
+        try:
+            fh = open(self.path, "a+")
+        except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise ProjectError(f"the project folder {self.path.parent} is read-only: nothing can be "
+                                   "changed in it") from exc
+            raise ProjectError(f"the project folder {self.path.parent} cannot be written: {exc.strerror}") from exc
         try:
             if os.name == "nt":
                 import msvcrt
