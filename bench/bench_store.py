@@ -55,11 +55,10 @@ def bench_scaling_label_versions(counts=(10_000, 100_000)) -> list[dict]:
     for n in counts:
         with tempfile.TemporaryDirectory() as tmp:
             store = Store(Path(tmp) / "labels.sqlite", create=True)
-            with store.writing("samples"):
-                ids = [store._insert_sample(dict(path=f"{k}.png", page=0, name=f"{k}.png", hash=f"{k:064d}",
-                                                 file_size=1, height=mask.shape[0], width=mask.shape[1],
-                                                 dtype="uint8", channels=1, sequence="/", frame=k))
-                       for k in range(n // 10)]
+            ids = store.add_samples([dict(path=f"{k}.png", page=0, name=f"{k}.png", hash=f"{k:064d}",
+                                          file_size=1, height=mask.shape[0], width=mask.shape[1],
+                                          dtype="uint8", channels=1, sequence="/", frame=k)
+                                     for k in range(n // 10)])
             t = time.perf_counter()
             for k in range(n):
                 store.save_label(ids[k % len(ids)], mask, source="manual")

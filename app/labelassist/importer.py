@@ -86,15 +86,15 @@ def import_images(
         if not source.exists():
             raise ImageReadError(f"{source} does not exist")
     found = images.discover(sources, on_error=lambda path, exc: None, progress=progress)
-    report.errors = {_display(p): str(exc) for p, exc in found.errors.items()}
+    report.errors = {str(p): str(exc) for p, exc in found.errors.items()}
     named = {s.absolute() for s in sources if s.is_file()}
     for path in found.skipped:
         if path in named:  # a file the user named explicitly is not silently skipped
             try:
                 images.probe(path)
             except ImageReadError as exc:
-                report.errors[_display(path)] = str(exc)
-    report.skipped = [_display(p) for p in found.skipped if p not in named]
+                report.errors[str(path)] = str(exc)
+    report.skipped = [str(p) for p in found.skipped if p not in named]
 
     store = project.store
     touched_sequences: set[str] = set()
@@ -107,7 +107,7 @@ def import_images(
             file_hash = images.file_hash(path)
             size = path.stat().st_size
         except OSError as exc:
-            report.errors[_display(path)] = f"{path.name} could not be read: {exc.strerror}"
+            report.errors[str(path)] = f"{path.name} could not be read: {exc.strerror}"
             continue
         rows = []
         for frame in frames:
@@ -119,18 +119,16 @@ def import_images(
             rows.append(frame)
         if not rows:
             continue
-        with store.writing(f"the images of {path.name}"):
-            for frame in rows:
-                info = frame.info
-                sample_id = store._insert_sample(dict(
-                    path=project.relative(path), page=frame.page, name=frame.name, hash=file_hash,
-                    file_size=size, height=info.height, width=info.width, dtype=info.dtype,
-                    channels=info.channels, sequence=_sequence_id(project, frame), frame=frame.frame,
-                ))
-                new_ids[(path, frame.page)] = sample_id
-                report.sample_ids.append(sample_id)
-                touched_sequences.add(_sequence_id(project, frame))
-                report.added += 1
+        fields = [dict(path=project.relative(path), page=frame.page, name=frame.name, hash=file_hash,
+                       file_size=size, height=frame.info.height, width=frame.info.width, dtype=frame.info.dtype,
+                       channels=frame.info.channels, sequence=_sequence_id(project, frame), frame=frame.frame)
+                  for frame in rows]
+        ids = store.add_samples(fields, what=f"the images of {path.name}")  # one file: all pages or none
+        for frame, row, sample_id in zip(rows, fields, ids):
+            new_ids[(path, frame.page)] = sample_id
+            touched_sequences.add(row["sequence"])
+        report.sample_ids.extend(ids)
+        report.added += len(ids)
     if touched_sequences:
         # A later import can add frames to an existing sequence: keep 0..n-1 in natural order.
         store.renumber_frames(touched_sequences, key=lambda r: (images.natural_key(PurePosixPath(r[3]).name), r[4]))
@@ -152,10 +150,6 @@ def _sequence_id(project: Project, frame: images.SourceFrame) -> str:
         return project.relative(frame.path)
     prefix = frame.sequence.rsplit("/", 1)[-1]
     return f"{project.relative(frame.path.parent)}/{prefix}"
-
-
-def _display(path: Path) -> str:
-    return str(path)
 
 
 def mask_index(folder: Path) -> tuple[dict[str, Path], dict[str, list[Path]]]:

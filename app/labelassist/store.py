@@ -376,8 +376,12 @@ class Store:
     # -- samples ----------------------------------------------------------------------------
     def add_sample(self, **fields: Any) -> int:
         """Insert one sample and return its id (see :class:`Sample` for the fields)."""
-        with self.writing("the image list"):
-            return self._insert_sample(fields)
+        return self.add_samples([fields])[0]
+
+    def add_samples(self, rows: list[dict[str, Any]], what: str = "the image list") -> list[int]:
+        """Insert several samples in one transaction (all or none); returns their ids."""
+        with self.writing(what):
+            return [self._insert_sample(dict(fields)) for fields in rows]
 
     def _insert_sample(self, fields: dict[str, Any]) -> int:
         fields.setdefault("added_at", utc_now())
