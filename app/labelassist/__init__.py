@@ -6,4 +6,11 @@ corrects it, post-assistance inspects and post-processes it, and the store keeps
 every label version.
 """
 
+import os as _os
+
+# Offline by construction: ONNX Runtime (1.32) ships Microsoft's 1DS telemetry, which queues
+# events on disk and uploads them over HTTPS. The kiosk never talks to the network, so it is
+# switched off before anything imports onnxruntime (every import goes through this package).
+_os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 __version__ = "0.1.0"
