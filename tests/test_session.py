@@ -221,3 +221,39 @@ def test_cli_select_evaluate_inspect(capsys, tmp_path, datasets, monkeypatch):
         evaluation["summaries"][0])
     code, out, err = _run(capsys, "evaluate", "prelabel", tmp_path / "p", "--images", "x")
     assert code == 1 and "either PROJECT or --images" in err
+
+
+def test_states_warnings_and_settings_updates(scratch, datasets):
+    with Session(scratch, background=False) as session:
+        first = session.next()
+        truth = _truth(datasets, "scratch_assay", first.sample)
+        erased = truth.copy()
+        rows, cols = np.nonzero(truth)
+        erased[:, :int(np.median(cols))] = False  # one of the two segments is gone
+        submission = session.submit(first.sample.id, erased)
+        assert submission.warning
+        warned_id = session.save(first.sample.id, erased, report=submission.report)
+        assert session.current.label.id == warned_id  # further edits start from the saved version
+        second = session.next()
+        ok = session.submit(second.sample.id, _truth(datasets, "scratch_assay", second.sample))
+        session.save(second.sample.id, _truth(datasets, "scratch_assay", second.sample), report=ok.report)
+        third = session.ranking(top=2)
+        session.set_flag(third[0].sample.id, True)
+        session.set_flag(third[1].sample.id, False)
+        states = session.sample_states()
+        assert states[first.sample.id] == "warning" and states[second.sample.id] == "labelled"
+        assert states[third[0].sample.id] == "relevant" and states[third[1].sample.id] == "not_now"
+        assert list(states.values()).count("unlabelled") == 8
+        label = scratch.store.label(warned_id)
+        assert label.warned and label.score == pytest.approx(submission.report.score)
+        [event] = scratch.store.events("save_anyway")
+        assert "1 segment, expected 2" in event["details"]["failed"][0]
+
+        def typo(settings):
+            settings["inspection"]["gamma0"] = 3.0
+
+        with pytest.raises(LabelAssistError, match="gamma0 must be between 0 and 1"):
+            session.update_settings(typo)
+        assert scratch.settings["inspection"]["gamma0"] == 0.75
+        session.update_settings(lambda s: s["selector"]["weights"].update(random=2.0))
+        assert Project.open(scratch.folder).settings["selector"]["weights"]["random"] == 2.0

@@ -14,6 +14,7 @@ No Kivy here: every action a user can take on screen is a method a test can call
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -536,8 +537,13 @@ class Session:
         return Submission(report, suggestions, note)
 
     def save(self, sample_id: int, mask: np.ndarray, *, seconds: float | None = None, strokes: int = 0,
-             source: str = "manual", assistance: str | None = None, note: str | None = None) -> int:
-        """Append a label version; ``seconds`` defaults to the time since the sample was opened."""
+             source: str = "manual", assistance: str | None = None, note: str | None = None,
+             report: inspect_mod.Report | None = None) -> int:
+        """Append a label version; ``seconds`` defaults to the time since the sample was opened.
+
+        ``report`` is the inspection the annotator saw (from :meth:`submit`): its γ is
+        kept with the version, and saving despite its warning is recorded as such.
+        """
         if seconds is None:
             opened = self.current is not None and self.current.sample.id == sample_id
             seconds = time.monotonic() - self._opened_at if opened else 0.0
@@ -545,9 +551,17 @@ class Session:
         if assistance is None and self.current is not None and self.current.sample.id == sample_id \
                 and self.current.prelabel is not None:
             assistance = f"prelabel:{self.current.prelabel.method}"
+        warned = report is not None and report.warning
         label_id = self.store.save_label(sample_id, mask, source=source, author=self.author,
                                          parent_id=latest.id if latest else None, seconds=seconds,
-                                         strokes=strokes, note=note, assistance=assistance)
+                                         strokes=strokes, note=note, assistance=assistance,
+                                         score=None if report is None else report.score, warned=warned)
+        if warned:
+            self.store.log_event("save_anyway", actor=self.author, sample_id=sample_id, label_id=label_id,
+                                 score=round(report.score, 4), failed=[c.message for c in report.failed])
+        if self.current is not None and self.current.sample.id == sample_id:
+            # Edits after this save start from the new version (the journal's base).
+            self.current = replace(self.current, label=self.store.label(label_id), recovered=None)
         if self.backups is not None:
             self.backups.changed()
             self.backups.maybe()
@@ -605,6 +619,36 @@ class Session:
     def resume_state(self) -> dict[str, Any]:
         """What :meth:`remember` kept, e.g. ``{"sample_id": 12, "zoom": 2.0, ...}``."""
         return self.store.get_state("screen", {})
+
+    def sample_states(self) -> dict[int, str]:
+        """sample id -> ``unlabelled``, ``labelled``, ``warning`` (saved despite a warning),
+        ``relevant`` or ``not_now`` (cherry-pick flags of unlabelled samples); for queue badges."""
+        labels = self.store.label_states()
+        flags = self.store.flags()
+        states = {}
+        for row in self.store.conn.execute("SELECT id FROM samples"):
+            sid = row[0]
+            if sid in labels:
+                states[sid] = "warning" if labels[sid] else "labelled"
+            elif sid in flags:
+                states[sid] = "relevant" if flags[sid] else "not_now"
+            else:
+                states[sid] = "unlabelled"
+        return states
+
+    def update_settings(self, change: Callable[[dict[str, Any]], None]) -> None:
+        """Apply ``change`` to a copy of the settings, validate, write ``project.toml`` and log it.
+
+        Invalid settings raise ProjectError and leave the current ones as they were.
+        The pre-processing pipeline is changed with :meth:`set_pipeline` instead.
+        """
+        new = copy.deepcopy(self.settings)
+        change(new)
+        if new["preprocess"] != self.settings["preprocess"]:
+            raise LabelAssistError("change the pre-processing with set_pipeline (it needs a confirmation)")
+        self.project.save_settings(new, actor=self.author)  # validates first, then writes
+        self._pool = None  # weights or seed may have changed
+        self._choice = None  # the pre-label method or its threshold may have changed
 
     def set_flag(self, sample_id: int, relevant: bool | None) -> None:
         """Cherry-pick: relevant (True), not now (False), or no flag (None)."""

@@ -157,8 +157,14 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE ui_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
+def _migrate_3(db: sqlite_utils.Database) -> None:
+    """Schema 3: each label version keeps its inspection score and whether it was saved despite a warning."""
+    db.execute("ALTER TABLE labels ADD COLUMN score REAL")  # γ(y) at save time; NULL when nothing was checked
+    db.execute("ALTER TABLE labels ADD COLUMN warned INTEGER NOT NULL DEFAULT 0")
+
+
 # Forward migrations: MIGRATIONS[k] brings schema k to k + 1. Never edit a shipped one; append.
-MIGRATIONS = [_migrate_1, _migrate_2]
+MIGRATIONS = [_migrate_1, _migrate_2, _migrate_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -212,6 +218,8 @@ class LabelVersion:
     note: str | None
     codec: str
     blob: bytes
+    score: float | None = None
+    warned: bool = False
 
     @property
     def mask(self) -> np.ndarray:
@@ -224,7 +232,7 @@ class LabelVersion:
 _SAMPLE_COLUMNS = [f for f in Sample.__dataclass_fields__]
 _LABEL_COLUMNS = [
     "id", "sample_id", "parent_id", "created_at", "author", "source", "height", "width", "area",
-    "seconds", "strokes", "note", "codec", "mask",
+    "seconds", "strokes", "note", "codec", "mask", "score", "warned",
 ]
 
 
@@ -452,6 +460,8 @@ class Store:
         strokes: int = 0,
         note: str | None = None,
         assistance: str | None = None,
+        score: float | None = None,
+        warned: bool = False,
     ) -> int:
         """Append a new label version of a sample and return its id.
 
@@ -474,6 +484,10 @@ class Store:
             Number of pen/finger strokes that made it.
         assistance : str, optional
             Which assistance was used (pre-label method, post-processing...), for the event log.
+        score : float, optional
+            Inspection γ(y) of this mask when it was saved.
+        warned : bool
+            True when the annotator saved it despite an inspection warning.
         """
         mask = np.asarray(mask)
         sample = self.sample(sample_id)
@@ -488,10 +502,12 @@ class Store:
         with self.writing(f"the label of {sample.name}"):
             cur = self.conn.execute(
                 "INSERT INTO labels (sample_id, parent_id, created_at, author, source, codec, height, width,"
-                " mask, area, seconds, strokes, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " mask, area, seconds, strokes, note, score, warned)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     sample_id, parent_id, utc_now(), author, source, CODEC, sample.height, sample.width,
                     blob, int(np.count_nonzero(mask)), float(seconds), int(strokes), note,
+                    None if score is None else float(score), int(bool(warned)),
                 ),
             )
             label_id = int(cur.lastrowid)
@@ -503,7 +519,7 @@ class Store:
 
     def _label_query(self, where: str, params: tuple) -> list[LabelVersion]:
         rows = self.conn.execute(f"SELECT {', '.join(_LABEL_COLUMNS)} FROM labels WHERE {where}", params)
-        return [LabelVersion(*r[:13], blob=r[13]) for r in rows]
+        return [LabelVersion(*r[:13], blob=r[13], score=r[14], warned=bool(r[15])) for r in rows]
 
     def latest_label(self, sample_id: int) -> LabelVersion | None:
         """The newest label version of a sample, or None if it has none."""
@@ -529,7 +545,15 @@ class Store:
         )
         n = len(_SAMPLE_COLUMNS)
         for row in self.conn.execute(query):
-            yield Sample(*row[:n]), LabelVersion(*row[n : n + 13], blob=row[n + 13])
+            yield Sample(*row[:n]), LabelVersion(*row[n : n + 13], blob=row[n + 13], score=row[n + 14],
+                                                 warned=bool(row[n + 15]))
+
+    def label_states(self) -> dict[int, bool]:
+        """sample id -> whether its newest label was saved despite a warning (no mask decoding)."""
+        rows = self.conn.execute(
+            "SELECT sample_id, warned FROM labels WHERE id IN (SELECT max(id) FROM labels GROUP BY sample_id)"
+        )
+        return {r[0]: bool(r[1]) for r in rows}
 
     def labelled_ids(self) -> set[int]:
         """Ids of samples with at least one label version."""
