@@ -1,0 +1,1 @@
+"""The kiosk touch UI (Kivy). Nothing outside this package imports Kivy."""

@@ -1,0 +1,950 @@
+"""Behaviour of the kiosk screens (their layout is in kiosk.kv).
+
+Every action calls the :class:`labelassist.session.Session` through the app's
+:class:`labelassist.ui.session_worker.SessionWorker` (never SQL or ONNX here).
+
+Save & next, step by step (``LabelScreen.save_and_next``)::
+
+    Session.submit(mask)               inspection γ(y) and post-processing suggestions
+    -> PostprocessScreen               each suggestion before/after: accept (an edit) or reject
+    -> Session.inspect(mask)           again, when a suggestion was accepted
+    -> InspectionScreen                when γ ≤ γ0: "fix it" or "save anyway" (logged in the note)
+    -> SessionWorker.save              Session.save off the UI thread
+    -> Session.next() -> LabelScreen.show
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import string
+import threading
+from pathlib import Path
+
+import numpy as np
+from kivy.app import App
+from kivy.clock import Clock
+from kivy.graphics.texture import Texture
+from kivy.metrics import dp
+from kivy.properties import (BooleanProperty, ListProperty, NumericProperty, ObjectProperty,
+                             StringProperty)
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.image import Image
+from kivy.uix.recycleview.views import RecycleDataViewBehavior
+from kivy.uix.screenmanager import Screen
+from kivy.factory import Factory
+
+from labelassist import kiosk_settings
+from labelassist.annotate import LabelLayer
+from labelassist.workflow import inspect as inspect_mod
+from labelassist.workflow import preprocess
+from labelassist.workflow.registry import REGISTRY
+
+log = logging.getLogger(__name__)
+
+OK_COLOR = (0.6, 1, 0.7, 1)
+ERROR_COLOR = (1, 0.55, 0.45, 1)
+
+
+def numpy_texture(rgb: np.ndarray) -> Texture:
+    """A texture showing an (H, W[, 3]) uint8 array with row 0 at the top."""
+    rgb = np.ascontiguousarray(rgb)
+    fmt = "luminance" if rgb.ndim == 2 else "rgb"
+    texture = Texture.create(size=(rgb.shape[1], rgb.shape[0]), colorfmt=fmt, mipmap=False)
+    texture.flip_vertical()
+    texture.blit_buffer(rgb.tobytes(), colorfmt=fmt, bufferfmt="ubyte")
+    return texture
+
+
+def composite(display: np.ndarray, mask: np.ndarray, max_side: int = 1024) -> np.ndarray:
+    """The image with the mask tinted magenta, at most ``max_side`` pixels (before/after views)."""
+    step = max(1, int(np.ceil(max(display.shape[:2]) / max_side)))
+    grey = display[::step, ::step]
+    rgb = np.repeat(grey[..., None], 3, axis=2) if grey.ndim == 2 else grey[..., :3].copy()
+    m = mask[::step, ::step]
+    tint = np.array([255, 40, 200], np.float32)
+    rgb = rgb.astype(np.float32)
+    rgb[m] = rgb[m] * 0.45 + tint * 0.55
+    return rgb.astype(np.uint8)
+
+
+class KioskScreen(Screen):
+    """A screen of one app instance (kept, so that late callbacks never reach another app)."""
+
+    def __init__(self, **kwargs):
+        self._app = App.get_running_app()
+        super().__init__(**kwargs)
+
+    @property
+    def app(self):
+        return self._app
+
+
+# -- Home -------------------------------------------------------------------------------------
+class HomeScreen(KioskScreen):
+    project_name = StringProperty("")
+    progress_text = StringProperty("")
+    notice = StringProperty("")
+    labelled = NumericProperty(0)
+    total = NumericProperty(0)
+
+    def on_pre_enter(self, *_):
+        self.refresh()
+
+    def refresh(self):
+        app = self.app
+        if app is None or app.session is None:
+            return
+        session = app.session
+        self.project_name = f"Project: {session.project.name}"
+        app.worker.submit(lambda: (session.store.counts(), session.unsaved_samples()),
+                          on_done=self._show_progress, on_error=app.show_error)
+
+    def _show_progress(self, result):
+        counts, unsaved = result
+        self.labelled, self.total = counts["labelled"], counts["samples"]
+        pct = 100 * self.labelled / self.total if self.total else 0
+        self.progress_text = f"{self.labelled} of {self.total} images labelled ({pct:.0f} %)"
+        self.notice = (f"Unsaved work on {len(unsaved)} image{'s' * (len(unsaved) != 1)} "
+                       "will be restored when you continue." if unsaved else "")
+
+    def continue_labelling(self):
+        self.app.go("label")
+        self.app.root.get_screen("label").resume()
+
+    def open_queue(self):
+        self.app.go("queue")
+
+    def open_admin(self):
+        self.app.go("admin")
+
+
+# -- Queue ------------------------------------------------------------------------------------
+class QueueTile(RecycleDataViewBehavior, BoxLayout):
+    sample_id = NumericProperty(0)
+    title = StringProperty("")
+    badge = StringProperty("")
+    badge_color = ListProperty([1, 1, 1, 1])
+    flag = NumericProperty(-1)
+    thumbnail = ObjectProperty(None, allownone=True)
+
+    def refresh_view_attrs(self, rv, index, data):
+        result = super().refresh_view_attrs(rv, index, data)
+        screen = App.get_running_app().root.get_screen("queue")
+        self.thumbnail = screen.thumbnail_for(self.sample_id, self)
+        return result
+
+    def open_sample(self):
+        App.get_running_app().root.get_screen("label").open_sample(self.sample_id)
+
+    def set_flag(self, flag):
+        App.get_running_app().root.get_screen("queue").set_flag(self.sample_id, flag)
+
+
+class WeightSlider(BoxLayout):
+    name = StringProperty("")
+    caption = StringProperty("")
+    value = NumericProperty(0.0)
+
+    def commit(self, value):
+        self.value = value
+        App.get_running_app().root.get_screen("queue").set_weight(self.name, value)
+
+
+BADGES = {
+    "unlabelled": ("to label", (0.7, 0.7, 0.7, 1)),
+    "relevant": ("cherry-picked", (0.3, 0.9, 0.4, 1)),
+    "not now": ("not now", (0.6, 0.6, 0.6, 1)),
+    "labelled": ("labelled", (0.3, 0.7, 1.0, 1)),
+    "warning": ("saved with warning", (1.0, 0.6, 0.1, 1)),
+}
+
+
+class QueueScreen(KioskScreen):
+    """Every sample as a thumbnail tile in the selector's order (virtualised: a RecycleView)."""
+
+    tiles = ListProperty([])
+    summary = StringProperty("")
+    columns = NumericProperty(5)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._textures: dict[int, Texture] = {}
+        self._loading: set[int] = set()
+        self._waiting_views: dict[int, object] = {}
+        self._requests: list[int] = []
+        self._loader: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def on_pre_enter(self, *_):
+        self.reload()
+        self._build_weight_sliders()
+
+    def on_size(self, *_):
+        self.columns = max(2, int((self.width - dp(440)) // dp(260)))
+
+    def reload(self):
+        app = self.app
+        app.worker.submit(self._collect, on_done=self._show, on_error=app.show_error)
+
+    def _collect(self):
+        # runs on the session worker (holds the Session lock)
+        session = self.app.session
+        ranked = session.ranking()
+        flags = session.store.flags()
+        rows = []
+        for r in ranked:
+            flag = flags.get(r.sample.id)
+            state = "unlabelled" if flag is None else ("relevant" if flag else "not now")
+            rows.append((r.sample, state, -1 if flag is None else int(flag)))
+        ranked_ids = {r.sample.id for r in ranked}
+        warned = set()
+        for sample, label in session.store.latest_labels():
+            if label.note and label.note.startswith("saved with inspection warning"):
+                warned.add(sample.id)
+        labelled = [s for s in session.store.samples() if s.id not in ranked_ids]
+        for s in labelled:
+            flag = flags.get(s.id)
+            rows.append((s, "warning" if s.id in warned else "labelled", -1 if flag is None else int(flag)))
+        return rows
+
+    def _show(self, rows):
+        tiles = []
+        for sample, state, flag in rows:
+            text, color = BADGES[state]
+            tiles.append({"sample_id": sample.id, "title": sample.name, "badge": text,
+                          "badge_color": list(color), "flag": flag})
+        self.tiles = tiles
+        todo = sum(1 for _, state, _ in rows if state in ("unlabelled", "relevant", "not now"))
+        self.summary = f"{len(rows)} images, {todo} to label, best first. Tap a picture to label it."
+
+    def thumbnail_for(self, sample_id: int, view) -> Texture | None:
+        """The tile's texture if loaded; else ask the loader (newest request first) for it."""
+        texture = self._textures.get(sample_id)
+        if texture is not None:
+            return texture
+        self._waiting_views[sample_id] = view
+        with self._lock:
+            if sample_id in self._loading:
+                return None
+            self._loading.add(sample_id)
+            self._requests.append(sample_id)
+            if self._loader is None or not self._loader.is_alive():
+                self._loader = threading.Thread(target=self._load_thumbnails, name="thumbnails", daemon=True)
+                self._loader.start()
+        return None
+
+    def _load_thumbnails(self):
+        """One background thread: the tiles scrolled to last are loaded first (LIFO)."""
+        app = self.app
+        while True:
+            with self._lock:
+                if not self._requests:
+                    self._loader = None
+                    return
+                sample_id = self._requests.pop()
+            view = self._waiting_views.get(sample_id)
+            if view is None or getattr(view, "sample_id", None) != sample_id:
+                with self._lock:
+                    self._loading.discard(sample_id)  # scrolled away: load it when it is back
+                continue
+            try:
+                sample = app.worker.call_now(app.session.store.sample, sample_id)
+                thumb = app.session.project.thumbnail(sample, 256)  # file cache: no database access
+                thumb = preprocess.to_uint8(thumb) if thumb.dtype != np.uint8 else thumb
+            except Exception:  # noqa: BLE001 - a missing image shows an empty tile
+                log.warning("no thumbnail for sample %s", sample_id, exc_info=True)
+                continue
+            Clock.schedule_once(lambda dt, sid=sample_id, t=thumb: self._thumbnail_ready(sid, t))
+
+    def _thumbnail_ready(self, sample_id, thumb):
+        texture = numpy_texture(thumb if thumb.ndim == 2 else thumb[..., :3])
+        self._textures[sample_id] = texture
+        with self._lock:
+            self._loading.discard(sample_id)
+        view = self._waiting_views.pop(sample_id, None)
+        if view is not None and getattr(view, "sample_id", None) == sample_id:
+            view.thumbnail = texture
+
+    def set_flag(self, sample_id: int, flag: int):
+        relevant = None if flag < 0 else bool(flag)
+        for tile in self.tiles:
+            if tile["sample_id"] == sample_id:
+                tile["flag"] = flag
+        self.app.worker.submit(self.app.session.set_flag, sample_id, relevant, on_error=self.app.show_error)
+        self.app.worker.submit(lambda: None, on_done=lambda _: self.reload())
+
+    def _build_weight_sliders(self):
+        box = self.ids.weights
+        box.clear_widgets()
+        weights = self.app.worker.call_now(lambda: dict(self.app.session.settings["selector"]["weights"]))
+        captions = {"sequential": "In order", "random": "Random", "cherry_pick": "Cherry-picked first",
+                    "sequence_aware": "Spread over sequences", "uncertainty": "Model unsure",
+                    "diversity": "Different from labelled"}
+        for name, value in weights.items():
+            box.add_widget(WeightSlider(name=name, caption=captions.get(name, name.replace("_", " ")),
+                                        value=float(value)))
+
+    def set_weight(self, name: str, value: float):
+        session = self.app.session
+
+        def change():
+            weights = session.settings["selector"]["weights"]
+            weights[name] = round(float(value), 2)
+            if not any(w > 0 for w in weights.values()):
+                weights[name] = 0.1  # the selector needs one strategy with weight > 0
+            session.project.save_settings(actor=session.author)
+
+        self.app.worker.submit(change, on_done=lambda _: self.reload(), on_error=self.app.show_error)
+
+
+# -- Label ------------------------------------------------------------------------------------
+class LabelScreen(KioskScreen):
+    """The canvas with its tool rail; owns the open sample and its label layer."""
+
+    canvas_widget = ObjectProperty(None)
+    tool = StringProperty("brush")
+    brush_size = NumericProperty(8.0)
+    overlay_opacity = NumericProperty(0.55)
+    outline = BooleanProperty(False)
+    show_raw = BooleanProperty(False)
+    has_proposal = BooleanProperty(False)
+    sample_title = StringProperty("")
+    message = StringProperty("")
+    message_color = ListProperty(list(OK_COLOR))
+    busy = BooleanProperty(False)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.assisted = None
+        self.layer: LabelLayer | None = None
+        self.history: list[int] = []
+        self._journal_future = None
+        self._prelabel_journaled = True
+        self._pending_view = None
+        self._raw_display = None
+        self._submission = None
+        self._remember_trigger = Clock.create_trigger(self._remember_view, 0.5)
+
+    # opening samples
+    def resume(self):
+        """Continue where the last session stopped: same sample, same view, unsaved strokes."""
+        app = self.app
+        state = app.worker.call_now(app.session.resume_state)
+        sample_id = state.get("sample_id")
+        if sample_id is not None:
+            self._pending_view = state
+            self.tool = state.get("tool", self.tool) if state.get("tool") in (
+                "brush", "eraser", "lasso", "polygon", "bucket", "segment") else self.tool
+            self.open_sample(int(sample_id), keep_view=True)
+        else:
+            self.next_sample()
+
+    def open_sample(self, sample_id: int, keep_view: bool = False):
+        app = self.app
+        if app.root.current != "label":
+            app.go("label")
+        self.busy = True
+        self.say("Opening...")
+        if not keep_view:
+            self._pending_view = None
+        app.worker.submit(app.session.open, sample_id, on_done=self.show, on_error=self._open_failed)
+
+    def next_sample(self):
+        self.busy = True
+        self.say("Opening the next image...")
+        self.app.worker.submit(self.app.session.next, on_done=self.show, on_error=self._open_failed)
+
+    def _open_failed(self, message):
+        self.busy = False
+        self.say(message, error=True)
+
+    def show(self, assisted):
+        """Put an opened sample on the canvas (UI thread)."""
+        self.busy = False
+        if assisted is None:
+            self.say("Every image is labelled. Well done!")
+            self.app.go("home")
+            return
+        self.assisted = assisted
+        self._raw_display = None
+        prelabel = assisted.prelabel
+        offer = (assisted.recovered is None and assisted.label is None and prelabel is not None
+                 and not prelabel.is_placeholder)
+        if offer:
+            self.layer = LabelLayer(np.zeros(assisted.image.shape[:2], bool))
+        else:
+            self.layer = LabelLayer(assisted.start_mask)
+        canvas = self.canvas_widget
+        canvas.set_image(self._raw() if self.show_raw else assisted.display)
+        canvas.set_layer(self.layer, proposal=prelabel.mask if offer else None)
+        self.has_proposal = offer
+        sample = assisted.sample
+        if not self.history or self.history[-1] != sample.id:
+            self.history.append(sample.id)
+        self.sample_title = f"{sample.name}  ({sample.width}x{sample.height})"
+        if assisted.recovered is not None:
+            self.say("Your unsaved strokes were restored.")
+        elif offer:
+            self.say(f"Pre-label ready ({prelabel.method}): tap 'Accept pre-label' or draw.")
+        elif assisted.label is not None:
+            self.say("Labelled before: you are editing the saved label.")
+        else:
+            self.say(prelabel.note if prelabel is not None and prelabel.note else "Draw the objects.")
+        view = self._pending_view
+        self._pending_view = None
+        if view and view.get("sample_id") == sample.id and view.get("zoom"):
+            Clock.schedule_once(lambda dt: canvas.set_view(view["zoom"], view.get("center", (0, 0))))
+        else:
+            Clock.schedule_once(lambda dt: canvas.fit())
+        self.app.worker.remember(sample_id=sample.id, screen="label")
+
+    def _raw(self):
+        if self._raw_display is None and self.assisted is not None:
+            self._raw_display = preprocess.to_uint8(self.assisted.image)
+        return self._raw_display
+
+    def on_show_raw(self, *_):
+        if self.assisted is not None:
+            self.canvas_widget.set_image(self._raw() if self.show_raw else self.assisted.display)
+
+    def on_tool(self, *_):
+        self.app.worker.remember(tool=self.tool) if self.app and self.app.worker else None
+
+    def view_changed(self):
+        self._remember_trigger()
+
+    def _remember_view(self, *_):
+        if self.assisted is None:
+            return
+        c = self.canvas_widget
+        self.app.worker.remember(sample_id=self.assisted.sample.id, zoom=c.scale,
+                                 center=[float(v) for v in c.view_center()])
+
+    def say(self, text: str, error: bool = False):
+        self.message = text
+        self.message_color = list(ERROR_COLOR if error else OK_COLOR)
+
+    # edits: each finished edit is journalled before the next one starts
+    def wait_for_journal(self, timeout: float = 5.0) -> None:
+        future, self._journal_future = self._journal_future, None
+        if future is not None:
+            try:
+                future.result(timeout=timeout)
+            except Exception:  # noqa: BLE001 - reported by the worker already
+                pass
+
+    def on_canvas_edit(self, edit):
+        self.journal(edit.kind, edit.indices(), edit.pixel_values())
+        if edit.kind == "prelabel":
+            self.has_proposal = False
+
+    def journal(self, kind, indices, values):
+        if self.assisted is None:
+            return
+        self.wait_for_journal()
+        self._journal_future = self.app.worker.journal(
+            self.assisted.sample.id, kind, indices, values,
+            on_error=lambda m: self.say("The last stroke could not be stored: " + m, error=True))
+
+    def undo(self):
+        if self.layer is None:
+            return
+        change = self.layer.undo()
+        self.canvas_widget.refresh_overlay()
+        if change is not None:
+            self.journal("undo", change.indices(), change.pixel_values())
+            if change.kind == "prelabel" and self.assisted is not None and self.assisted.prelabel is not None:
+                self.canvas_widget.set_proposal(self.assisted.prelabel.mask)
+                self.has_proposal = True
+
+    def redo(self):
+        if self.layer is None:
+            return
+        change = self.layer.redo()
+        self.canvas_widget.refresh_overlay()
+        if change is not None:
+            self.journal("redo", change.indices(), change.pixel_values())
+            if change.kind == "prelabel":
+                self.canvas_widget.set_proposal(None)
+                self.has_proposal = False
+
+    def accept_prelabel(self):
+        if not self.has_proposal or self.assisted is None:
+            return
+        proposal = self.assisted.prelabel.mask
+        self.canvas_widget.set_proposal(None)
+        self.has_proposal = False
+        self.canvas_widget.apply_edit("prelabel", lambda layer: layer.set_mask(proposal))
+        self.say("Pre-label accepted: correct it, then Save & next.")
+
+    def clear(self):
+        if self.layer is not None:
+            self.canvas_widget.apply_edit("clear", lambda layer: layer.set_mask(np.zeros_like(layer.mask)))
+
+    def previous(self):
+        if len(self.history) >= 2:
+            self.history.pop()
+            self.open_sample(self.history.pop())
+
+    def segment(self, method: str, prompt: dict):
+        """Tap-to-segment: the engine's interactive pre-label, added to the mask as one edit."""
+        if self.assisted is None:
+            return
+        self.say("Finding the object..." if method == "flood" else "Cutting out the boxed object...")
+        sample_id = self.assisted.sample.id
+
+        def done(prelabel):
+            if self.assisted is None or self.assisted.sample.id != sample_id:
+                return
+            edit = self.canvas_widget.apply_edit("segment", lambda layer: layer.add_mask(prelabel.mask))
+            self.say("Added the object." if edit is not None else "Nothing new was found there.")
+
+        self.app.worker.submit(self.app.session.prelabel, sample_id, method, on_done=done,
+                               on_error=lambda m: self.say(m, error=True), **prompt)
+
+    def close_polygon(self):
+        self.canvas_widget.close_polygon()
+
+    # save & next
+    def save_and_next(self):
+        if self.assisted is None or self.busy:
+            return
+        self.wait_for_journal()
+        self.busy = True
+        self.say("Checking the label...")
+        self.canvas_widget.set_highlight(None)
+        mask = self.layer.mask.copy()
+        self.app.worker.submit(self.app.session.submit, self.assisted.sample.id, mask,
+                               on_done=self._submitted, on_error=self._open_failed)
+
+    def _submitted(self, submission):
+        self._submission = submission
+        self._accepted_any = False
+        if submission.suggestions:
+            self.app.go("postprocess")
+            self.app.root.get_screen("postprocess").present(submission.suggestions, self.assisted.display,
+                                                             self.layer.mask.copy())
+        else:
+            self._after_postprocess(submission.report)
+
+    def suggestions_done(self, accepted_masks):
+        """The post-processing screen is done; accepted suggestions become edits."""
+        self.app.go("label")
+        for step, mask in accepted_masks:
+            self.canvas_widget.apply_edit("suggestion", lambda layer, m=mask: layer.set_mask(m))
+        if accepted_masks:
+            self.wait_for_journal()
+            prelabel = None
+            if self.assisted.prelabel is not None and not self.assisted.prelabel.is_placeholder:
+                prelabel = self.assisted.prelabel.mask
+            self.app.worker.submit(self.app.session.inspect, self.layer.mask.copy(), prelabel,
+                                   on_done=self._after_postprocess, on_error=self._open_failed)
+        else:
+            self._after_postprocess(self._submission.report)
+
+    def _after_postprocess(self, report):
+        if report is not None and report.warning:
+            self.app.go("inspection")
+            self.app.root.get_screen("inspection").present(report)
+            self.busy = False
+        else:
+            self.commit()
+
+    def commit(self, note: str | None = None):
+        """Save this label off the UI thread, then open the next sample."""
+        app = self.app
+        sample_id = self.assisted.sample.id
+        self.wait_for_journal()
+        self.busy = True
+        if app.root.current != "label":
+            app.go("label")
+        self.say("Saved. Opening the next image...")
+        app.worker.save(sample_id, self.layer.mask, strokes=self.layer.strokes, note=note,
+                        on_error=lambda m: self.say("The label was NOT saved: " + m, error=True))
+        self.next_sample()
+
+    def fix(self, check_names):
+        """Back to the canvas with what the failed checks object to highlighted."""
+        self.app.go("label")
+        self.busy = False
+        session = self.app.session
+        prelabel = None
+        if self.assisted.prelabel is not None and not self.assisted.prelabel.is_placeholder:
+            prelabel = self.assisted.prelabel.mask
+        context = inspect_mod.InspectionContext(priors=session.settings["priors"], prelabel=prelabel)
+        highlight = np.zeros_like(self.layer.mask)
+        for name in check_names:
+            try:
+                highlight |= inspect_mod.highlight(self.layer.mask, name, context)
+            except Exception:  # noqa: BLE001 - a plug-in metric without highlight
+                log.warning("no highlight for %s", name, exc_info=True)
+        self.canvas_widget.set_highlight(highlight)
+        self.say("Fix the highlighted parts, then Save & next." if highlight.any()
+                 else "Look at the label again, then Save & next.")
+
+    # keyboard
+    def handle_key(self, key: str, modifiers) -> bool:
+        tools = {"b": "brush", "e": "eraser", "l": "lasso", "p": "polygon", "f": "bucket", "t": "segment"}
+        if key in tools:
+            self.tool = tools[key]
+        elif key == "z" and "shift" in modifiers or key == "y":
+            self.redo()
+        elif key == "z":
+            self.undo()
+        elif key == "a":
+            self.accept_prelabel()
+        elif key == "o":
+            self.outline = not self.outline
+        elif key == "r":
+            self.show_raw = not self.show_raw
+        elif key in ("[", "-"):
+            self.brush_size = max(1, self.brush_size - 2)
+        elif key in ("]", "+", "="):
+            self.brush_size = min(80, self.brush_size + 2)
+        elif key in ("enter", "spacebar"):
+            if self.tool == "polygon" and self.canvas_widget.polygon:
+                self.close_polygon()
+            else:
+                self.save_and_next()
+        elif key == "backspace":
+            self.previous()
+        elif key == "0":
+            self.canvas_widget.fit()
+        elif key == "c":
+            self.clear()
+        elif key == "q":
+            self.go_queue()
+        elif key == "h":
+            self.go_home()
+        else:
+            return False
+        return True
+
+    def go_home(self):
+        self.app.go("home")
+
+    def stop(self):
+        """The app is closing: no more delayed writes."""
+        self._remember_trigger.cancel()
+
+    def go_queue(self):
+        self.app.go("queue")
+
+
+# -- Inspection -------------------------------------------------------------------------------
+class CheckRow(BoxLayout):
+    text = StringProperty("")
+    name = StringProperty("")
+
+    def fix(self):
+        App.get_running_app().root.get_screen("label").fix([self.name])
+
+
+class InspectionScreen(KioskScreen):
+    verdict = StringProperty("")
+
+    def present(self, report):
+        self.report = report
+        self.verdict = (f"Label quality {report.score:.2f} is at or below the warning level "
+                        f"{report.gamma0:.2f}. What looks wrong:")
+        box = self.ids.checks
+        box.clear_widgets()
+        for check in report.failed:
+            box.add_widget(CheckRow(text=check.message[:1].upper() + check.message[1:], name=check.name))
+
+    def fix(self):
+        # Checks that point at segments or holes first: "differs from the pre-label" would
+        # highlight most of a label that was redrawn by hand.
+        names = [c.name for c in self.report.failed]
+        pointed = [n for n in names if n not in ("prelabel_change", "model_disagreement")]
+        self.app.root.get_screen("label").fix(pointed or names)
+
+    def save_anyway(self):
+        messages = "; ".join(c.message for c in self.report.failed)
+        log.info("saved despite the inspection warning (γ=%.2f): %s", self.report.score, messages)
+        self.app.root.get_screen("label").commit(
+            note=f"saved with inspection warning (quality {self.report.score:.2f}): {messages}")
+
+
+# -- Post-processing --------------------------------------------------------------------------
+class CompareImage(Image):
+    """Hold (press) the picture to see the label before the change."""
+
+    __events__ = ("on_hold",)
+
+    def on_touch_down(self, touch):
+        if self.collide_point(*touch.pos):
+            touch.grab(self)
+            self.dispatch("on_hold", True)
+            return True
+        return super().on_touch_down(touch)
+
+    def on_touch_up(self, touch):
+        if touch.grab_current is self:
+            touch.ungrab(self)
+            self.dispatch("on_hold", False)
+            return True
+        return super().on_touch_up(touch)
+
+    def on_hold(self, holding):
+        pass
+
+
+class PostprocessScreen(KioskScreen):
+    heading = StringProperty("")
+    summary = StringProperty("")
+    before_texture = ObjectProperty(None, allownone=True)
+    after_texture = ObjectProperty(None, allownone=True)
+    showing_before = BooleanProperty(False)
+
+    def present(self, suggestions, display, mask):
+        self.suggestions = list(suggestions)
+        self.display = display
+        self.mask = mask
+        self.accepted = []
+        self.index = 0
+        self.before_texture = numpy_texture(composite(display, mask))
+        self._show_current()
+
+    def _show_current(self):
+        s = self.suggestions[self.index]
+        self.heading = (f"Suggestion {self.index + 1} of {len(self.suggestions)}: "
+                        f"{s.step.replace('_', ' ')}")
+        self.summary = s.change.describe().capitalize()
+        self.after_texture = numpy_texture(composite(self.display, s.mask))
+        self.showing_before = False
+
+    def accept(self):
+        s = self.suggestions[self.index]
+        self.accepted.append((s.step, s.mask))
+        self._advance()
+
+    def reject(self):
+        self._advance()
+
+    def _advance(self):
+        self.index += 1
+        if self.index < len(self.suggestions):
+            self._show_current()
+        else:
+            self.app.root.get_screen("label").suggestions_done(self.accepted)
+
+
+# -- Admin ------------------------------------------------------------------------------------
+PIPELINE_PRESETS = {
+    "Normalised": [{"step": "percentile_normalise", "low": 0.5, "high": 99.5}],
+    "Contrast (CLAHE)": [{"step": "percentile_normalise", "low": 0.5, "high": 99.5}, {"step": "clahe"}],
+    "Raw": [],
+}
+
+
+def removable_folders() -> list[Path]:
+    """Folders where a USB drive shows up (Linux mounts, Windows drive letters other than C:)."""
+    found: list[Path] = []
+    if os.name == "nt":
+        for letter in string.ascii_uppercase[3:]:
+            root = Path(f"{letter}:\\")
+            if root.exists():
+                found.append(root)
+    else:
+        user = os.environ.get("USER", "")
+        for base in (Path("/media") / user, Path("/run/media") / user, Path("/media"), Path("/mnt")):
+            if base.is_dir():
+                found += [p for p in sorted(base.iterdir()) if p.is_dir() and os.access(p, os.W_OK)]
+    extra = os.environ.get("LABELASSIST_EXPORT_DIR")
+    if extra:
+        found.insert(0, Path(extra))
+    seen, unique = set(), []
+    for p in found:
+        if p not in seen:
+            seen.add(p)
+            unique.append(p)
+    return unique[:4]
+
+
+class AdminScreen(KioskScreen):
+    unlocked = BooleanProperty(False)
+    keypad_for_new_pin = BooleanProperty(False)
+    entered = StringProperty("")
+    message = StringProperty("")
+    pin_warning = StringProperty("")
+    pipeline_text = StringProperty("")
+    prelabel_text = StringProperty("")
+    evaluation_table = StringProperty("")
+    gamma0 = NumericProperty(0.75)
+    segments_text = StringProperty("any")
+    models_text = StringProperty("")
+
+    def on_pre_enter(self, *_):
+        self.entered = ""
+        self.message = "Enter the admin PIN to change settings or leave the kiosk."
+        if self.unlocked:
+            self.refresh()
+
+    def key(self, text):
+        if text == "Del":
+            self.entered = self.entered[:-1]
+        elif text == "OK":
+            if self.unlocked:
+                self.new_pin_entered(self.entered)
+            else:
+                self.try_unlock(self.entered)
+        elif len(self.entered) < 12:
+            self.entered += text
+
+    def change_pin(self):
+        """Show the keypad to type a new PIN twice (the keypad page, while unlocked)."""
+        self._new_pin = None
+        self.entered = ""
+        self.keypad_for_new_pin = True
+        self.message = "Type the new PIN (4 to 12 digits), then OK."
+
+    def new_pin_entered(self, pin: str) -> None:
+        self.entered = ""
+        if not kiosk_settings.valid_pin(pin):
+            self.message = "A PIN is 4 to 12 digits. Type the new PIN again."
+            return
+        if self._new_pin is None:
+            self._new_pin = pin
+            self.message = "Type the same new PIN once more, then OK."
+            return
+        if pin != self._new_pin:
+            self._new_pin = None
+            self.message = "The two PINs differ. Type the new PIN again."
+            return
+        kiosk_settings.set_pin(pin, self.app.home)
+        self.keypad_for_new_pin = False
+        self.message = "The new admin PIN is saved."
+        self.refresh()
+
+    def try_unlock(self, pin: str) -> bool:
+        self.entered = ""
+        if kiosk_settings.check_pin(pin, self.app.home):
+            self.unlocked = True
+            self.message = "Admin settings. Changes are saved at once and logged."
+            self.refresh()
+            return True
+        self.message = "Wrong PIN. Try again."
+        return False
+
+    def lock_and_leave(self):
+        self.unlocked = False
+        self.keypad_for_new_pin = False
+        self.app.go("home")
+
+    def refresh(self):
+        app = self.app
+        session = app.session
+        settings = app.worker.call_now(lambda: session.settings)
+        self.pin_warning = ("The admin PIN is still the first-run PIN 0000: set your own with "
+                            "'Change the PIN' below." if kiosk_settings.pin_is_default(app.home) else "")
+        pipeline = settings["preprocess"]["pipeline"]
+        self.pipeline_text = " > ".join(s["step"].replace("_", " ") for s in pipeline) or "none (raw)"
+        self.prelabel_text = settings["prelabel"]["method"]
+        self.gamma0 = float(settings["inspection"]["gamma0"])
+        segments = settings["priors"].get("segments")
+        self.segments_text = "any" if segments is None else str(segments)
+        self.models_text = ("model import from a USB drive is not available in this version; "
+                            "copy models with 'labelassist' on a computer")
+        self._fill_choices()
+
+    def _fill_choices(self):
+        button = Factory.BigButton
+        toggle = Factory.ToolButton
+        settings = self.app.session.settings
+        box = self.ids.pipelines
+        box.clear_widgets()
+        for name, pipeline in PIPELINE_PRESETS.items():
+            b = toggle(text=name, allow_no_selection=True,
+                       state="down" if settings["preprocess"]["pipeline"] == pipeline else "normal")
+            b.bind(on_release=lambda _, p=pipeline: self.set_pipeline(p))
+            box.add_widget(b)
+        box = self.ids.prelabel_methods
+        box.clear_widgets()
+        for method in ["auto", "none"] + [m for m in ("otsu", "previous", "onnx") if m in REGISTRY.names("prelabel")]:
+            b = toggle(text=method, allow_no_selection=True,
+                       state="down" if settings["prelabel"]["method"] == method else "normal")
+            b.bind(on_release=lambda _, m=method: self.set_prelabel(m))
+            box.add_widget(b)
+        box = self.ids.postprocess_steps
+        box.clear_widgets()
+        chosen = {c["step"] for c in settings["postprocess"]["suggest"]}
+        for step in REGISTRY.names("postprocess"):
+            b = toggle(text=step.replace("_", " "), allow_no_selection=True,
+                       state="down" if step in chosen else "normal", font_size="18sp")
+            b.bind(on_release=lambda w, s=step: self.toggle_postprocess(s, w.state == "down"))
+            box.add_widget(b)
+        box = self.ids.export_targets
+        box.clear_widgets()
+        folders = removable_folders()
+        if not folders:
+            box.add_widget(Factory.Body(text="No USB drive found. Plug one in and open this page again."))
+        for folder in folders:
+            b = button(text=f"Export to {folder}", font_size="18sp")
+            b.bind(on_release=lambda _, f=folder: self.export_to(f))
+            box.add_widget(b)
+
+    def _change_settings(self, change, what):
+        session = self.app.session
+
+        def run():
+            change(session.settings)
+            session.project.save_settings(actor=session.author)
+
+        self.app.worker.submit(run, on_done=lambda _: (self.refresh(), setattr(self, "message", what + " saved.")),
+                               on_error=self.app.show_error)
+
+    def set_gamma0(self, value):
+        self._change_settings(lambda s: s["inspection"].__setitem__("gamma0", round(float(value), 2)),
+                              "Warning level")
+
+    def change_segments(self, delta):
+        def change(s):
+            current = s["priors"].get("segments")
+            if delta is None:
+                s["priors"]["segments"] = None
+            else:
+                s["priors"]["segments"] = max(0, (current if current is not None else 0) + delta)
+        self._change_settings(change, "Expected segments")
+
+    def set_prelabel(self, method):
+        self._change_settings(lambda s: s["prelabel"].__setitem__("method", method), "Pre-label method")
+
+    def toggle_postprocess(self, step, on):
+        def change(s):
+            kept = [c for c in s["postprocess"]["suggest"] if c["step"] != step]
+            if on:
+                kept.append({"step": step})
+            s["postprocess"]["suggest"] = kept
+        self._change_settings(change, "Post-processing")
+
+    def set_pipeline(self, pipeline):
+        session = self.app.session
+        self.app.worker.submit(session.set_pipeline, [dict(p) for p in pipeline], confirm=True,
+                               on_done=lambda _: (self.refresh(), setattr(self, "message", "Pre-processing saved.")),
+                               on_error=self.app.show_error)
+
+    def evaluate_prelabels(self):
+        self.evaluation_table = "Measuring... (this can take a minute)"
+
+        def done(evaluation):
+            lines = [f"{'method':<12}{'images':>8}{'mean DSC':>10}{'median':>9}{'ms':>8}"]
+            for s in evaluation.ranking():
+                lines.append(f"{s.method:<12}{s.n:>8}{s.dice_mean:>10.2f}{s.dice_median:>9.2f}{s.ms_mean:>8.0f}")
+            self.evaluation_table = "\n".join(lines)
+
+        self.app.worker.submit(self.app.session.evaluate_prelabels, on_done=done,
+                               on_error=lambda m: setattr(self, "evaluation_table", m))
+
+    def export_to(self, folder: Path):
+        from labelassist.export import export_png
+
+        target = folder / f"labelassist-{self.app.session.project.name}".replace(" ", "_").replace(":", "")
+        self.message = f"Exporting to {target}..."
+        self.app.worker.submit(export_png, self.app.session.project, target,
+                               on_done=lambda r: setattr(self, "message", f"Exported {r.labels} labels to {target}."),
+                               on_error=self.app.show_error)
+
+
+__all__ = ["HomeScreen", "QueueScreen", "LabelScreen", "InspectionScreen", "PostprocessScreen", "AdminScreen"]

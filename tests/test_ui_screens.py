@@ -1,0 +1,151 @@
+"""The kiosk screens: save & next through inspection and post-processing, kiosk lock, screenshots.
+
+Screenshots of every screen at 1920x1200 go to tests/artifacts/ (not committed).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from test_ui_label import KioskTestCase
+from ui_driver import pen_stroke
+
+
+def blob(layer, cx, cy, r):
+    yy, xx = np.ogrid[:layer.height, :layer.width]
+    return (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+
+
+class TestInspection(KioskTestCase):
+    priors = {"segments": 2}
+
+    def test_inspection_panel_for_wrong_segment_count_and_save_anyway_saves(self):
+        label = self.open_label()
+        sample_id = label.assisted.sample.id
+        # three separate segments where the project expects two
+        mask = blob(label.layer, 80, 100, 30) | blob(label.layer, 250, 200, 30) | blob(label.layer, 420, 300, 30)
+        label.canvas_widget.apply_edit("brush", lambda layer: layer.set_mask(mask))
+        label.save_and_next()
+        self.pump(3)
+        assert self.app.root.current == "inspection"
+        screen = self.app.root.get_screen("inspection")
+        texts = [row.text for row in screen.ids.checks.children]
+        assert any("3 segments, expected 2" in t for t in texts), texts
+        self.screenshot("inspection")
+
+        # "fix it" goes back with the extra segment highlighted
+        screen.fix()
+        self.advance_frames(1)
+        assert self.app.root.current == "label"
+        assert label.canvas_widget.highlight is not None and label.canvas_widget.highlight.sum() > 0
+        self.screenshot("label_fix_it")
+
+        label.save_and_next()
+        self.pump(3)
+        assert self.app.root.current == "inspection"
+        screen.save_anyway()
+        self.pump(3)
+        saved = self.app.session.store.latest_label(sample_id)
+        assert saved is not None and np.array_equal(saved.mask, mask)
+        assert saved.note.startswith("saved with inspection warning")
+        assert self.app.root.current == "label"
+        assert label.assisted.sample.id != sample_id, "the next sample is open"
+
+
+class TestPostprocess(KioskTestCase):
+
+    def test_suggestion_accepted_and_rejected(self):
+        label = self.open_label()
+        sample_id = label.assisted.sample.id
+        ring = blob(label.layer, 200, 190, 80) & ~blob(label.layer, 200, 190, 15)  # a hole to fill
+        speck = blob(label.layer, 450, 40, 2)                                    # a speck to remove
+        label.canvas_widget.apply_edit("brush", lambda layer: layer.set_mask(ring | speck))
+        label.save_and_next()
+        self.pump(3)
+        assert self.app.root.current == "postprocess"
+        screen = self.app.root.get_screen("postprocess")
+        steps = [s.step for s in screen.suggestions]
+        assert steps == ["fill_holes", "remove_small"], steps
+        assert "hole" in screen.summary
+        self.screenshot("postprocess")
+        screen.showing_before = True
+        self.screenshot("postprocess_before")
+        screen.showing_before = False
+        screen.accept()   # fill the hole
+        screen.reject()   # keep the speck
+        self.pump(3)
+        if self.app.root.current == "inspection":  # the pre-label changed a lot: a warning
+            self.app.root.get_screen("inspection").save_anyway()
+            self.pump(3)
+        saved = self.app.session.store.latest_label(sample_id)
+        assert saved is not None
+        assert saved.mask[190, 200], "the accepted suggestion filled the hole"
+        assert saved.mask[40, 450], "the rejected suggestion left the speck"
+
+
+class TestKioskScreens(KioskTestCase):
+
+    def test_escape_and_close_request_leave_the_app_running_in_kiosk_mode(self):
+        from kivy.core.window import Window
+
+        self.app.kiosk = True
+        assert Window.dispatch("on_key_down", 27, 41, None, []) is True
+        assert Window.dispatch("on_request_close") is True
+        self.advance_frames(2)
+        assert not self.app._leaving
+        assert self.app.root.get_parent_window() is not None
+        # a wrong PIN does not unlock; the first-run PIN does
+        admin = self.app.root.get_screen("admin")
+        self.app.go("admin")
+        assert not admin.try_unlock("1234")
+        assert admin.try_unlock("0000")
+        self.app.kiosk = False
+        assert not Window.dispatch("on_request_close")
+
+    def test_keyboard_shortcuts_pick_tools(self):
+        from kivy.core.window import Window
+
+        label = self.open_label()
+        for key, tool in (("e", "eraser"), ("l", "lasso"), ("p", "polygon"), ("f", "bucket"),
+                          ("t", "segment"), ("b", "brush")):
+            Window.dispatch("on_key_down", ord(key), 0, key, [])
+            assert label.tool == tool
+        pen_stroke([self.win(30, 30), self.win(60, 30)])
+        self.pump()
+        assert label.layer.mask[30, 45]
+        Window.dispatch("on_key_down", ord("z"), 0, "z", ["ctrl"])
+        assert not label.layer.mask[30, 45]
+        Window.dispatch("on_key_down", ord("y"), 0, "y", ["ctrl"])
+        assert label.layer.mask[30, 45]
+
+    def test_screenshots_of_home_queue_and_admin(self):
+        self.app.go("home")
+        self.pump(2)
+        assert self.app.root.get_screen("home").progress_text.startswith("0 of 3 images labelled")
+        self.screenshot("home")
+        self.app.go("queue")
+        self.pump(3)
+        queue = self.app.root.get_screen("queue")
+        assert len(queue.tiles) == 3
+        queue.set_flag(queue.tiles[1]["sample_id"], 1)
+        self.pump(3)
+        assert True in self.app.session.store.flags().values()
+        for _ in range(10):  # thumbnails load in the background
+            self.advance_frames(2)
+        self.screenshot("queue")
+        self.app.go("admin")
+        admin = self.app.root.get_screen("admin")
+        self.advance_frames(2)
+        self.screenshot("admin_pin")
+        assert admin.try_unlock("0000")
+        self.advance_frames(2)
+        self.screenshot("admin")
+        # change the PIN on the keypad: typed twice; then only the new one unlocks
+        admin.change_pin()
+        for _ in range(2):
+            for digit in "2468":
+                admin.key(digit)
+            admin.key("OK")
+        assert admin.message == "The new admin PIN is saved."
+        admin.lock_and_leave()
+        assert not admin.try_unlock("0000") and admin.try_unlock("2468")

@@ -1,0 +1,114 @@
+"""Test driver: runs the real kiosk app in its own process and plays a script on it.
+
+Used by tests/test_ui_kiosk.py for the crash test (a stroke, SIGKILL, restart) — the
+product has no test hooks; this module drives it from outside with Kivy's own events::
+
+    python tests/ui_driver.py PROJECT --home HOME --script stroke --out OUT.npy
+    python tests/ui_driver.py PROJECT --home HOME --script resume --out OUT.npy
+
+``stroke``: Continue labelling, draw one pen stroke, wait until it is journalled, write
+``OUT.npy`` (the mask on screen) and print ``STROKE JOURNALLED``, then idle until killed.
+``resume``: Continue labelling, write the mask on screen to ``OUT.npy``, exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def touch_args(x, y):
+    """UTMotionEvent arguments for window pixel (x, y): Kivy scales by (size - 1)."""
+    from kivy.base import EventLoop
+
+    win = EventLoop.window
+    return {"x": x / (win.width - 1), "y": y / (win.height - 1)}
+
+
+def make_touch(device, uid, x, y, button=None, shape=None):
+    """A contact like the platform providers make: ``device`` wm_pen / wm_touch / mouse."""
+    from kivy.input.shape import ShapeRect
+    from kivy.tests.common import UTMotionEvent
+
+    touch = UTMotionEvent(device, uid, touch_args(x, y))
+    if button is not None:
+        touch.button = button
+        touch.profile.append("button")
+    if shape is not None:
+        touch.shape = ShapeRect()
+        touch.shape.width, touch.shape.height = shape
+        touch.profile.append("shape")
+    return touch
+
+
+def post(action, touch, x=None, y=None):
+    from kivy.base import EventLoop
+
+    if x is not None:
+        touch.move(touch_args(x, y))
+    EventLoop.post_dispatch_input(action, touch)
+
+
+def pen_stroke(points, uid=1000, device="wm_pen", button=None, shape=None):
+    """Post a stroke through Kivy's event loop, like a real pen (window coordinates)."""
+    touch = make_touch(device, uid, *points[0], button=button, shape=shape)
+    post("begin", touch)
+    for x, y in points[1:]:
+        post("update", touch, x, y)
+    post("end", touch)
+    return touch
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("project")
+    parser.add_argument("--home", required=True)
+    parser.add_argument("--script", choices=("stroke", "resume"), required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    os.environ["LABELASSIST_HOME"] = args.home
+    from kivy.clock import Clock
+
+    from labelassist.ui.app import LabelAssistApp
+
+    app = LabelAssistApp(args.project, windowed=True, home=args.home, background=False)
+    state = {"t0": time.monotonic()}
+
+    def step(dt):
+        label = app.root.get_screen("label")
+        if state.get("phase") is None:
+            app.root.get_screen("home").continue_labelling()
+            state["phase"] = "opening"
+            return
+        if state["phase"] == "opening":
+            if label.assisted is None or label.busy or label.canvas_widget.scale == 1.0 and \
+                    time.monotonic() - state["t0"] < 5:
+                return
+            if args.script == "resume":
+                np.save(args.out, label.layer.mask)
+                app.stop()
+                return False
+            canvas = label.canvas_widget
+            h = label.layer.height
+            pts = [canvas.image_to_window(x, h * 0.5) for x in np.linspace(60, 200, 15)]
+            pen_stroke(pts)
+            state["phase"] = "stroked"
+            return
+        if state["phase"] == "stroked":
+            label.wait_for_journal()
+            app.worker.flush()
+            np.save(args.out, label.layer.mask)
+            print("STROKE JOURNALLED", flush=True)
+            state["phase"] = "idle"
+
+    Clock.schedule_interval(step, 0.2)
+    app.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
