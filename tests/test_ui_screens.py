@@ -47,7 +47,9 @@ class TestInspection(KioskTestCase):
         self.pump(3)
         saved = self.app.session.store.latest_label(sample_id)
         assert saved is not None and np.array_equal(saved.mask, mask)
-        assert saved.note.startswith("saved with inspection warning")
+        assert saved.warned and saved.score is not None and saved.score <= 0.75
+        [event] = self.app.session.store.events("save_anyway")
+        assert event["label_id"] == saved.id and "3 segments, expected 2" in " ".join(event["details"]["failed"])
         assert self.app.root.current == "label"
         assert label.assisted.sample.id != sample_id, "the next sample is open"
 

@@ -154,7 +154,7 @@ class WeightSlider(BoxLayout):
 BADGES = {
     "unlabelled": ("to label", (0.7, 0.7, 0.7, 1)),
     "relevant": ("cherry-picked", (0.3, 0.9, 0.4, 1)),
-    "not now": ("not now", (0.6, 0.6, 0.6, 1)),
+    "not_now": ("not now", (0.6, 0.6, 0.6, 1)),
     "labelled": ("labelled", (0.3, 0.7, 1.0, 1)),
     "warning": ("saved with warning", (1.0, 0.6, 0.1, 1)),
 }
@@ -191,21 +191,14 @@ class QueueScreen(KioskScreen):
         # runs on the session worker (holds the Session lock)
         session = self.app.session
         ranked = session.ranking()
+        states = session.sample_states()  # no mask is decoded: stays quick at 10 000 samples
         flags = session.store.flags()
-        rows = []
-        for r in ranked:
-            flag = flags.get(r.sample.id)
-            state = "unlabelled" if flag is None else ("relevant" if flag else "not now")
-            rows.append((r.sample, state, -1 if flag is None else int(flag)))
+        rows = [(r.sample, states[r.sample.id], -1 if r.sample.id not in flags else int(flags[r.sample.id]))
+                for r in ranked]
         ranked_ids = {r.sample.id for r in ranked}
-        warned = set()
-        for sample, label in session.store.latest_labels():
-            if label.note and label.note.startswith("saved with inspection warning"):
-                warned.add(sample.id)
-        labelled = [s for s in session.store.samples() if s.id not in ranked_ids]
-        for s in labelled:
-            flag = flags.get(s.id)
-            rows.append((s, "warning" if s.id in warned else "labelled", -1 if flag is None else int(flag)))
+        for s in session.store.samples():
+            if s.id not in ranked_ids:
+                rows.append((s, states[s.id], -1 if s.id not in flags else int(flags[s.id])))
         return rows
 
     def _show(self, rows):
@@ -215,7 +208,7 @@ class QueueScreen(KioskScreen):
             tiles.append({"sample_id": sample.id, "title": sample.name, "badge": text,
                           "badge_color": list(color), "flag": flag})
         self.tiles = tiles
-        todo = sum(1 for _, state, _ in rows if state in ("unlabelled", "relevant", "not now"))
+        todo = sum(1 for _, state, _ in rows if state in ("unlabelled", "relevant", "not_now"))
         self.summary = f"{len(rows)} images, {todo} to label, best first. Tap a picture to label it."
 
     def thumbnail_for(self, sample_id: int, view) -> Texture | None:
@@ -288,14 +281,14 @@ class QueueScreen(KioskScreen):
     def set_weight(self, name: str, value: float):
         session = self.app.session
 
-        def change():
-            weights = session.settings["selector"]["weights"]
+        def change(settings):
+            weights = settings["selector"]["weights"]
             weights[name] = round(float(value), 2)
             if not any(w > 0 for w in weights.values()):
                 weights[name] = 0.1  # the selector needs one strategy with weight > 0
-            session.project.save_settings(actor=session.author)
 
-        self.app.worker.submit(change, on_done=lambda _: self.reload(), on_error=self.app.show_error)
+        self.app.worker.submit(session.update_settings, change, on_done=lambda _: self.reload(),
+                               on_error=self.app.show_error)
 
 
 # -- Label ------------------------------------------------------------------------------------
@@ -551,8 +544,11 @@ class LabelScreen(KioskScreen):
         else:
             self.commit()
 
-    def commit(self, note: str | None = None):
-        """Save this label off the UI thread, then open the next sample."""
+    def commit(self, note: str | None = None, report=None):
+        """Save this label off the UI thread, then open the next sample.
+
+        ``report`` is the inspection the user saw; saving with its warning standing
+        is recorded by the session as "save anyway"."""
         app = self.app
         sample_id = self.assisted.sample.id
         self.wait_for_journal()
@@ -560,7 +556,7 @@ class LabelScreen(KioskScreen):
         if app.root.current != "label":
             app.go("label")
         self.say("Saved. Opening the next image...")
-        app.worker.save(sample_id, self.layer.mask, strokes=self.layer.strokes, note=note,
+        app.worker.save(sample_id, self.layer.mask, strokes=self.layer.strokes, note=note, report=report,
                         on_error=lambda m: self.say("The label was NOT saved: " + m, error=True))
         self.next_sample()
 
@@ -663,8 +659,7 @@ class InspectionScreen(KioskScreen):
     def save_anyway(self):
         messages = "; ".join(c.message for c in self.report.failed)
         log.info("saved despite the inspection warning (γ=%.2f): %s", self.report.score, messages)
-        self.app.root.get_screen("label").commit(
-            note=f"saved with inspection warning (quality {self.report.score:.2f}): {messages}")
+        self.app.root.get_screen("label").commit(report=self.report)
 
 
 # -- Post-processing --------------------------------------------------------------------------
@@ -888,11 +883,8 @@ class AdminScreen(KioskScreen):
     def _change_settings(self, change, what):
         session = self.app.session
 
-        def run():
-            change(session.settings)
-            session.project.save_settings(actor=session.author)
-
-        self.app.worker.submit(run, on_done=lambda _: (self.refresh(), setattr(self, "message", what + " saved.")),
+        self.app.worker.submit(session.update_settings, change,
+                               on_done=lambda _: (self.refresh(), setattr(self, "message", what + " saved.")),
                                on_error=self.app.show_error)
 
     def set_gamma0(self, value):
