@@ -346,9 +346,30 @@ def cmd_demo(args) -> int:
 
 
 def cmd_kiosk(args) -> int:
+    if args.project == "set-pin":
+        return _set_pin(args)
     with _open(args.project):
         pass  # refuse a folder that is not a project before any window opens
     return _open_kiosk(Path(args.project), args)
+
+
+def _set_pin(args) -> int:
+    """``labelassist kiosk set-pin``: store the admin PIN (salted hash) in kiosk.toml."""
+    import getpass
+
+    from labelassist import kiosk_settings
+
+    if args.pin_stdin:
+        pin = sys.stdin.readline().strip()
+    else:
+        pin = getpass.getpass("new admin PIN (4 to 12 digits): ")
+        if getpass.getpass("the same PIN again: ") != pin:
+            raise LabelAssistError("the two PINs differ; nothing was changed")
+    if not kiosk_settings.valid_pin(pin):
+        raise LabelAssistError("a PIN is 4 to 12 digits; nothing was changed")
+    path = kiosk_settings.set_pin(pin)
+    print(f"admin PIN stored (salted hash) in {path}")
+    return EXIT_OK
 
 
 def _open_kiosk(folder: Path, args) -> int:
@@ -362,6 +383,12 @@ def _open_kiosk(folder: Path, args) -> int:
     return ui_app.run(folder, windowed=getattr(args, "windowed", False))
 
 
+def _smoke(args) -> int:
+    from labelassist.smoke import run_smoke  # packaging: the bundle's self-test
+
+    return run_smoke()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labelassist",
@@ -369,8 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"labelassist {__version__}")
     parser.add_argument("--verbose", "-v", action="store_true", help="also print the log on the terminal")
+    parser.add_argument("--smoke", action="store_true",
+                        help="self-test: open the UI on the demo project, pre-label, paint, save, read back, exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
 
     p = sub.add_parser("init", help="create a project and import images",
                        description="Create a project folder and import images (folders are walked recursively).")
@@ -458,8 +486,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("kiosk", help="open the touch UI on a project (fullscreen, locked)",
-                       description="Open the labelling kiosk on PROJECT; leaving needs the admin PIN.")
-    p.add_argument("project", metavar="PROJECT")
+                       description="Open the labelling kiosk on PROJECT; leaving needs the admin PIN. "
+                                   "'labelassist kiosk set-pin' stores a new admin PIN instead.")
+    p.add_argument("project", metavar="PROJECT", help="the project folder, or set-pin")
+    p.add_argument("--pin-stdin", action="store_true", help="with set-pin: read the PIN from standard input")
     p.add_argument("--windowed", action="store_true", help="a window instead of the locked fullscreen kiosk")
     p.set_defaults(func=cmd_kiosk)
 
@@ -477,6 +507,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(data_home() / "logs", verbose=args.verbose)
     log.info("labelassist %s: %s", __version__, " ".join(sys.argv[1:] if argv is None else argv))
+    if args.smoke:
+        args.func = _smoke
+    elif args.command is None:
+        parser.print_usage(sys.stderr)
+        print("labelassist: error: give a COMMAND (see labelassist --help)", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args) or 0)
     except LabelAssistError as exc:
