@@ -140,15 +140,21 @@ def bench_inspection(repeat: int = 10) -> list[dict]:
     ]
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats")
-    args = parser.parse_args(argv)
-    scale = 0.25 if args.quick else 1.0
+def run(quick: bool = False) -> list[dict]:
+    """Every figure of this module (fewer repeats with ``quick``)."""
+    scale = 0.25 if quick else 1.0
     rows = []
     plan = ((bench_fill_holes, 20), (bench_components, 20), (bench_preprocess, 6), (bench_inspection, 10))
     for bench, repeat in plan:
         rows += bench(max(1, int(repeat * scale)))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = parser.parse_args(argv)
+    rows = run(args.quick)
     width = max(len(r["name"]) for r in rows)
     print(f"{'figure':{width}}  {'median ms':>10}  {'alternative':38}  {'alt ms':>9}  {'ratio':>6}")
     for r in rows:

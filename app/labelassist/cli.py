@@ -305,6 +305,16 @@ def cmd_restore(args) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args) -> int:
+    import subprocess
+
+    script = Path(__file__).resolve().parents[2] / "bench" / "run.py"
+    if not script.is_file():
+        raise LabelAssistError("the benchmarks come with a source checkout: bench/run.py was not found")
+    flags = [f for f, on in (("--quick", args.quick), ("--json", args.json), ("--skip-canvas", args.skip_canvas)) if on]
+    return subprocess.call([sys.executable, str(script), *flags])
+
+
 def data_home() -> Path:
     """Where the app keeps its own data (demo project, logs): LABELASSIST_HOME or the platform's place."""
     if os.environ.get("LABELASSIST_HOME"):
@@ -471,6 +481,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", metavar="PROJECT")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("bench", help="run the benchmarks (from a source checkout)",
+                       description="Run bench/run.py: every performance figure with its alternative measured in "
+                                   "the same run, written to bench/results/latest.json.")
+    p.add_argument("--quick", action="store_true", help="fewer repeats and smaller sizes")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--skip-canvas", action="store_true", help="leave out the GUI figures")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("backup", help="take a backup of the label database now",
                        description="Write a consistent copy of labels.sqlite into PROJECT/backups/.")
