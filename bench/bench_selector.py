@@ -3,7 +3,7 @@
 Run:  .venv/bin/python bench/bench_selector.py [--quick]
 
 Prints one table row per measurement, each beside an obvious alternative
-measured in the same run (ratio = alternative / ours, > 1 means ours is
+measured in the same run (ratio = ours / alternative, < 1 means ours is
 faster). Figures are medians of a few repeats on whatever machine runs this;
 nothing here asserts on time.
 
