@@ -206,12 +206,22 @@ def cmd_evaluate_prelabel(args) -> int:
             with ProgressBar("evaluating pre-labels") as bar:
                 result = session.evaluate_prelabels(methods=methods, progress=bar)
             threshold = float(project.settings["prelabel"]["min_dsc"])
+    elif args.masks and not args.images:
+        if methods and methods != ["previous"]:
+            raise LabelAssistError("with --masks alone only the 'previous' pre-label can be measured (no pixels)")
+        with ProgressBar("evaluating pre-labels") as bar:
+            result = evaluation.evaluate_masks_only(Path(args.masks), progress=bar)
+        threshold = args.min_dsc
     else:
         if not (args.images and args.masks):
-            raise LabelAssistError("give a PROJECT, or both --images DIR and --masks DIR")
+            raise LabelAssistError("give a PROJECT, or --images DIR and --masks DIR (or --masks DIR alone)")
         with ProgressBar("evaluating pre-labels") as bar:
             result = evaluation.evaluate_folders(Path(args.images), Path(args.masks), methods, progress=bar)
         threshold = args.min_dsc
+    if args.plot:
+        source = Path(args.project or args.masks).absolute()
+        name = source.parent.name if source.name in ("masks", "images") else source.name
+        evaluation.plot_evaluation(result, Path(args.plot), title=name)
     best = result.best(threshold)
     if args.json:
         payload = result.to_dict()
@@ -473,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--masks", metavar="DIR")
     q.add_argument("--methods", metavar="A,B", help="comma-separated (default: the automatic ones)")
     q.add_argument("--min-dsc", type=float, default=0.5, help="with --images: the DSC below which no method is used")
+    q.add_argument("--plot", metavar="PNG", help="also draw the DSC per method as box plots")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_evaluate_prelabel)
 

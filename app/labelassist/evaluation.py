@@ -51,3 +51,73 @@ def evaluate_folders(image_dir: Path, mask_dir: Path, methods: list[str] | None 
     """DSC, correction effort and time of each pre-label method on a folder of images and masks."""
     return evaluate_prelabels(list(folder_samples(image_dir, mask_dir)), list(methods or DEFAULT_METHODS),
                               progress=progress)
+
+
+def evaluate_masks_only(mask_dir: Path, progress: Callable[[int, int], None] | None = None) -> Evaluation:
+    """The ``previous`` pre-label measured on a folder of masks alone (no images needed).
+
+    The previous frame's mask is exactly what ``previous`` proposes, so its DSC
+    against each mask can be measured without pixels (medaka_masks has no public
+    images). Frames follow the natural order of the file names, as one sequence
+    per folder and name prefix.
+    """
+    from labelassist.workflow.evaluate import Row, _summarise
+    from labelassist.workflow.metrics import correction_effort, dice
+
+    found = images.discover([mask_dir])
+    rows = []
+    frames = [f for seq in found.sequences().values() for f in seq]
+    for done, (sequence, members) in enumerate(found.sequences().items()):
+        previous = None
+        for frame in members:
+            truth = images.read_mask(frame.path, page=frame.page)
+            if previous is None or previous.shape != truth.shape:
+                rows.append(Row("previous", frame.name, 0.0, 1.0 if truth.any() else 0.0, 0.0,
+                                "no previous label in this sequence: this frame starts empty"))
+            else:
+                rows.append(Row("previous", frame.name, dice(previous, truth), correction_effort(previous, truth), 0.0))
+            previous = truth
+            if progress:
+                progress(len(rows), len(frames))
+    if not rows:
+        raise LabelAssistError(f"{mask_dir} holds no masks")
+    return Evaluation(rows=rows, summaries={"previous": _summarise("previous", rows)})
+
+
+def plot_evaluation(evaluation: Evaluation, path: Path, title: str = "") -> Path:
+    """Box plots of the DSC per method (median, quartiles, 5-95 % whiskers) as a PNG, drawn with OpenCV."""
+    import cv2
+
+    methods = [s.method for s in evaluation.ranking()]
+    width, height, left, top, bottom = max(480, 150 * len(methods) + 120), 420, 70, 50, 60
+    img = np.full((height, width, 3), 255, np.uint8)
+    plot_h = height - top - bottom
+
+    def y_of(v: float) -> int:
+        return int(round(top + (1.0 - v) * plot_h))
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for tick in np.linspace(0, 1, 6):
+        y = y_of(tick)
+        cv2.line(img, (left, y), (width - 20, y), (225, 225, 225), 1)
+        cv2.putText(img, f"{tick:.1f}", (left - 45, y + 5), font, 0.5, (60, 60, 60), 1, cv2.LINE_AA)
+    cv2.putText(img, "DSC", (10, top - 20), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    if title:
+        cv2.putText(img, title, (left, 28), font, 0.65, (0, 0, 0), 1, cv2.LINE_AA)
+    step = (width - left - 20) / max(1, len(methods))
+    for k, method in enumerate(methods):
+        values = np.array([r.dice for r in evaluation.rows_of(method)], dtype=float)
+        cx = int(left + step * (k + 0.5))
+        p5, q1, med, q3, p95 = np.percentile(values, [5, 25, 50, 75, 95])
+        cv2.line(img, (cx, y_of(p5)), (cx, y_of(p95)), (90, 90, 90), 1)
+        cv2.rectangle(img, (cx - 30, y_of(q3)), (cx + 30, y_of(q1)), (200, 140, 60), -1)
+        cv2.line(img, (cx - 30, y_of(med)), (cx + 30, y_of(med)), (0, 0, 0), 2)
+        for v in values:
+            cv2.circle(img, (cx + 40, y_of(v)), 2, (60, 60, 200), -1)
+        label = f"{method} ({values.mean():.2f})"
+        size = cv2.getTextSize(label, font, 0.5, 1)[0][0]
+        cv2.putText(img, label, (cx - size // 2, height - bottom + 25), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(".png", img)
+    path.write_bytes(buf.tobytes())
+    return path
