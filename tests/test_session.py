@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from labelassist.images import read_mask
 from labelassist.importer import import_images
 from labelassist.project import Project
 from labelassist.session import Session
+from labelassist.workflow.metrics import dice
 from labelassist.workflow.registry import REGISTRY
 
 
@@ -257,3 +259,52 @@ def test_states_warnings_and_settings_updates(scratch, datasets):
         assert scratch.settings["inspection"]["gamma0"] == 0.75
         session.update_settings(lambda s: s["selector"]["weights"].update(random=2.0))
         assert Project.open(scratch.folder).settings["selector"]["weights"]["random"] == 2.0
+
+
+def test_an_installed_model_pre_labels_informs_inspection_and_the_uncertainty_selector(tmp_path, datasets, capsys,
+                                                                                      monkeypatch):
+    monkeypatch.setenv("LABELASSIST_HOME", str(tmp_path / "home"))
+    project = _project(tmp_path, datasets, "scratch_assay", count=10)
+    for k, sample in enumerate(project.store.samples()[:3]):  # three labelled frames to measure on
+        project.store.save_label(sample.id, _truth(datasets, "scratch_assay", sample), source="import")
+    folder = project.folder
+    project.close()
+    shipped = Path(__file__).resolve().parents[1] / "models" / "scratch_assay_unet.int8.onnx"
+    code, out, err = _run(capsys, "model", "import", folder, shipped)
+    assert code == 0, err
+    assert "per 512x512 input" in out
+    with Project.open(folder) as project:
+        project.settings["selector"]["weights"] = {"uncertainty": 1.0}
+        with Session(project, background=False) as session:
+            choice = session.prelabel_choice()
+            assert choice.method == "onnx", choice.reason  # the U-Net beats otsu and previous here
+            assert session.update_uncertainty() == 7
+            ranked = session.ranking(top=7)
+            assert [r.scores["uncertainty"] for r in ranked] == sorted(
+                [r.scores["uncertainty"] for r in ranked], reverse=True)
+            assisted = session.next()
+            assert assisted.sample.id == ranked[0].sample.id  # the sample the model is least sure of
+            assert assisted.prelabel.method == "onnx" and assisted.prediction is not None
+            truth = _truth(datasets, "scratch_assay", assisted.sample)
+            # The least certain frame is also one of the model's worst (003.png: DSC 0.86, most frames 0.98).
+            assert dice(assisted.prelabel.mask, truth) > 0.85
+            wrong = np.zeros_like(truth)
+            wrong[:, : truth.shape[1] // 3] = True  # one made-up segment
+            report = session.submit(assisted.sample.id, wrong).report
+            assert any(c.name == "model_disagreement" for c in report.failed)
+
+
+def test_model_import_refuses_a_model_without_a_card_and_a_file_that_is_not_onnx(tmp_path, datasets, capsys,
+                                                                                  monkeypatch):
+    monkeypatch.setenv("LABELASSIST_HOME", str(tmp_path / "home"))
+    project = _project(tmp_path, datasets, "scratch_assay", count=2)
+    folder = project.folder
+    project.close()
+    bare = tmp_path / "bare.onnx"
+    shutil.copy(Path(__file__).resolve().parents[1] / "models" / "scratch_assay_unet.onnx", bare)
+    code, out, err = _run(capsys, "model", "import", folder, bare)
+    assert code == 1 and "has no model card" in err and '"name"' in out  # the suggested card is shown
+    code, out, err = _run(capsys, "model", "import", folder, bare, "--accept-suggested-card")
+    assert code == 0, err
+    code, _, err = _run(capsys, "model", "import", folder, datasets / "scratch_assay" / "images" / "000.png")
+    assert code == 1 and "000.png" in err

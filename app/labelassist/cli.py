@@ -127,6 +127,9 @@ def cmd_select(args) -> int:
     with _open(args.project) as project, _session(project) as session:
         with ProgressBar("computing features") as bar:
             session.update_features(progress=bar)
+        if project.settings["selector"]["weights"].get("uncertainty", 0) > 0:
+            with ProgressBar("model predictions for the uncertainty") as bar:
+                session.update_uncertainty(progress=bar)
         ranked = session.ranking(top=args.top)
         if args.json:
             print(json.dumps([{"sample_id": r.sample.id, "name": r.sample.name, "sequence": r.sample.sequence,
@@ -266,6 +269,42 @@ def cmd_inspect(args) -> int:
             elif report.warning:
                 print(f"{sample.name}: WARNING γ={report.score:.2f}: " + "; ".join(c.message for c in report.failed))
         print(f"{len(warned)} of {len(rows)} labels warn (γ ≤ {project.settings['inspection']['gamma0']})")
+        return EXIT_OK
+
+
+def cmd_job_export(args) -> int:
+    from labelassist.training.job import export_job
+
+    with _open(args.project) as project:
+        config = {"epochs": args.epochs} if args.epochs else None
+        with ProgressBar("writing the training job") as bar:
+            summary = export_job(project, Path(args.out), validation_fraction=args.validation, seed=args.seed,
+                                 config=config, progress=bar)
+        print(f"wrote {summary.path.absolute()}: {len(summary.train)} training and {len(summary.validation)} "
+              f"validation samples, {summary.bytes / 1e6:.1f} MB"
+              + (f"; {len(summary.skipped)} left out (image missing)" if summary.skipped else ""))
+        print("train it where a GPU is (python train.py, see its README), then: "
+              f"labelassist model import {args.project} model.onnx")
+        return EXIT_OK
+
+
+def cmd_model_import(args) -> int:
+    from labelassist import models
+
+    with _open(args.project) as project:
+        card = None
+        if args.card:
+            card = Path(args.card)
+        elif not models.card_path(Path(args.model)).is_file():
+            suggested = models.suggest_card(Path(args.model))
+            if not args.accept_suggested_card:
+                print(json.dumps(suggested, indent=2))
+                raise LabelAssistError(
+                    f"{Path(args.model).name} has no model card beside it; check the card printed above and "
+                    "import again with --accept-suggested-card, or give --card FILE")
+            card = suggested
+        report = models.install_model(project, Path(args.model), card=card, max_seconds=args.max_seconds)
+        print(report.message)
         return EXIT_OK
 
 
@@ -500,6 +539,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--skip-canvas", action="store_true", help="leave out the GUI figures")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("job", help="training jobs for a GPU machine")
+    job_sub = p.add_subparsers(dest="what", metavar="WHAT")
+    job_sub.required = True
+    q = job_sub.add_parser("export", help="write the labelled data and a training script into a zip",
+                           description="Write the labelled images and masks, a train/validation split, the "
+                                       "project's pre-processing and a self-contained PyTorch training script.")
+    q.add_argument("project", metavar="PROJECT")
+    q.add_argument("--out", required=True, metavar="ZIP")
+    q.add_argument("--validation", type=float, default=0.2, help="fraction of labelled samples held out")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--epochs", type=int, help="training epochs (default: the script's)")
+    q.set_defaults(func=cmd_job_export)
+
+    p = sub.add_parser("model", help="install a pre-label model")
+    model_sub = p.add_subparsers(dest="what", metavar="WHAT")
+    model_sub.required = True
+    q = model_sub.add_parser("import", help="check an ONNX model against its card and install it",
+                             description="Validate MODEL.onnx against its JSON card (beside it, or --card) and "
+                                         "make it the project's pre-label model; the previous one is kept.")
+    q.add_argument("project", metavar="PROJECT")
+    q.add_argument("model", metavar="MODEL.onnx")
+    q.add_argument("--card", metavar="JSON", help="the model card, when it is not beside the model")
+    q.add_argument("--accept-suggested-card", action="store_true",
+                   help="for a model without a card: use the card printed by a first try")
+    q.add_argument("--max-seconds", type=float, default=10.0, help="refuse models slower than this per input")
+    q.set_defaults(func=cmd_model_import)
 
     p = sub.add_parser("backup", help="take a backup of the label database now",
                        description="Write a consistent copy of labels.sqlite into PROJECT/backups/.")

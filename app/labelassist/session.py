@@ -73,6 +73,7 @@ class Assisted:
     label: LabelVersion | None
     prepare_ms: float
     recovered: np.ndarray | None = None
+    prediction: np.ndarray | None = None  # the project model's mask, for the disagreement check
 
     @property
     def start_mask(self) -> np.ndarray:
@@ -170,6 +171,8 @@ class Session:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="prepare") if background else None
         self._choice: PrelabelChoice | None = None
         self._measuring = -1  # labelled count a background measurement was started for
+        self._uncertainty: dict[int, float] = {}  # computed on the worker, written with the next save
+        self._box_segmenter: Any = False  # False: not looked for yet; None: none installed
         self.current: Assisted | None = None
         self._opened_at = 0.0
         self.missing: list[Sample] = []
@@ -182,6 +185,7 @@ class Session:
         if self.backups is not None:
             self.backups.maybe(force=True)
             self.backups = None
+        self._flush_uncertainty()
         self.store.flush_events()
 
     def __enter__(self) -> "Session":
@@ -238,10 +242,76 @@ class Session:
                 sequence=np.array([s.sequence for s in samples], dtype=object),
                 frame=np.array([s.frame for s in samples], dtype=np.int64),
                 flags=np.array([-1 if s.id not in flags else int(flags[s.id]) for s in samples], dtype=np.int8),
+                uncertainty=self._cached_uncertainty([s.id for s in samples]),
                 seed=int(self.settings["selector"]["seed"]),
             )
             self._pool_ids = np.array([s.id for s in samples], dtype=np.int64)
         return self._pool, self._pool_ids
+
+    # -- the project's model ----------------------------------------------------------------
+    def model(self):
+        """The project's installed pre-label model (``labelassist model import``), or None.
+
+        A model that no longer loads is logged and treated as absent: labelling goes on.
+        """
+        from labelassist import models
+
+        try:
+            return models.project_model(self.project)
+        except LabelAssistError as exc:
+            log.warning("the project's model is not used: %s", exc)
+            return None
+
+    def _uncertainty_kind(self, model) -> str:
+        return f"uncertainty/{model.card.name}/{model.card.version}"
+
+    def _cached_uncertainty(self, sample_ids: list[int]) -> np.ndarray:
+        model = self.model()
+        values = np.full(len(sample_ids), np.nan)
+        if model is None:
+            return values
+        cached = self.store.get_features(self._uncertainty_kind(model))
+        for k, sid in enumerate(sample_ids):
+            if sid in cached:
+                values[k] = float(cached[sid][0])
+        return values
+
+    def update_uncertainty(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Mean pixel entropy of the model's prediction for every unlabelled sample that has none cached.
+
+        For the ``uncertainty`` selector; without a model there is nothing to do (returns 0).
+        """
+        from labelassist.workflow.selector import mean_entropy
+
+        model = self.model()
+        if model is None:
+            return 0
+        kind = self._uncertainty_kind(model)
+        cached = self.store.get_features(kind)
+        labelled = self.store.labelled_ids()
+        todo = [s for s in self.store.samples() if s.id not in cached and s.id not in labelled]
+        computed = {}
+        for done, sample in enumerate(todo, 1):
+            try:
+                computed[sample.id] = np.array([mean_entropy(model.predict(self.project.read_image(sample)))])
+            except LabelAssistError as exc:
+                log.warning("no uncertainty for %s: %s", sample.name, exc)
+            if progress:
+                progress(done, len(todo))
+        if computed:
+            self.store.put_features(kind, computed)
+            self._pool = None
+        return len(computed)
+
+    def _flush_uncertainty(self) -> None:
+        """Write the uncertainties the worker computed (database writes stay on this thread)."""
+        if not self._uncertainty:
+            return
+        model = self.model()
+        with self._lock:
+            pending, self._uncertainty = self._uncertainty, {}
+        if model is not None:
+            self.store.put_features(self._uncertainty_kind(model), {k: np.array([v]) for k, v in pending.items()})
 
     def ranking(self, top: int | None = None) -> list[Ranked]:
         """Unlabelled samples best first, with the combined and per-strategy scores."""
@@ -354,13 +424,31 @@ class Session:
             method = self._choice.method
         image = self.project.read_image(sample)
         display = self.display_image(image)
-        prelabel = None
+        model = self.model()
+        prelabel = prediction = None
         if method is not None and label is None:
             try:
-                prelabel = self._run_prelabel(method, image, PrelabelContext(previous_mask=previous))
+                prelabel = self._run_prelabel(method, image, PrelabelContext(previous_mask=previous, model=model))
             except LabelAssistError as exc:
                 log.info("no pre-label for %s: %s", sample.name, exc)
-        return Assisted(sample, image, display, prelabel, label, (time.perf_counter() - start) * 1000)
+        if model is not None:
+            try:
+                if prelabel is not None and prelabel.method == "onnx":
+                    probability = prelabel.probability
+                else:
+                    probability = model.predict(image)
+                prediction = probability > model.threshold
+                from labelassist.workflow.selector import mean_entropy
+
+                with self._lock:
+                    self._uncertainty[sample.id] = mean_entropy(probability)
+            except LabelAssistError as exc:
+                log.info("no model prediction for %s: %s", sample.name, exc)
+        segmenter = self.box_segmenter()
+        if segmenter is not None:
+            segmenter.embed_cached(sample.id, image)  # a box drawn later gives a mask in milliseconds
+        return Assisted(sample, image, display, prelabel, label, (time.perf_counter() - start) * 1000,
+                        prediction=prediction)
 
     # -- pre-assistance ---------------------------------------------------------------------
     def display_image(self, image: np.ndarray) -> np.ndarray:
@@ -399,8 +487,35 @@ class Session:
         return label.mask
 
     def _run_prelabel(self, method: str, image: np.ndarray, context: PrelabelContext) -> Prelabel:
-        params = self.settings["prelabel"]["params"].get(method, {})
+        params = dict(self.settings["prelabel"]["params"].get(method, {}))
+        if method == "onnx" and context.model is not None and "threshold" not in params:
+            params["threshold"] = context.model.threshold  # the card's threshold, unless the project sets one
         return REGISTRY.get("prelabel", method)(image, context, **params)
+
+    def box_segmenter(self):
+        """The box-prompt model for tap-to-segment (LiteMedSAM) when installed, else None."""
+        if self._box_segmenter is False:
+            from labelassist import models
+
+            try:
+                self._box_segmenter = models.find_box_segmenter()
+            except LabelAssistError as exc:
+                log.warning("the box-prompt model is not used: %s", exc)
+                self._box_segmenter = None
+        return self._box_segmenter
+
+    def segment_box(self, sample_id: int, box: tuple[float, float, float, float]) -> Prelabel:
+        """Tap-to-segment with a drawn box: the box-prompt model when installed, GrabCut otherwise."""
+        segmenter = self.box_segmenter()
+        if segmenter is None:
+            return self.prelabel(sample_id, "grabcut", box=box)
+        sample = self.store.sample(sample_id)
+        image = self.current.image if self.current is not None and self.current.sample.id == sample_id \
+            else self.project.read_image(sample)
+        embedding = segmenter.embed_cached(sample_id, image)
+        mask = segmenter.segment(embedding, box)
+        self.store.defer_event("prelabel", actor=self.author, sample_id=sample_id, assistance="prelabel:box_model")
+        return Prelabel(mask=mask, probability=None, method="box_model")
 
     def prelabel(self, sample_id: int, method: str, **prompt: Any) -> Prelabel:
         """Run one pre-label method on a sample, e.g. a tap (``points=[(x, y)]``) or a ``box``.
@@ -412,7 +527,7 @@ class Session:
             image = self.current.image
         else:
             image = self.project.read_image(sample)
-        context = PrelabelContext(previous_mask=self.previous_mask(sample), **prompt)
+        context = PrelabelContext(previous_mask=self.previous_mask(sample), model=self.model(), **prompt)
         result = self._run_prelabel(method, image, context)
         self.store.log_event("prelabel", actor=self.author, sample_id=sample_id, assistance=f"prelabel:{method}")
         return result
@@ -473,7 +588,8 @@ class Session:
         return self._choice
 
     def _automatic_methods(self) -> list[str]:
-        return [m for m in AUTOMATIC_PRELABELS if m in REGISTRY.names("prelabel") and m != "onnx"]
+        has_model = self.model() is not None
+        return [m for m in AUTOMATIC_PRELABELS if m in REGISTRY.names("prelabel") and (m != "onnx" or has_model)]
 
     def _evaluation_inputs(self, limit: int | None = None) -> list[tuple[Sample, np.ndarray, np.ndarray | None]]:
         """(sample, saved mask, previous frame's mask) of the newest labelled samples; database reads only."""
@@ -492,8 +608,11 @@ class Session:
                     continue
                 yield sample.name, image, mask, previous
 
-        params = {m: p for m, p in self.settings["prelabel"]["params"].items() if m in methods}
-        return evaluate_prelabels(samples(), methods, params=params, progress=progress)
+        params = {m: dict(p) for m, p in self.settings["prelabel"]["params"].items() if m in methods}
+        model = self.model() if "onnx" in methods else None
+        if model is not None:
+            params.setdefault("onnx", {}).setdefault("threshold", model.threshold)
+        return evaluate_prelabels(samples(), methods, params=params, progress=progress, model=model)
 
     def evaluate_prelabels(self, methods: list[str] | None = None, limit: int | None = None,
                            progress: Callable[[int, int], None] | None = None) -> Evaluation:
@@ -531,7 +650,9 @@ class Session:
         if prelabel is None and self.current is not None and self.current.sample.id == sample_id \
                 and self.current.prelabel is not None and not self.current.prelabel.is_placeholder:
             prelabel = self.current.prelabel.mask
-        report = self.inspect(mask, prelabel=prelabel)
+        prediction = self.current.prediction if self.current is not None and self.current.sample.id == sample_id \
+            else None
+        report = self.inspect(mask, prelabel=prelabel, prediction=prediction)
         suggestions = postprocess.suggest(mask, self.settings["postprocess"]["suggest"])
         note = "" if report is not None else "no check applies yet: set the expected segments or holes"
         return Submission(report, suggestions, note)
@@ -562,6 +683,7 @@ class Session:
         if self.current is not None and self.current.sample.id == sample_id:
             # Edits after this save start from the new version (the journal's base).
             self.current = replace(self.current, label=self.store.label(label_id), recovered=None)
+        self._flush_uncertainty()
         if self.backups is not None:
             self.backups.changed()
             self.backups.maybe()

@@ -218,9 +218,12 @@ class Registry:
     def load_plugins(self, folder: str | Path | None = None, entry_points: bool = True) -> dict[str, str]:
         """Load plug-ins from ``folder`` (``*.py``, sorted) and from installed packages.
 
-        Returns the plug-ins that failed, name -> reason (also kept in ``failed_plugins``).
+        Returns the plug-ins that failed in this call, name -> reason (all failures
+        so far stay in ``failed_plugins``).
         """
         self._ensure_builtins()
+        before = dict(self.failed_plugins)
+        self.failed_plugins = {}
         if folder is not None and Path(folder).is_dir():
             for path in sorted(Path(folder).glob("*.py")):
                 if not path.name.startswith("_"):
@@ -239,7 +242,8 @@ class Registry:
                     log.warning("plug-in %s skipped: %s", ep.name, _one_line(exc))
                 finally:
                     self._loading = "builtin"
-        return dict(self.failed_plugins)
+        failed, self.failed_plugins = self.failed_plugins, {**before, **self.failed_plugins}
+        return failed
 
 
 def _one_line(exc: BaseException) -> str:
