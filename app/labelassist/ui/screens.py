@@ -493,8 +493,13 @@ class LabelScreen(KioskScreen):
             edit = self.canvas_widget.apply_edit("segment", lambda layer: layer.add_mask(prelabel.mask))
             self.say("Added the object." if edit is not None else "Nothing new was found there.")
 
-        self.app.worker.submit(self.app.session.prelabel, sample_id, method, on_done=done,
-                               on_error=lambda m: self.say(m, error=True), **prompt)
+        session = self.app.session
+        if "box" in prompt:  # the box-prompt model when one is installed, GrabCut otherwise
+            self.app.worker.submit(session.segment_box, sample_id, prompt["box"], on_done=done,
+                                   on_error=lambda m: self.say(m, error=True))
+        else:
+            self.app.worker.submit(session.prelabel, sample_id, method, on_done=done,
+                                   on_error=lambda m: self.say(m, error=True), **prompt)
 
     def close_polygon(self):
         self.canvas_widget.close_polygon()
