@@ -12,7 +12,10 @@ XVFB   := xvfb-run -a -s "-screen 0 1920x1200x24"
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# torch first and pinned: 2.13.0 is the CPU build this kind of machine carries on disk; an
+	# open range would pull a multi-GB CUDA build. The kiosk itself never needs the train extra.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test,train]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
