@@ -17,6 +17,7 @@ The number of kills is ``LABELASSIST_CRASH_KILLS`` (default 200).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -130,5 +131,8 @@ def test_sigkill_at_random_points_loses_at_most_the_stroke_in_progress(tmp_path,
         for png in (tmp_path / "export").glob("*.png") if (tmp_path / "export").exists() else []:
             assert cv2.imread(str(png), cv2.IMREAD_UNCHANGED) is not None, f"half-written export {png.name}"
     print(stats)
+    artifacts = Path(__file__).with_name("artifacts")
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / "crash_stats.json").write_text(json.dumps({**stats, "label_versions_checked": len(saved)}))
     assert len(saved) > KILLS // 2, f"the driver saved too little to test anything: {stats}"
     assert stats["mid_stroke"] > KILLS // 10, stats

@@ -196,4 +196,7 @@ def test_label_database_that_is_not_sqlite_or_is_damaged(tmp_path_factory, data,
 def test_report_how_many_cases_were_tried():
     """Runs last in this file: the counts go to the test log (and docs/reliability.md)."""
     print("fuzz cases tried:", TRIED)
+    artifacts = Path(__file__).with_name("artifacts")
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / "fuzz_counts.json").write_text(__import__("json").dumps(TRIED))
     assert sum(TRIED.values()) >= 500, TRIED
