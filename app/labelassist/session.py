@@ -312,6 +312,11 @@ class Session:
             pending, self._uncertainty = self._uncertainty, {}
         if model is not None:
             self.store.put_features(self._uncertainty_kind(model), {k: np.array([v]) for k, v in pending.items()})
+            if self._pool is not None:  # keep the selector's view current without rebuilding it
+                for sample_id, value in pending.items():
+                    where = np.flatnonzero(self._pool_ids == sample_id)
+                    if where.size:
+                        self._pool.uncertainty[int(where[0])] = value
 
     def ranking(self, top: int | None = None) -> list[Ranked]:
         """Unlabelled samples best first, with the combined and per-strategy scores."""
