@@ -12,7 +12,7 @@ import pytest
 
 from labelassist.backup import backup_now, list_backups
 from labelassist.cli import main
-from labelassist.errors import ProjectError, StoreError
+from labelassist.errors import ImageReadError, ProjectError, StoreError
 from labelassist.images import read_mask
 from labelassist.importer import import_images
 from labelassist.project import Project
@@ -103,3 +103,25 @@ def test_a_second_instance_is_refused_while_the_first_owns_the_project(project_d
     # The lock dies with the process: no stale lock after a crash.
     with Project.open(project_dir) as project, Session(project, background=False):
         pass
+
+
+def test_images_unplugged_mid_session_are_skipped_and_come_back(tmp_path, datasets):
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    for k in range(4):
+        shutil.copy(datasets / "scratch_assay" / "images" / f"{k:03d}.png", usb)
+    with Project.create(tmp_path / "p") as project:
+        import_images(project, [usb])
+        with Session(project, background=False) as session:
+            first = session.next()
+            session.save(first.sample.id, first.start_mask)
+            unplugged = tmp_path / "drawer"
+            usb.rename(unplugged)  # the drive is pulled out
+            with pytest.raises(ImageReadError, match="the 3 images still to label cannot be found: reconnect"):
+                session.next()
+            assert len(session.unavailable) == 3
+            assert project.store.latest_label(first.sample.id) is not None  # nothing saved was touched
+            unplugged.rename(usb)  # and plugged in again
+            again = session.next()
+            assert again is not None and again.sample.id in {s.id for s in project.store.samples()}
+            assert session.unavailable == set() and again.sample.id != first.sample.id

@@ -176,6 +176,7 @@ class Session:
         self.current: Assisted | None = None
         self._opened_at = 0.0
         self.missing: list[Sample] = []
+        self.unavailable: set[int] = set()  # samples whose image vanished during this session
 
     def close(self) -> None:
         """Stop the background worker (pending preparations are dropped) and back up if anything changed."""
@@ -339,16 +340,38 @@ class Session:
     def _next_ids(self, count: int) -> list[int]:
         pool, ids = self.pool()
         order = selector.rank(pool, self.settings["selector"]["weights"], self.settings["selector"]["params"])
-        return [int(ids[i]) for i in order[:count]]
+        if self.unavailable:
+            # A file came back (the USB drive is plugged in again): offer it again.
+            self.unavailable = {sid for sid in self.unavailable
+                                if not self.project.resolve(self.store.sample(sid).path).is_file()}
+        chosen = [int(ids[i]) for i in order if int(ids[i]) not in self.unavailable]
+        return chosen[:count]
 
     def next(self) -> Assisted | None:
-        """Open the selector's choice, prepared; None when every sample is labelled."""
-        upcoming = self._next_ids(1 + self.lookahead)
-        if not upcoming:
-            return None
-        assisted = self.open(upcoming[0])
-        self._prepare_ahead(upcoming[1:])
-        return assisted
+        """Open the selector's choice, prepared; None when every sample is labelled.
+
+        A sample whose image has gone (a removed USB drive, a moved folder) is
+        skipped and listed in :attr:`unavailable` until its file is back; when
+        every remaining image is gone, the error says so.
+        """
+        while True:
+            upcoming = self._next_ids(1 + self.lookahead)
+            if not upcoming:
+                if self.unavailable:
+                    raise ImageReadError(
+                        f"the {len(self.unavailable)} images still to label cannot be found: reconnect the drive "
+                        "they are on, or run 'labelassist relink'")
+                return None
+            try:
+                assisted = self.open(upcoming[0])
+            except ImageReadError as exc:
+                if self.project.resolve(self.store.sample(upcoming[0]).path).is_file():
+                    raise  # the file is there but unreadable: say so, do not skip silently
+                log.warning("skipped for now: %s", exc)
+                self.unavailable.add(upcoming[0])
+                continue
+            self._prepare_ahead(upcoming[1:])
+            return assisted
 
     def open(self, sample_id: int) -> Assisted:
         """Open one sample (the selector's choice or one the user tapped in the queue)."""
