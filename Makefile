@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 XVFB   := xvfb-run -a -s "-screen 0 1920x1200x24"
 
-.PHONY: setup test kiosk bench clean
+.PHONY: setup test kiosk bench bundle clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: 2.13.0 is the CPU build this kind of machine carries on disk; an
 	# open range would pull a multi-GB CUDA build. The kiosk itself never needs the train extra.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test,train]'
+	$(BIN)/python -m pip install --quiet -e '.[test,train,build]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -24,9 +24,10 @@ setup: $(STAMP)
 # Kivy needs a display for GUI tests: use xvfb-run, installing it when we are root and it is
 # missing; without either, SDL's offscreen driver stands in.
 test: $(STAMP)
-	@if ! command -v xvfb-run >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing xvfb for the GUI tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb >/dev/null; \
+	@if { ! command -v xvfb-run || ! command -v strace; } >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+			&& command -v apt-get >/dev/null 2>&1; then \
+		echo "installing xvfb (GUI tests) and strace (the offline proof)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb strace >/dev/null; \
 	fi
 	@if command -v xvfb-run >/dev/null 2>&1; then \
 		$(XVFB) $(BIN)/python -m pytest $(PYTEST_ARGS); \
@@ -40,6 +41,10 @@ kiosk: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# The one-dir PyInstaller bundle in dist/labelassist (and its zip + SHA-256 manifest).
+bundle: $(STAMP)
+	packaging/build.sh --venv $(VENV)
 
 clean:
 	rm -rf $(VENV) build dist tests/artifacts .pytest_cache

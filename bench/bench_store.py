@@ -12,7 +12,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from labelassist.images import read_mask
 from labelassist.importer import import_images

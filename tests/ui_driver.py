@@ -85,8 +85,10 @@ def main(argv=None) -> int:
             state["phase"] = "opening"
             return
         if state["phase"] == "opening":
+            # Wait for the image to be fitted to the canvas (scale leaves 1.0), however slow the
+            # machine is: a stroke sent before the layout settles would land elsewhere.
             if label.assisted is None or label.busy or label.canvas_widget.scale == 1.0 and \
-                    time.monotonic() - state["t0"] < 5:
+                    time.monotonic() - state["t0"] < 60:
                 return
             if args.script == "resume":
                 np.save(args.out, label.layer.mask)

@@ -10,7 +10,8 @@ import os as _os
 
 # Offline by construction: ONNX Runtime (1.32) ships Microsoft's 1DS telemetry, which queues
 # events on disk and uploads them over HTTPS. The kiosk never talks to the network, so it is
-# switched off before anything imports onnxruntime (every import goes through this package).
-_os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+# switched off before anything imports onnxruntime (every import goes through this package),
+# whatever the environment says: offline is not a preference.
+_os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 __version__ = "0.1.0"

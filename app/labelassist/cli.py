@@ -405,8 +405,23 @@ def cmd_demo(args) -> int:
 
 
 def cmd_kiosk(args) -> int:
+    from labelassist import kiosk_settings
+
     if args.project == "set-pin":
         return _set_pin(args)
+    if args.project == "check":
+        problems = kiosk_settings.problems()
+        print(f"kiosk settings: {kiosk_settings.settings_path()}")
+        for problem in problems:
+            print(f"  problem: {problem}")
+        print("  no problems found" if not problems else f"  {len(problems)} problem(s)")
+        return EXIT_OK if not problems else EXIT_ERROR
+    if args.project == "start":
+        # What the tablet's kiosk shell runs: the project kiosk.toml names, else the demo.
+        folder = kiosk_settings.project_folder()
+        if folder is None:
+            folder = demo_project()
+        args.project = str(folder)
     with _open(args.project):
         pass  # refuse a folder that is not a project before any window opens
     return _open_kiosk(Path(args.project), args)
@@ -582,8 +597,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("kiosk", help="open the touch UI on a project (fullscreen, locked)",
                        description="Open the labelling kiosk on PROJECT; leaving needs the admin PIN. "
-                                   "'labelassist kiosk set-pin' stores a new admin PIN instead.")
-    p.add_argument("project", metavar="PROJECT", help="the project folder, or set-pin")
+                                   "'labelassist kiosk start' opens the project kiosk.toml names (else the demo); "
+                                   "'kiosk set-pin' stores a new admin PIN; 'kiosk check' checks kiosk.toml.")
+    p.add_argument("project", metavar="PROJECT", help="the project folder, or start, set-pin, check")
     p.add_argument("--pin-stdin", action="store_true", help="with set-pin: read the PIN from standard input")
     p.add_argument("--windowed", action="store_true", help="a window instead of the locked fullscreen kiosk")
     p.set_defaults(func=cmd_kiosk)

@@ -9,7 +9,6 @@ import Kivy and must not touch the database.
 """
 
 import cv2
-import numpy as np
 
 from labelassist.errors import PluginError
 from labelassist.images import to_display

@@ -16,8 +16,6 @@ Save & next, step by step (``LabelScreen.save_and_next``)::
 from __future__ import annotations
 
 import logging
-import os
-import string
 import threading
 from pathlib import Path
 
@@ -113,6 +111,9 @@ class HomeScreen(KioskScreen):
         self.app.root.get_screen("label").resume()
 
     def open_queue(self):
+        if kiosk_settings.is_locked("queue", self.app.home):
+            self.notice = "The queue is locked on this tablet: tap 'Continue labelling'."
+            return
         self.app.go("queue")
 
     def open_admin(self):
@@ -280,6 +281,10 @@ class QueueScreen(KioskScreen):
 
     def set_weight(self, name: str, value: float):
         session = self.app.session
+        if kiosk_settings.is_locked("settings", self.app.home):
+            self.app.show_error("The selector settings are locked on this tablet.")
+            self.reload()
+            return
 
         def change(settings):
             weights = settings["selector"]["weights"]
@@ -630,6 +635,9 @@ class LabelScreen(KioskScreen):
         self._remember_trigger.cancel()
 
     def go_queue(self):
+        if kiosk_settings.is_locked("queue", self.app.home):
+            self.say("The queue is locked on this tablet.", error=True)
+            return
         self.app.go("queue")
 
 
@@ -737,30 +745,6 @@ PIPELINE_PRESETS = {
     "Contrast (CLAHE)": [{"step": "percentile_normalise", "low": 0.5, "high": 99.5}, {"step": "clahe"}],
     "Raw": [],
 }
-
-
-def removable_folders() -> list[Path]:
-    """Folders where a USB drive shows up (Linux mounts, Windows drive letters other than C:)."""
-    found: list[Path] = []
-    if os.name == "nt":
-        for letter in string.ascii_uppercase[3:]:
-            root = Path(f"{letter}:\\")
-            if root.exists():
-                found.append(root)
-    else:
-        user = os.environ.get("USER", "")
-        for base in (Path("/media") / user, Path("/run/media") / user, Path("/media"), Path("/mnt")):
-            if base.is_dir():
-                found += [p for p in sorted(base.iterdir()) if p.is_dir() and os.access(p, os.W_OK)]
-    extra = os.environ.get("LABELASSIST_EXPORT_DIR")
-    if extra:
-        found.insert(0, Path(extra))
-    seen, unique = set(), []
-    for p in found:
-        if p not in seen:
-            seen.add(p)
-            unique.append(p)
-    return unique[:4]
 
 
 class AdminScreen(KioskScreen):
@@ -877,7 +861,7 @@ class AdminScreen(KioskScreen):
             box.add_widget(b)
         box = self.ids.export_targets
         box.clear_widgets()
-        folders = removable_folders()
+        folders = kiosk_settings.export_destinations(self.app.home)  # only where kiosk.toml allows
         if not folders:
             box.add_widget(Factory.Body(text="No USB drive found. Plug one in and open this page again."))
         for folder in folders:
