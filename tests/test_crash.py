@@ -71,20 +71,24 @@ def test_sigkill_at_random_points_loses_at_most_the_stroke_in_progress(tmp_path,
         proc = subprocess.Popen([sys.executable, str(DRIVER), str(project_dir), str(extra), str(round_)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         collected: list[str] = []
-        started = threading.Event()
+        # Kill after a random number of reported steps plus a few milliseconds, so the kills fall
+        # between and inside durable steps in the same proportions on a fast or a loaded machine.
+        target = rng.randint(1, 12)
+        reached = threading.Event()
 
         def read(stream=proc.stdout):
             for line in stream:
                 collected.append(line)
-                started.set()
+                if len(collected) >= target:
+                    reached.set()
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
         if rng.random() < 0.1:
             time.sleep(rng.uniform(0.0, 0.5))  # during start-up: opening, integrity check, resume
         else:
-            started.wait(timeout=60)  # start-up time varies with the machine's load
-            time.sleep(rng.uniform(0.0, 0.8))
+            reached.wait(timeout=60)
+            time.sleep(rng.uniform(0.0, 0.03))
         proc.kill()
         proc.wait()
         reader.join(timeout=10)  # the reader alone consumes stdout, to its end
@@ -135,4 +139,4 @@ def test_sigkill_at_random_points_loses_at_most_the_stroke_in_progress(tmp_path,
     artifacts.mkdir(exist_ok=True)
     (artifacts / "crash_stats.json").write_text(json.dumps({**stats, "label_versions_checked": len(saved)}))
     assert len(saved) > KILLS // 2, f"the driver saved too little to test anything: {stats}"
-    assert stats["mid_stroke"] > KILLS // 10, stats
+    assert stats["mid_stroke"] >= KILLS // 20, stats  # enough kills landed right after a stroke
