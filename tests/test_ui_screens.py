@@ -151,3 +151,35 @@ class TestKioskScreens(KioskTestCase):
         assert admin.message == "The new admin PIN is saved."
         admin.lock_and_leave()
         assert not admin.try_unlock("0000") and admin.try_unlock("2468")
+
+    def test_admin_installs_a_model_from_a_usb_drive_and_refuses_a_broken_one(self):
+        import os
+        import shutil
+        import tempfile
+        from pathlib import Path
+
+        usb = Path(tempfile.mkdtemp(prefix="usb-"))
+        models = Path(__file__).resolve().parents[1] / "models"
+        shutil.copy(models / "scratch_assay_unet.int8.onnx", usb / "scratch.onnx")
+        shutil.copy(models / "scratch_assay_unet.int8.json", usb / "scratch.json")
+        (usb / "broken.onnx").write_bytes(b"not a model")
+        os.environ["LABELASSIST_EXPORT_DIR"] = str(usb)
+        try:
+            self.app.go("admin")
+            admin = self.app.root.get_screen("admin")
+            assert admin.try_unlock("0000")
+            self.pump(2)
+            offered = [w.text for w in admin.ids.model_files.children]
+            assert "Install scratch.onnx" in offered and "Install broken.onnx" in offered
+            admin.import_model(usb / "broken.onnx")
+            self.pump(3)
+            assert self.app.session.model() is None  # refused: nothing installed
+            admin.import_model(usb / "scratch.onnx")
+            self.pump(3)
+            assert admin.message.startswith("Installed: ")
+            assert self.app.session.model() is not None
+            assert admin.models_text.startswith("scratch_assay_unet.int8")
+            self.screenshot("admin_model")
+        finally:
+            del os.environ["LABELASSIST_EXPORT_DIR"]
+            shutil.rmtree(usb)

@@ -263,6 +263,21 @@ class Session:
             log.warning("the project's model is not used: %s", exc)
             return None
 
+    def import_model(self, path, card=None, max_seconds: float = 10.0):
+        """Check an ONNX model against its card and install it as the project's pre-label model.
+
+        Returns the check report (time per input, notes); a model that does not fit is refused
+        with the reason and nothing changes. The next pre-labels are measured again with it.
+        """
+        from labelassist import models
+
+        report = models.install_model(self.project, path, card=card, max_seconds=max_seconds)
+        self._choice = None  # measure the pre-label methods again, the model included
+        self._pool = None  # uncertainties belong to the model that made them
+        with self._lock:
+            self._cache.clear()
+        return report
+
     def _uncertainty_kind(self, model) -> str:
         return f"uncertainty/{model.card.name}/{model.card.version}"
 

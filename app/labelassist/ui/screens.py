@@ -829,8 +829,10 @@ class AdminScreen(KioskScreen):
         self.gamma0 = float(settings["inspection"]["gamma0"])
         segments = settings["priors"].get("segments")
         self.segments_text = "any" if segments is None else str(segments)
-        self.models_text = ("model import from a USB drive is not available in this version; "
-                            "copy models with 'labelassist' on a computer")
+        model = app.worker.call_now(session.model)
+        self.models_text = ("none installed" if model is None else
+                            f"{model.card.name} {model.card.version} (held-out DSC "
+                            f"{model.card.held_out_dsc if model.card.held_out_dsc is not None else 'not reported'})")
         self._fill_choices()
 
     def _fill_choices(self):
@@ -858,6 +860,17 @@ class AdminScreen(KioskScreen):
             b = toggle(text=step.replace("_", " "), allow_no_selection=True,
                        state="down" if step in chosen else "normal", font_size="18sp")
             b.bind(on_release=lambda w, s=step: self.toggle_postprocess(s, w.state == "down"))
+            box.add_widget(b)
+        box = self.ids.model_files
+        box.clear_widgets()
+        offered = [p for folder in kiosk_settings.export_destinations(self.app.home)
+                   for p in sorted(folder.glob("*.onnx"))][:3]
+        if not offered:
+            box.add_widget(Factory.Body(text="To install a model, plug in a USB drive with the .onnx file "
+                                             "and its .json card at the top level."))
+        for path in offered:
+            b = button(text=f"Install {path.name}", font_size="18sp")
+            b.bind(on_release=lambda _, p=path: self.import_model(p))
             box.add_widget(b)
         box = self.ids.export_targets
         box.clear_widgets()
@@ -917,6 +930,16 @@ class AdminScreen(KioskScreen):
 
         self.app.worker.submit(self.app.session.evaluate_prelabels, on_done=done,
                                on_error=lambda m: setattr(self, "evaluation_table", m))
+
+    def import_model(self, path: Path):
+        """Check the model against its card and install it; a model that does not fit is refused."""
+        self.message = f"Checking {path.name}..."
+
+        def done(report):
+            self.message = f"Installed: {report.message}"
+            self.refresh()
+
+        self.app.worker.submit(self.app.session.import_model, path, on_done=done, on_error=self.app.show_error)
 
     def export_to(self, folder: Path):
         from labelassist.export import export_png
