@@ -21,14 +21,13 @@ Box-prompt segmenter: LiteMedSAM encoder per image and decoder per box, when
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from timing import median_ms  # bench/timing.py (bench/ is on sys.path when run)
 from labelassist import models
 from labelassist.images import read_image
 
@@ -36,14 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
 
 
-def _median_ms(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+_median_ms = median_ms
 
 
 def _torch_net(card: models.ModelCard, name: str, threads: int):

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 from skimage import filters, segmentation
 
+from timing import median_ms  # bench/timing.py (bench/ is on sys.path when run)
 from labelassist.images import read_image, read_mask, to_display
 from labelassist.workflow.evaluate import simulate_prompts
 from labelassist.workflow.prelabel import PrelabelContext, flood, grabcut, otsu, texture, watershed
@@ -23,15 +22,7 @@ from labelassist.workflow.prelabel import PrelabelContext, flood, grabcut, otsu,
 DATASETS = Path(os.environ.get("LABELASSIST_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
 
-def _median_ms(fn, repeat: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+_median_ms = median_ms
 
 
 def _row(name: str, ours: float, alternative: str, theirs: float) -> dict:

@@ -16,13 +16,12 @@ per-frame noise), with 100 samples labelled.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
+from timing import median_ms  # bench/timing.py (bench/ is on sys.path when run)
 from labelassist.workflow import selector as sel
 from labelassist.workflow.features import extract_features, standardize
 
@@ -33,12 +32,7 @@ DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
 def _median_ms(func, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        func()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return median_ms(func, repeats, warmup=0)
 
 
 def _row(name: str, ms: float, alternative: str, alt_ms: float) -> dict:

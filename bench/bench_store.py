@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 
+from timing import median_ms  # bench/timing.py (bench/ is on sys.path when run)
 from labelassist.images import read_mask
 from labelassist.importer import import_images
 from labelassist.project import Project
@@ -22,12 +23,7 @@ DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
 def _median_ms(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+    return median_ms(fn, repeat, warmup=0)  # every save is a real one: no untimed warm-up save
 
 
 def bench_save_label(repeat: int = 50) -> list[dict]:

@@ -12,14 +12,13 @@ cropped to 2048x2048 (57 cells and 20 holes per tile, so many small components).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import scipy.ndimage as ndi
 from skimage import exposure, measure
 
+from timing import median_ms  # bench/timing.py (bench/ is on sys.path when run)
 from labelassist.images import read_image, read_mask
 from labelassist.workflow import components, postprocess, preprocess
 from labelassist.workflow.inspect import InspectionContext, inspect_label
@@ -29,14 +28,7 @@ DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SIZE = 2048
 
 
-def _median_ms(fn, repeat: int) -> float:
-    fn()  # warm-up: first calls pay for allocation and OpenCV's thread pool
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+_median_ms = median_ms
 
 
 def _row(name: str, ours: float, alternative: str | None = None, theirs: float | None = None) -> dict:

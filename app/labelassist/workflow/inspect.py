@@ -221,6 +221,24 @@ def _count_message(n: int, target: int, word: str) -> str:
 _TOLERANCE = Param("tolerance", int, 0, low=0, help="How many more or fewer still pass.")
 
 
+def _count_check(name: str, prior: str, word: str, count, mask: np.ndarray, context: InspectionContext,
+                 tolerance: int) -> Check:
+    """A count of ``word``s in the mask (``count(mask)``) against the prior ``prior``."""
+    mask = components.as_mask(mask)
+    target = _prior_count(context.priors, prior)
+    if target is None:
+        return Check.not_applicable(name, f"no expected number of {word}s is set")
+    n = count(mask)
+    return Check(
+        name=name,
+        score=_count_score(n - target, tolerance),
+        passed=abs(n - target) <= tolerance,
+        message=_count_message(n, target, word),
+        value=n,
+        expected=target,
+    )
+
+
 # -- metrics ------------------------------------------------------------------------------------
 @register("inspect", "segment_count", params=[_TOLERANCE])
 def segment_count(mask: np.ndarray, context: InspectionContext, tolerance: int = 0) -> Check:
@@ -238,19 +256,7 @@ def segment_count(mask: np.ndarray, context: InspectionContext, tolerance: int =
     Check
         Score 1 / (1 + max(0, |n - target| - tolerance)).
     """
-    mask = components.as_mask(mask)
-    target = _prior_count(context.priors, "segments")
-    if target is None:
-        return Check.not_applicable("segment_count", "no expected number of segments is set")
-    n = components.count_segments(mask)
-    return Check(
-        name="segment_count",
-        score=_count_score(n - target, tolerance),
-        passed=abs(n - target) <= tolerance,
-        message=_count_message(n, target, "segment"),
-        value=n,
-        expected=target,
-    )
+    return _count_check("segment_count", "segments", "segment", components.count_segments, mask, context, tolerance)
 
 
 @register("inspect", "hole_count", params=[_TOLERANCE])
@@ -269,19 +275,7 @@ def hole_count(mask: np.ndarray, context: InspectionContext, tolerance: int = 0)
     Check
         Score 1 / (1 + max(0, |n - target| - tolerance)).
     """
-    mask = components.as_mask(mask)
-    target = _prior_count(context.priors, "holes")
-    if target is None:
-        return Check.not_applicable("hole_count", "no expected number of holes is set")
-    n = components.count_holes(mask)
-    return Check(
-        name="hole_count",
-        score=_count_score(n - target, tolerance),
-        passed=abs(n - target) <= tolerance,
-        message=_count_message(n, target, "hole"),
-        value=n,
-        expected=target,
-    )
+    return _count_check("hole_count", "holes", "hole", components.count_holes, mask, context, tolerance)
 
 
 @register(
