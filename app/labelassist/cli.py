@@ -240,6 +240,46 @@ def cmd_evaluate_prelabel(args) -> int:
     return EXIT_OK
 
 
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_evaluate_selector(args) -> int:
+    from labelassist import experiments
+
+    if len(args.images) != len(args.masks):
+        raise LabelAssistError("give one --masks folder for each --images folder")
+    pairs = list(zip(args.images, args.masks))
+    result = experiments.evaluate_selector(
+        pairs if len(pairs) > 1 else pairs[0][0], masks=None if len(pairs) > 1 else pairs[0][1],
+        budget=args.budget, strategies=[s.strip() for s in args.strategies.split(",")], seeds=args.seeds,
+        test_fraction=args.test_fraction, epochs=args.epochs, scale=args.scale, sequence_ids=args.sequence_ids,
+        progress=None if args.json else _say)
+    if args.plot:
+        experiments.plot_selector(result, Path(args.plot))
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.table())
+    return EXIT_OK
+
+
+def cmd_simulate(args) -> int:
+    from labelassist import experiments
+
+    result = experiments.simulate(args.project, args.ground_truth, retrain_every=args.retrain_every,
+                                  epochs=args.epochs, limit=args.limit, scale=args.scale, in_place=args.in_place,
+                                  progress=None if args.json else _say)
+    if args.plot:
+        experiments.plot_simulation(result, Path(args.plot))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return EXIT_OK
+    print(f"{'labels':<10} {'effort':>7} {'DSC':>6}  pre-labels")
+    for block in result.blocks():
+        effort = "-" if block["effort_mean"] is None else f"{block['effort_mean']:.2f}"
+        methods = ", ".join(f"{m or 'none'} {n}" for m, n in block["methods"].items())
+        print(f"{block['labels']:<10} {effort:>7} {block['dsc_mean']:>6.2f}  {methods}")
+    return EXIT_OK
+
+
 def cmd_inspect(args) -> int:
     with _open(args.project) as project, _session(project) as session:
         rows = []
@@ -540,6 +580,41 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--plot", metavar="PNG", help="also draw the DSC per method as box plots")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_evaluate_prelabel)
+
+    q = evaluate_sub.add_parser(
+        "selector", help="the paper's Table 1: train a U-Net on each strategy's picks, compare DSC",
+        description="For each selection strategy, pick BUDGET samples (uncertainty in rounds from a small random "
+                    "start), train the U-Net on them, measure DSC on a fixed test split, repeat over seeds; "
+                    "plus a baseline trained on the whole training split. Repeat --images/--masks to pool sets. "
+                    "Needs the train extra (torch).")
+    q.add_argument("--images", action="append", required=True, metavar="DIR")
+    q.add_argument("--masks", action="append", required=True, metavar="DIR")
+    q.add_argument("--budget", type=int, default=32)
+    q.add_argument("--strategies", default="sequential,random,sequence_aware,diversity,uncertainty")
+    q.add_argument("--seeds", type=int, default=3)
+    q.add_argument("--test-fraction", type=float, default=0.25)
+    q.add_argument("--epochs", type=int, default=12)
+    q.add_argument("--scale", type=float, default=0.25, help="image scale for training (CPU-sized)")
+    q.add_argument("--sequence-ids", action="store_true", help="give the selector the folders as sequences")
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--plot", metavar="PNG")
+    q.set_defaults(func=cmd_evaluate_selector)
+
+    p = sub.add_parser("simulate", help="a simulated annotator walks the whole workflow",
+                       description="Walk the session as the UI would (selector, pre-label, corrections to the "
+                                   "ground truth, inspection, post-processing), retrain the model every N labels, "
+                                   "and report the correction effort per sample. Works on a copy of PROJECT "
+                                   "unless --in-place. Needs the train extra (torch).")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("--ground-truth", required=True, metavar="DIR", help="the true masks, named like the images")
+    p.add_argument("--retrain-every", type=int, default=10, metavar="N")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--scale", type=float, default=0.25)
+    p.add_argument("--limit", type=int, help="stop after this many samples")
+    p.add_argument("--in-place", action="store_true", help="label the project itself, not a copy")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="PNG")
+    p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("inspect", help="score every latest label against the project's priors",
                        description="Run the inspection checks on every latest label and list the warnings.")
