@@ -64,7 +64,9 @@ def _tiles(x: np.ndarray, tile: int = 512, overlap: int = 64, multiple: int = 16
             for x0 in _starts(x.shape[1], tw, overlap)]
 
 
-def run(name: str, threads: int, quick: bool) -> list[dict]:
+def run_model(name: str, threads: int, quick: bool) -> list[dict]:
+    """A shipped U-Net at 512², tiled at 2048² and end to end, fp32 and int8, against PyTorch eager
+    (``quick``: 512² only, fewer repeats)."""
     entry = models.shipped_models()[name]
     fp32 = models.load_model(models.SHIPPED_DIR / entry["fp32"], threads=threads)
     int8 = models.load_model(models.SHIPPED_DIR / entry["int8"], threads=threads)
@@ -94,6 +96,8 @@ def run(name: str, threads: int, quick: bool) -> list[dict]:
         ("predict 2048x2048 image (end to end, scale 0.5)", lambda m: (lambda: m.predict(image2048)),
          None, r2048),
     ]
+    if quick:
+        cases = cases[:1]
     for label, make, eager_inputs, repeat in cases:
         eager_ms = _median_ms(eager(eager_inputs), repeat) if (net is not None and eager_inputs) else None
         for variant, model in (("fp32", fp32), ("int8", int8)):
@@ -118,7 +122,7 @@ def main(argv=None) -> int:
     for name in names:
         arch = models.shipped_model(name, "fp32", threads=args.threads).card.raw["architecture"]
         print(f"{name}: U-Net base {arch['base']} depth {arch['depth']}, {arch['parameters'] / 1e6:.2f} M parameters")
-        for row in run(name, args.threads, args.quick):
+        for row in run_model(name, args.threads, args.quick):
             alt = (f"  vs {row['alternative']} {row['alternative_ms']:8.1f} ms  ratio {row['ratio']:.2f}"
                    if row["alternative_ms"] else "")
             print(f"  {row['name']:<70} {row['median_ms']:8.1f} ms{alt}")
@@ -129,6 +133,16 @@ def main(argv=None) -> int:
     else:
         print("box-prompt segmenter: models/build/litemedsam/*.onnx missing (run models/build_litemedsam.py export)")
     return 0
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Every shipped model (and the box-prompt model where it was built), for bench/run.py."""
+    threads = models.physical_cores()
+    rows = [row for name in models.shipped_models() for row in run_model(name, threads, quick)]
+    sam = REPO / "models" / "build" / "litemedsam"
+    if (sam / "litemedsam_encoder.onnx").is_file():
+        rows += bench_box_prompt(sam, threads, quick)
+    return rows
 
 
 def bench_box_prompt(folder: Path, threads: int, quick: bool) -> list[dict]:
