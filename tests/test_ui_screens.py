@@ -183,3 +183,37 @@ class TestKioskScreens(KioskTestCase):
         finally:
             del os.environ["LABELASSIST_EXPORT_DIR"]
             shutil.rmtree(usb)
+
+    def test_wrong_pin_ten_times_backs_off_and_never_exits(self):
+        admin = self.app.root.get_screen("admin")
+        self.app.go("admin")
+        clock = [1000.0]
+        admin._clock = lambda: clock[0]
+        for attempt in range(10):
+            assert not admin.try_unlock("9999")
+            clock[0] += 1.0  # a quick hand: one try a second
+        assert "Too many wrong PINs" in admin.message
+        assert not admin.unlocked and self.app.root.current == "admin"
+        assert not admin.try_unlock("0000"), "the right PIN waits for the back-off too"
+        clock[0] += admin.MAX_WAIT_S
+        assert admin.try_unlock("0000") and admin.unlocked
+        self.app.kiosk = True
+        assert self.app.on_request_close() is True  # closing is still vetoed: the app keeps running
+
+    def test_rapid_taps_on_save_and_next_save_once_and_skip_nothing(self):
+        label = self.open_label()
+        first = label.assisted.sample.id
+        label.canvas_widget.apply_edit("test", lambda layer: layer.set_mask(blob(layer, 200, 150, 40)))
+        for _ in range(6):  # an impatient double, triple... tap
+            label.save_and_next()
+        for _ in range(6):
+            self.pump(3)
+            if self.app.root.current == "inspection":
+                self.app.root.get_screen("inspection").save_anyway()
+            while self.app.root.current == "postprocess":
+                self.app.root.get_screen("postprocess").reject()
+                self.pump(1)
+        assert len(self.app.session.store.label_history(first)) == 1  # saved once
+        assert self.app.session.store.labelled_ids() == {first}  # nothing else saved or passed over
+        # The sample open now is the selector's first choice after that one save: none was skipped.
+        assert label.assisted.sample.id == self.app.session.ranking(top=1)[0].sample.id != first

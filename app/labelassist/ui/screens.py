@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -802,14 +803,34 @@ class AdminScreen(KioskScreen):
         self.message = "The new admin PIN is saved."
         self.refresh()
 
+    # After FREE_TRIES wrong PINs in a row every further try waits twice as long (capped):
+    # guessing a 4-digit PIN by hand becomes hopeless, a user who mistyped waits seconds.
+    FREE_TRIES = 3
+    MAX_WAIT_S = 300.0
+    _wrong = 0
+    _blocked_until = 0.0
+    _clock = staticmethod(time.monotonic)
+
     def try_unlock(self, pin: str) -> bool:
         self.entered = ""
+        now = self._clock()
+        if now < self._blocked_until:
+            self.message = f"Too many wrong PINs: wait {self._blocked_until - now:.0f} seconds, then try again."
+            return False
         if kiosk_settings.check_pin(pin, self.app.home):
+            self._wrong = 0
             self.unlocked = True
             self.message = "Admin settings. Changes are saved at once and logged."
             self.refresh()
             return True
-        self.message = "Wrong PIN. Try again."
+        self._wrong += 1
+        log.warning("wrong admin PIN (%d in a row)", self._wrong)
+        if self._wrong >= self.FREE_TRIES:
+            wait = min(self.MAX_WAIT_S, 2.0 ** (self._wrong - self.FREE_TRIES + 1))
+            self._blocked_until = now + wait
+            self.message = f"Wrong PIN. Too many wrong PINs: wait {wait:.0f} seconds, then try again."
+        else:
+            self.message = "Wrong PIN. Try again."
         return False
 
     def lock_and_leave(self):
