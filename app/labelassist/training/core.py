@@ -30,6 +30,10 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
+
+# This file also runs alone (train.py in a training job): keep ONNX Runtime's telemetry
+# upload off there too, as the package does.
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 from pathlib import Path
 from typing import Any, Sequence
 
