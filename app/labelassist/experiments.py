@@ -81,7 +81,6 @@ def _device(cfg: NetConfig) -> str:
 def _train_net(data: list[tuple[np.ndarray, np.ndarray]], cfg: NetConfig, seed: int) -> tuple[Any, dict]:
     """Train a U-Net on network-scale (x in [0, 1], bool mask) pairs; returns (net on CPU, info)."""
     import torch
-    import torch.nn.functional as F
 
     from labelassist.training import core
 
@@ -102,24 +101,9 @@ def _train_net(data: list[tuple[np.ndarray, np.ndarray]], cfg: NetConfig, seed: 
     losses = []
     step = 0
     for _ in range(cfg.epochs):
-        net.train()
-        run = 0.0
-        for _ in range(steps_per_epoch):
-            xs, ys = core.sample_patches(data, cfg.batch, cfg.patch, rng)
-            x, y = torch.from_numpy(xs).to(device), torch.from_numpy(ys).to(device)
-            logits = net(x)
-            prob = torch.sigmoid(logits)
-            inter = (prob * y).sum(dim=(1, 2, 3))
-            dice = 1 - (2 * inter + 1) / (prob.sum(dim=(1, 2, 3)) + y.sum(dim=(1, 2, 3)) + 1)
-            loss = F.binary_cross_entropy_with_logits(logits, y) + dice.mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if step < total - 1:
-                sched.step()
-            step += 1
-            run += float(loss.detach())
-        losses.append(run / steps_per_epoch)
+        loss, step = core.train_epoch(net, opt, sched, data, cfg.batch, cfg.patch, rng, device,
+                                      steps_per_epoch, step, total)
+        losses.append(loss)
     net = net.cpu().eval()
     return net, {"losses": losses, "train_seconds": time.perf_counter() - t0, "epochs_run": cfg.epochs,
                  "device": device, "world_size": 1, "steps": total}

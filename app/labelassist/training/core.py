@@ -303,6 +303,35 @@ def evaluate_torch(net, pairs, scale: float, threshold: float, device="cpu", mul
 # --------------------------------------------------------------------------- training
 
 
+def train_epoch(model, opt, sched, data, batch: int, patch: int, rng: np.random.Generator, device,
+                steps: int, step: int, total: int) -> tuple[float, int]:
+    """``steps`` optimiser steps on random patches with BCE + soft Dice; returns (mean loss, step count).
+
+    The one-cycle schedule ``sched`` advances with every step but the last of ``total``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    model.train()
+    running = 0.0
+    for _ in range(steps):
+        xs, ys = sample_patches(data, batch, patch, rng)
+        x, y = torch.from_numpy(xs).to(device), torch.from_numpy(ys).to(device)
+        logits = model(x)
+        prob = torch.sigmoid(logits)
+        inter = (prob * y).sum(dim=(1, 2, 3))
+        dice = 1 - (2 * inter + 1) / (prob.sum(dim=(1, 2, 3)) + y.sum(dim=(1, 2, 3)) + 1)
+        loss = F.binary_cross_entropy_with_logits(logits, y) + dice.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step < total - 1:
+            sched.step()
+        step += 1
+        running += float(loss.detach())
+    return running / steps, step
+
+
 def _distributed() -> tuple[int, int, int]:
     """(rank, world size, local rank) under torchrun, else (0, 1, 0)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -317,7 +346,6 @@ def train(config: TrainConfig, train_pairs, val_pairs=(), out_dir: str | os.Path
     timings. Uses CUDA when present (``device='auto'``), several GPUs under torchrun.
     """
     import torch
-    import torch.nn.functional as F
 
     rank, world, local_rank = _distributed()
     if world > 1:
@@ -353,25 +381,9 @@ def train(config: TrainConfig, train_pairs, val_pairs=(), out_dir: str | os.Path
     step = 0
     stopped_early = False
     for epoch in range(config.epochs):
-        model.train()
-        epoch_loss = 0.0
-        for _ in range(steps_per_epoch):
-            xs, ys = sample_patches(data, config.batch, config.patch, rng)
-            x = torch.from_numpy(xs).to(device)
-            y = torch.from_numpy(ys).to(device)
-            logits = model(x)
-            prob = torch.sigmoid(logits)
-            inter = (prob * y).sum(dim=(1, 2, 3))
-            dice = 1 - (2 * inter + 1) / (prob.sum(dim=(1, 2, 3)) + y.sum(dim=(1, 2, 3)) + 1)
-            loss = F.binary_cross_entropy_with_logits(logits, y) + dice.mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if step < total - 1:
-                sched.step()
-            step += 1
-            epoch_loss += float(loss.detach())
-        losses.append(epoch_loss / steps_per_epoch)
+        epoch_loss, step = train_epoch(model, opt, sched, data, config.batch, config.patch, rng, device,
+                                       steps_per_epoch, step, total)
+        losses.append(epoch_loss)
         elapsed = time.perf_counter() - t0
         if rank == 0:
             log(f"epoch {epoch + 1}/{config.epochs} loss {losses[-1]:.4f} ({elapsed:.0f} s)")
