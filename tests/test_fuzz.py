@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import tomllib
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from labelassist import images
@@ -25,7 +26,10 @@ from labelassist.importer import import_images
 from labelassist.project import DEFAULT_SETTINGS, Project, dump_toml, validate_settings
 from labelassist.session import Session
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Random examples on a developer's machine (new cases each run); a fixed, reproducible set in CI
+# (CI=true), so a landing never depends on the draw. Cases found once stay as @example.
+FUZZ = settings(max_examples=150, deadline=None, derandomize=os.environ.get("CI") == "true",
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 TRIED: dict[str, int] = {}
 
 
@@ -164,6 +168,7 @@ _SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(-2,
 @given(section=st.sampled_from(sorted(DEFAULT_SETTINGS) + ["bogus"]),
        key=st.one_of(st.sampled_from(sorted({k for t in DEFAULT_SETTINGS.values() for k in t})), st.text(max_size=8)),
        value=_SCALARS)
+@example(section="prelabel", key="method", value="\x1f")  # control characters were written unescaped
 def test_project_toml_with_wrong_types_and_unknown_keys(section, key, value):
     raw = {section: {key: value}} if value is not None else {section: {}}
     try:
