@@ -84,6 +84,22 @@ def evaluate_masks_only(mask_dir: Path, progress: Callable[[int, int], None] | N
     return Evaluation(rows=rows, summaries={"previous": _summarise("previous", rows)})
 
 
+def dsc_axes(img: np.ndarray, left: int, top: int, plot_h: int, label: str) -> Callable[[float], int]:
+    """Draw a 0..1 DSC axis with grid lines on ``img``; returns the row of a DSC value (clipped to 0..1)."""
+    import cv2
+
+    def y_of(v: float) -> int:
+        return int(round(top + (1.0 - min(max(v, 0.0), 1.0)) * plot_h))
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for tick in np.linspace(0, 1, 6):
+        y = y_of(tick)
+        cv2.line(img, (left, y), (img.shape[1] - 20, y), (225, 225, 225), 1)
+        cv2.putText(img, f"{tick:.1f}", (left - 45, y + 5), font, 0.5, (60, 60, 60), 1, cv2.LINE_AA)
+    cv2.putText(img, label, (10, top - 20), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    return y_of
+
+
 def plot_evaluation(evaluation: Evaluation, path: Path, title: str = "") -> Path:
     """Box plots of the DSC per method (median, quartiles, 5-95 % whiskers) as a PNG, drawn with OpenCV."""
     import cv2
@@ -92,16 +108,8 @@ def plot_evaluation(evaluation: Evaluation, path: Path, title: str = "") -> Path
     width, height, left, top, bottom = max(480, 150 * len(methods) + 120), 420, 70, 50, 60
     img = np.full((height, width, 3), 255, np.uint8)
     plot_h = height - top - bottom
-
-    def y_of(v: float) -> int:
-        return int(round(top + (1.0 - v) * plot_h))
-
+    y_of = dsc_axes(img, left, top, plot_h, "DSC")
     font = cv2.FONT_HERSHEY_SIMPLEX
-    for tick in np.linspace(0, 1, 6):
-        y = y_of(tick)
-        cv2.line(img, (left, y), (width - 20, y), (225, 225, 225), 1)
-        cv2.putText(img, f"{tick:.1f}", (left - 45, y + 5), font, 0.5, (60, 60, 60), 1, cv2.LINE_AA)
-    cv2.putText(img, "DSC", (10, top - 20), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
     if title:
         cv2.putText(img, title, (left, 28), font, 0.65, (0, 0, 0), 1, cv2.LINE_AA)
     step = (width - left - 20) / max(1, len(methods))

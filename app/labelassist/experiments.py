@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from labelassist.errors import LabelAssistError
+from labelassist.evaluation import dsc_axes
 
 __all__ = [
     "DEFAULT_STRATEGIES",
@@ -399,15 +400,7 @@ def plot_selector(result: SelectorResult | dict, path: str | Path, title: str = 
     img = _canvas(width, height)
     plot_h = height - top - bottom
     font = cv2.FONT_HERSHEY_SIMPLEX
-
-    def y_of(v: float) -> int:
-        return int(round(top + (1.0 - min(max(v, 0.0), 1.0)) * plot_h))
-
-    for tick in np.linspace(0, 1, 6):
-        y = y_of(tick)
-        cv2.line(img, (left, y), (width - 20, y), (225, 225, 225), 1)
-        cv2.putText(img, f"{tick:.1f}", (left - 45, y + 5), font, 0.5, (60, 60, 60), 1, cv2.LINE_AA)
-    cv2.putText(img, "test DSC", (10, top - 20), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    y_of = dsc_axes(img, left, top, plot_h, "test DSC")
     if title:
         cv2.putText(img, title, (left + 90, 28), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
     step = (width - left - 20) / max(1, len(names))
