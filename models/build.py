@@ -50,7 +50,7 @@ SPECS = {
         "images": "usiigaci_phase/images/{}.tif", "masks": "usiigaci_phase/masks/{}.png",
         "ids": [f"{i:03d}" for i in range(1, 13)],
         "test": ["010", "011", "012"],
-        "config": dict(scale=0.5, base=12, depth=4, patch=192, batch=8, epochs=20, patches_per_image=16,
+        "config": dict(scale=0.5, base=12, depth=4, patch=192, batch=8, epochs=300, patches_per_image=16,
                        lr=3e-3, seed=0, threads=2),
         "description": "Phase-contrast cells (foreground = any cell), 16-bit input.",
         "source": "usiigaci_phase (oist/Usiigaci, Mask R-CNN/train/set1..12, MIT, OIST)",
