@@ -101,6 +101,32 @@ def test_training_job_round_trip_on_cpu(labelled_project, tmp_path, datasets):
     assert models.project_model(labelled_project).card.raw["precision"] == "int8"
 
 
+@pytest.mark.slow
+def test_training_job_under_torchrun_two_processes(labelled_project, tmp_path):
+    """The several-GPU path (torchrun + DistributedDataParallel) for real, with 2 CPU processes (gloo).
+
+    The same code ran under ``torchrun --nproc_per_node 1`` with NCCL on an H100 (see models/README.md).
+    """
+    _require_train_extra()
+    import subprocess
+    import sys
+
+    summary = jobs.export_job(labelled_project, tmp_path / "job.zip")
+    job_dir = jobs.unpack_job(summary.path, tmp_path / "job")
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(job_dir / "train.py"), str(job_dir), "--out", str(out), "--epochs", "1", "--device", "cpu",
+           "--patch", "64", "--batch", "2", "--base", "4", "--patches-per-image", "2", "--threads", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    card = json.loads((out / "model.json").read_text())
+    assert card["training"]["world_size"] == 2
+    assert card["training"]["distributed_data_parallel"] is True
+    # rank 0 alone writes the model; it imports like any other
+    report = models.install_model(labelled_project, out / "model.onnx")
+    assert report.seconds > 0 and models.project_model(labelled_project).card.name == card["name"]
+
+
 def test_training_code_imports_without_labelassist(tmp_path):
     """train.py inside a job must not import the kiosk package."""
     source = jobs.CORE.read_text()

@@ -332,10 +332,16 @@ def train_epoch(model, opt, sched, data, batch: int, patch: int, rng: np.random.
     return running / steps, step
 
 
-def _distributed() -> tuple[int, int, int]:
-    """(rank, world size, local rank) under torchrun, else (0, 1, 0)."""
+def _distributed() -> tuple[int, int, int, bool]:
+    """(rank, world size, local rank, launched by torchrun); (0, 1, 0, False) for a plain ``python``.
+
+    Under torchrun the process group and DistributedDataParallel are used even for one process,
+    so ``torchrun --nproc_per_node 1`` on a one-GPU machine runs (and proves) the same code path
+    as several GPUs.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+    launched = "LOCAL_RANK" in os.environ and "MASTER_ADDR" in os.environ
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")), launched
 
 
 def train(config: TrainConfig, train_pairs, val_pairs=(), out_dir: str | os.PathLike | None = None,
@@ -347,8 +353,8 @@ def train(config: TrainConfig, train_pairs, val_pairs=(), out_dir: str | os.Path
     """
     import torch
 
-    rank, world, local_rank = _distributed()
-    if world > 1:
+    rank, world, local_rank, distributed = _distributed()
+    if distributed:
         import torch.distributed as dist
 
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -371,7 +377,7 @@ def train(config: TrainConfig, train_pairs, val_pairs=(), out_dir: str | os.Path
         raise ValueError("no training images")
     net = build_unet(config.base, config.depth).to(device)
     model = net
-    if world > 1:
+    if distributed:
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[local_rank] if device != "cpu" else None)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(data) * config.patches_per_image / (config.batch * world)))
@@ -395,7 +401,8 @@ def train(config: TrainConfig, train_pairs, val_pairs=(), out_dir: str | os.Path
     train_seconds = time.perf_counter() - t0
     net = net.cpu().eval()
     result: dict[str, Any] = {"net": net, "losses": losses, "train_seconds": train_seconds,
-                              "epochs_run": len(losses), "device": device, "world_size": world}
+                              "epochs_run": len(losses), "device": device, "world_size": world,
+                              "distributed": distributed}
     if rank == 0:
         val = evaluate_torch(net, val_pairs, config.scale, config.threshold) if val_pairs else []
         card = make_card(config, net, train_pairs, val_pairs, val, result)
@@ -407,7 +414,7 @@ def train(config: TrainConfig, train_pairs, val_pairs=(), out_dir: str | os.Path
             export_onnx(net, out / "model.onnx", multiple=2 ** config.depth)
             write_card(card, out / "model.json")
             result["onnx"] = out / "model.onnx"
-    if world > 1:
+    if distributed:
         import torch.distributed as dist
 
         dist.barrier()
@@ -444,6 +451,7 @@ def make_card(config: TrainConfig, net, train_pairs, val_pairs, val_dsc, result)
         "training": {"config": {k: v for k, v in asdict(config).items() if k not in ("training_data",)},
                      "epochs_run": result["epochs_run"], "seconds": round(result["train_seconds"], 1),
                      "device": result["device"], "world_size": result["world_size"],
+                     "distributed_data_parallel": result.get("distributed", False),
                      "final_loss": round(result["losses"][-1], 4) if result["losses"] else None,
                      "code": f"labelassist.training.core {CORE_VERSION}"},
         "training_data": data,
