@@ -137,9 +137,17 @@ class ModelCard:
 
     @property
     def held_out_dsc(self) -> float | None:
-        """Mean DSC on images the model was not trained on, when the card reports it."""
-        value = self.metrics.get("held_out", {}).get("dsc_mean")
-        return float(value) if isinstance(value, (int, float)) else None
+        """Mean DSC on images the model was not trained on, when the card reports it.
+
+        ``metrics.held_out`` (the shipped models) or else ``metrics.validation`` (a training job's
+        validation split, which the training code never trains on nor selects with).
+        """
+        for key in ("held_out", "validation"):
+            part = self.metrics.get(key)
+            value = part.get("dsc_mean") if isinstance(part, dict) else None
+            if isinstance(value, (int, float)):
+                return float(value)
+        return None
 
     @classmethod
     def from_dict(cls, raw: Any, where: str = "the model card") -> "ModelCard":
@@ -739,8 +747,10 @@ class CheckReport:
 
     @property
     def message(self) -> str:
+        dsc = self.card.held_out_dsc
         return (f"{self.card.name} {self.card.version}: {self.seconds * 1000:.0f} ms per "
                 f"{self.probe_shape[1]}x{self.probe_shape[0]} input on {self.threads} thread(s)"
+                + (f"; DSC {dsc:.3f} on images it was not trained on" if dsc is not None else "")
                 + ("; " + "; ".join(self.notes) if self.notes else ""))
 
 
