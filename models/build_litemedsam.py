@@ -36,7 +36,6 @@ import time
 import types
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -154,59 +153,49 @@ def export() -> None:
 # --------------------------------------------------------------------------- evaluation
 
 
-def _boxes(mask: np.ndarray, min_area: int = 50):
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    for i in range(1, n):
-        x, y, w, h, area = stats[i]
-        if area >= min_area:
-            yield (int(x), int(y), int(x + w), int(y + h)), labels == i
-
-
-def grabcut(image: np.ndarray, box) -> np.ndarray:
-    """The kiosk's own ``grabcut`` pre-label step with its defaults (texture features, crop, 3 iterations)."""
-    from labelassist.workflow.prelabel import PrelabelContext, grabcut as grabcut_step
-
-    return grabcut_step(image, PrelabelContext(box=box)).mask
-
-
 def evaluate(threads: int = 2) -> dict:
+    """LiteMedSAM against the kiosk's ``grabcut`` step (defaults) on every object of the held-out images.
+
+    Uses :func:`labelassist.workflow.evaluate.evaluate_box_prompts`, the code a project's
+    ``labelassist evaluate box`` (and ``prelabel.box_method = "auto"``) runs.
+    """
     sys.path.insert(0, str(REPO / "app"))
     from labelassist.images import read_image, read_mask
     from labelassist.models import BoxSegmenter
+    from labelassist.workflow.evaluate import evaluate_box_prompts
+    from labelassist.workflow.prelabel import PrelabelContext, grabcut as grabcut_step
 
     seg = BoxSegmenter(OUT / "litemedsam_encoder.onnx", OUT / "litemedsam_decoder.onnx", threads=threads)
-    index = json.loads((HERE / "index.json").read_text())["models"] if (HERE / "index.json").exists() else {}
     datasets = REPO.parent / "shared" / "datasets"
     sets = {"usiigaci_phase": ("010.tif", "011.tif", "012.tif"),
             "scratch_assay": tuple(f"{i:03d}.png" for i in range(48, 60))}
     result = {}
     for name, files in sets.items():
-        sam, gc, enc_t, dec_t, gc_t = [], [], [], [], []
-        for fname in files:
-            image = read_image(datasets / name / "images" / fname)
-            truth = read_mask(datasets / name / "masks" / (Path(fname).stem + ".png"))
+        enc_t, dec_t = [], []
+
+        def litemedsam(image, boxes):
             t = time.perf_counter()
             emb = seg.embed(image)
             enc_t.append(time.perf_counter() - t)
-            for box, obj in _boxes(truth):
-                # score inside the box's neighbourhood: the object vs the prediction restricted to the box
+            out = []
+            for box in boxes:
                 t = time.perf_counter()
-                pred = seg.segment(emb, box)
+                out.append(seg.segment(emb, box))
                 dec_t.append(time.perf_counter() - t)
-                t = time.perf_counter()
-                g = grabcut(image, box)
-                gc_t.append(time.perf_counter() - t)
-                x0, y0, x1, y1 = box
-                inside = np.zeros_like(obj)
-                inside[y0:y1, x0:x1] = True
-                for store, p in ((sam, pred), (gc, g)):
-                    p = p & inside
-                    store.append(2 * (p & obj).sum() / max(1, p.sum() + obj.sum()))
-        result[name] = {"objects": len(sam), "litemedsam_dsc": round(float(np.mean(sam)), 4),
-                        "grabcut_dsc": round(float(np.mean(gc)), 4),
+            return out
+
+        def grabcut(image, boxes):
+            return [grabcut_step(image, PrelabelContext(box=b)).mask for b in boxes]
+
+        samples = [(f, read_image(datasets / name / "images" / f),
+                    read_mask(datasets / name / "masks" / (Path(f).stem + ".png"))) for f in files]
+        ev = evaluate_box_prompts(samples, {"litemedsam": litemedsam, "grabcut": grabcut})
+        result[name] = {"objects": ev.objects("litemedsam"),
+                        "litemedsam_dsc": round(ev.mean_dice("litemedsam"), 4),
+                        "grabcut_dsc": round(ev.mean_dice("grabcut"), 4),
                         "encoder_s_per_image": round(float(np.median(enc_t)), 3),
                         "decoder_ms_per_box": round(1000 * float(np.median(dec_t)), 1),
-                        "grabcut_ms_per_box": round(1000 * float(np.median(gc_t)), 1),
+                        "grabcut_ms_per_box": round(ev.mean_ms("grabcut"), 1),
                         "images": list(files)}
         print(name, result[name], flush=True)
     sam_all = np.mean([r["litemedsam_dsc"] for r in result.values()])
@@ -214,7 +203,8 @@ def evaluate(threads: int = 2) -> dict:
     result["default"] = "litemedsam" if sam_all > gc_all else "grabcut"
     result["best_per_set"] = {k: ("litemedsam" if r["litemedsam_dsc"] > r["grabcut_dsc"] else "grabcut")
                               for k, r in result.items() if isinstance(r, dict)}
-    result["rule"] = "the method with the higher mean per-object DSC over both sets is the tap-to-segment default"
+    result["rule"] = ("the default before a project has labels: the method with the higher mean per-object DSC "
+                      "over both sets; with labels, prelabel.box_method = 'auto' measures the project itself")
     result["threads"] = threads
     (OUT / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
     print("default:", result["default"])

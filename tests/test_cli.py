@@ -323,3 +323,23 @@ def test_read_only_disk_while_saving(capsys, small_disk, datasets):
             project.store.save_label(project.store.samples()[0].id, mask, source="manual")
     code, _, err = run(capsys, "import", project_dir, src / "images")
     assert code == 1 and "read-only" in err
+
+
+def test_evaluate_box_on_a_project(capsys, tmp_path, datasets):
+    """`labelassist evaluate box` compares tap-to-segment methods on the project's own labels."""
+    src = tmp_path / "src"
+    (src / "images").mkdir(parents=True)
+    (src / "masks").mkdir()
+    for name in ("050.png", "059.png"):
+        shutil.copy(datasets / "scratch_assay" / "images" / name, src / "images")
+        shutil.copy(datasets / "scratch_assay" / "masks" / name, src / "masks")
+    assert run(capsys, "init", tmp_path / "p", "--images", src / "images", "--masks", src / "masks")[0] == 0
+    code, out, err = run(capsys, "evaluate", "box", tmp_path / "p", "--samples", "2", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["methods"]["grabcut"]["objects"] == 4  # two segments in each scratch frame
+    assert result["methods"]["grabcut"]["dsc_mean"] > 0.9
+    assert set(result["methods"]) == ({"box_model", "grabcut"} if result["box_model_installed"] else {"grabcut"})
+    assert result["choice"]["method"] == result["best"] == "grabcut"
+    code, out, err = run(capsys, "evaluate", "box", tmp_path / "empty-not-a-project")
+    assert code != 0 and "empty-not-a-project" in err

@@ -240,6 +240,33 @@ def cmd_evaluate_prelabel(args) -> int:
     return EXIT_OK
 
 
+def cmd_evaluate_box(args) -> int:
+    from labelassist.session import BOX_EVALUATION_SAMPLES
+
+    with _open(args.project) as project, _session(project) as session:
+        installed = session.box_segmenter() is not None
+        # The session's own measurement (what 'auto' decides on) when it is the one asked for.
+        choice = session.box_choice() if args.samples == BOX_EVALUATION_SAMPLES else None
+        result = choice.evaluation if choice is not None else None
+        if result is None:
+            with ProgressBar("comparing tap-to-segment methods") as bar:
+                result = session.evaluate_box_prompts(limit=args.samples, progress=bar)
+            choice = choice or session.box_choice()
+    if args.json:
+        payload = result.to_dict()
+        payload["choice"] = {"method": choice.method, "reason": choice.reason}
+        payload["box_model_installed"] = installed
+        print(json.dumps(payload, indent=2))
+        return EXIT_OK
+    print(f"{'method':<10} {'objects':>7} {'DSC mean':>9} {'ms/box':>8}")
+    for method in sorted(result.methods, key=lambda m: -result.mean_dice(m)):
+        print(f"{method:<10} {result.objects(method):>7} {result.mean_dice(method):>9.3f} {result.mean_ms(method):>8.1f}")
+    if not installed:
+        print("no box-prompt model is installed (models/build_litemedsam.py export): GrabCut only")
+    print(f"a drawn box runs {choice.method} ({choice.reason})")
+    return EXIT_OK
+
+
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -582,6 +609,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_evaluate_prelabel)
 
     q = evaluate_sub.add_parser(
+        "box", help="tap-to-segment: the box-prompt model against GrabCut on this project's labels",
+        description="Draw the bounding box of each object of the newest labelled samples, segment it with the "
+                    "box-prompt model (LiteMedSAM, when installed) and with GrabCut, and compare the DSC per "
+                    "object. With prelabel.box_method = 'auto' the better one is what a drawn box runs.")
+    q.add_argument("project", metavar="PROJECT")
+    q.add_argument("--samples", type=int, default=4, help="newest labelled samples to use (default 4, what the "
+                                                          "session measures for 'auto')")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_evaluate_box)
+
+    q = evaluate_sub.add_parser(
         "selector", help="the paper's Table 1: train a U-Net on each strategy's picks, compare DSC",
         description="For each selection strategy, pick BUDGET samples (uncertainty in rounds from a small random "
                     "start), train the U-Net on them, measure DSC on a fixed test split, repeat over seeds; "
@@ -708,6 +746,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("labelassist: stopped", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (``labelassist status | head``): the usual quiet exit of a Unix tool.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at interpreter exit
+        except OSError:
+            pass
+        return 141
     except Exception as exc:  # noqa: BLE001 - never a stack trace for the user
         log.exception("unexpected error")
         print(f"labelassist: unexpected error: {type(exc).__name__}: {exc} (details in {log_file()})",

@@ -48,7 +48,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     },
     # The pre-processing pipeline h(x): one entry per step, applied in order.
     "preprocess": {"pipeline": [{"step": "percentile_normalise", "low": 0.5, "high": 99.5}]},
-    "prelabel": {"method": "auto", "min_dsc": 0.5, "params": {}},
+    # box_method: what a box drawn for tap-to-segment runs: "auto" (the better of the two on this
+    # project's labels), "box_model" (LiteMedSAM, when installed) or "grabcut".
+    "prelabel": {"method": "auto", "min_dsc": 0.5, "box_method": "auto", "params": {}},
     "selector": {
         "seed": 0,
         "weights": {
@@ -83,6 +85,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
         ]
     },
 }
+
+BOX_METHODS = ("auto", "box_model", "grabcut")
 
 # Sections whose keys are free (names of steps, supplied by plug-ins too).
 _FREE_KEYS = {("selector", "weights"), ("selector", "params"), ("inspection", "weights"),
@@ -141,6 +145,9 @@ def _check_weights(settings: dict[str, Any], where: str) -> None:
     if settings["backup"]["minutes"] <= 0 or settings["backup"]["keep"] < 1 or \
             int(settings["backup"]["keep"]) != settings["backup"]["keep"]:
         raise ProjectError(f"{where}: backup.minutes must be above 0 and backup.keep a whole number of 1 or more")
+    box = settings["prelabel"]["box_method"]
+    if box not in BOX_METHODS:
+        raise ProjectError(f"{where}: prelabel.box_method must be one of {', '.join(BOX_METHODS)}, got {box!r}")
     gamma0 = settings["inspection"]["gamma0"]
     if not 0.0 <= gamma0 <= 1.0:
         raise ProjectError(f"{where}: inspection.gamma0 must be between 0 and 1, got {gamma0}")

@@ -31,7 +31,7 @@ from labelassist.store import LabelVersion, Sample
 from labelassist.workflow import features as feature_mod
 from labelassist.workflow import inspect as inspect_mod
 from labelassist.workflow import postprocess, preprocess, selector
-from labelassist.workflow.evaluate import Evaluation, evaluate_prelabels
+from labelassist.workflow.evaluate import Evaluation, evaluate_box_prompts, evaluate_prelabels
 from labelassist.workflow.prelabel import Prelabel, PrelabelContext
 from labelassist.workflow.registry import REGISTRY
 
@@ -43,6 +43,10 @@ AUTOMATIC_PRELABELS = ("otsu", "previous", "onnx")
 EVALUATION_SAMPLES = 12
 # Re-measure the pre-label methods after this many new labels.
 REEVALUATE_EVERY = 10
+# Tap-to-segment: the box-prompt model and GrabCut are compared on the objects (largest first) of the
+# newest labelled samples; GrabCut takes up to seconds per box, so both are bounded.
+BOX_EVALUATION_SAMPLES = 4
+BOX_EVALUATION_OBJECTS = 8
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,16 @@ class Ranked:
 
 
 @dataclass
+class BoxChoice:
+    """What a box drawn for tap-to-segment runs (``box_model`` or ``grabcut``), and the evidence."""
+
+    method: str
+    reason: str
+    evaluation: Any = None  # workflow.evaluate.BoxEvaluation when measured
+    labelled_at: int = 0
+
+
+@dataclass
 class PrelabelChoice:
     """Which pre-label the session uses, and the evidence."""
 
@@ -171,6 +185,8 @@ class Session:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="prepare") if background else None
         self._choice: PrelabelChoice | None = None
         self._measuring = -1  # labelled count a background measurement was started for
+        self._box_choice: BoxChoice | None = None
+        self._box_measuring = -1
         self._uncertainty: dict[int, float] = {}  # computed on the worker, written with the next save
         self._box_segmenter: Any = False  # False: not looked for yet; None: none installed
         self.current: Assisted | None = None
@@ -547,10 +563,102 @@ class Session:
                 self._box_segmenter = None
         return self._box_segmenter
 
-    def segment_box(self, sample_id: int, box: tuple[float, float, float, float]) -> Prelabel:
-        """Tap-to-segment with a drawn box: the box-prompt model when installed, GrabCut otherwise."""
+    def box_choice(self, wait: bool = True) -> BoxChoice:
+        """What a drawn box runs: the box-prompt model or GrabCut, and why.
+
+        ``prelabel.box_method = "auto"`` compares the two on the objects of this
+        project's newest labels (boxes = the objects' bounding boxes) and takes
+        the better; before there are labels the box-prompt model is used (it is
+        the better of the two over the bundled evaluation, ``models/README.md``).
+        Without a box-prompt model installed it is always GrabCut. With
+        ``wait=False`` (the kiosk) a due measurement runs on the worker thread.
+        """
+        setting = self.settings["prelabel"]["box_method"]
         segmenter = self.box_segmenter()
         if segmenter is None:
+            why = "no box-prompt model is installed" if setting != "grabcut" else "chosen in the project settings"
+            return BoxChoice("grabcut", why)
+        if setting != "auto":
+            return BoxChoice(setting, "chosen in the project settings")
+        labelled = len(self.store.labelled_ids())
+        if labelled == 0:
+            return BoxChoice("box_model", "no labels yet to compare the box-prompt model with GrabCut")
+        current = self._box_choice
+        if current is not None:
+            since = labelled - current.labelled_at
+            if since == 0 or (current.labelled_at >= 3 and since < REEVALUATE_EVERY):
+                return current
+        inputs = self._evaluation_inputs(BOX_EVALUATION_SAMPLES)
+        if wait or self._executor is None:
+            return self._measure_box_choice(inputs, labelled)
+        if self._box_measuring != labelled:
+            self._box_measuring = labelled
+            self._executor.submit(self._measure_box_choice, inputs, labelled)
+        return current or BoxChoice("box_model", "measuring the box-prompt model against GrabCut")
+
+    def evaluate_box_prompts(self, limit: int | None = BOX_EVALUATION_SAMPLES,
+                             progress: Callable[[int, int], None] | None = None):
+        """Box-prompt model (when installed) and GrabCut on the objects of the newest labels.
+
+        Returns a :class:`~labelassist.workflow.evaluate.BoxEvaluation`.
+        """
+        inputs = self._evaluation_inputs(limit)
+        if not inputs:
+            raise LabelAssistError("the project has no labels yet to measure tap-to-segment against")
+        return self._evaluate_boxes(inputs, progress)
+
+    def _evaluate_boxes(self, inputs, progress=None):
+        segmenter = self.box_segmenter()
+        grabcut_params = dict(self.settings["prelabel"]["params"].get("grabcut", {}))
+        grabcut_step = REGISTRY.get("prelabel", "grabcut")
+
+        def grabcut(image, boxes):
+            return [grabcut_step(image, PrelabelContext(box=b), **grabcut_params).mask for b in boxes]
+
+        segmenters = {"grabcut": grabcut}
+        if segmenter is not None:
+            def box_model(image, boxes):
+                embedding = segmenter.embed(image)
+                return [segmenter.segment(embedding, b) for b in boxes]
+
+            segmenters = {"box_model": box_model, **segmenters}
+
+        class Samples:  # sized and lazy: one image in memory at a time
+            def __len__(self):
+                return len(inputs)
+
+            def __iter__(inner):
+                for sample, mask, _previous in inputs:
+                    try:
+                        image = self.project.read_image(sample)
+                    except ImageReadError as exc:
+                        log.warning("left out of the box evaluation: %s", exc)
+                        continue
+                    yield sample.name, image, mask
+
+        return evaluate_box_prompts(Samples(), segmenters, boxes_per_image=BOX_EVALUATION_OBJECTS,
+                                    progress=progress)
+
+    def _measure_box_choice(self, inputs, labelled: int) -> BoxChoice:
+        # May run on the worker thread: reads images, no database writes (the event is deferred).
+        evaluation = self._evaluate_boxes(inputs)
+        best = evaluation.best()
+        if best is None:
+            choice = BoxChoice("box_model", "the labels so far have no objects to draw boxes around",
+                               evaluation, labelled)
+        else:
+            other = [m for m in evaluation.methods if m != best][0]
+            choice = BoxChoice(best, f"{best}: DSC {evaluation.mean_dice(best):.2f} against {other} "
+                                     f"{evaluation.mean_dice(other):.2f} on {evaluation.objects(best)} objects "
+                                     f"of {len(inputs)} labelled samples", evaluation, labelled)
+        self._box_choice = choice
+        self.store.defer_event("box_choice", actor=self.author, method=choice.method, reason=choice.reason)
+        return choice
+
+    def segment_box(self, sample_id: int, box: tuple[float, float, float, float]) -> Prelabel:
+        """Tap-to-segment with a drawn box: the box-prompt model or GrabCut, as :meth:`box_choice` says."""
+        segmenter = self.box_segmenter()
+        if segmenter is None or self.box_choice(wait=self._executor is None).method == "grabcut":
             return self.prelabel(sample_id, "grabcut", box=box)
         sample = self.store.sample(sample_id)
         image = self.current.image if self.current is not None and self.current.sample.id == sample_id \
