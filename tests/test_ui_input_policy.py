@@ -25,8 +25,16 @@ def test_classify():
     assert policy.classify(contact("wm_pen")) == policy.PEN
     assert policy.classify(contact("hidinput", button="pen")) == policy.PEN
     assert policy.classify(contact("wm_touch")) == policy.FINGER
-    assert policy.classify(contact("wm_touch", shape=(12, 14))) == policy.FINGER
-    assert policy.classify(contact("wm_touch", shape=(120, 90))) == policy.PALM
+    # Windows reports the contact area in hundredths of a pixel: a 70 px fingertip, a 240 px palm
+    assert policy.contact_size(contact("wm_touch", shape=(7000, 6500))) == pytest.approx(70.0)
+    assert policy.classify(contact("wm_touch", shape=(7000, 6500))) == policy.FINGER
+    assert policy.classify(contact("wm_touch", shape=(11000, 9000))) == policy.FINGER  # gloved
+    assert policy.classify(contact("wm_touch", shape=(24000, 18000))) == policy.PALM
+    assert policy.classify(contact("wm_touch", shape=(0, 0))) == policy.FINGER  # no contact area reported
+    # Linux hidinput: the panel's units, taken as they are
+    assert policy.classify(contact("hidinput", shape=(60, 50))) == policy.FINGER
+    assert policy.classify(contact("hidinput", shape=(200, 160))) == policy.PALM
+    assert policy.classify(contact("hidinput", shape=(60, 50)), palm_size=40) == policy.PALM
     assert policy.classify(contact("mouse", button="left")) == policy.MOUSE_PAINT
     assert policy.classify(contact("mouse", button="right")) == policy.MOUSE_PAN
     assert policy.classify(contact("mouse", button="middle")) == policy.MOUSE_PAN

@@ -211,7 +211,7 @@ class TestCanvasInput(KioskTestCase):
         canvas, layer = self.canvas, self.label.layer
         before, offset, scale = layer.mask.copy(), list(canvas.offset), canvas.scale
         x, y = self.win(150, 150)
-        palm = make_touch("wm_touch", 2301, x, y, shape=(180, 140))
+        palm = make_touch("wm_touch", 2301, x, y, shape=(18000, 14000))  # 180x140 px, in 1/100 px
         post("begin", palm)
         for step in range(1, 6):
             post("update", palm, x + 20 * step, y)

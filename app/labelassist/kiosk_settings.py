@@ -22,7 +22,7 @@ before imaging a tablet (see ``kiosk/README.md``)::
     screens = ["admin"]           # screens that need the admin PIN: admin, queue, settings
 
     [input]
-    palm_size = 60                # a contact wider or higher than this (pixels) is a palm
+    palm_size = 150               # a contact wider or higher than this (pixels) is a palm
 
 The data folder is outside the bundle folder on purpose: an update replaces the bundle only
 (``packaging/README.md``), the labels stay.
@@ -70,7 +70,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "data": {"folder": "", "project": ""},
     "export": {"destinations": [AUTO], "removable_only": True},
     "lock": {"screens": ["admin"]},
-    "input": {"palm_size": 60.0},
+    "input": {"palm_size": 150.0},
 }
 
 

@@ -73,7 +73,7 @@ class LabelCanvas(StencilView):
     scale = NumericProperty(1.0)
     offset = ListProperty([0.0, 0.0])
     pen_seen = BooleanProperty(False)
-    palm_size = NumericProperty(60.0)
+    palm_size = NumericProperty(150.0)  # pixels (input_policy.is_palm)
     layer = ObjectProperty(None, allownone=True)
     has_proposal = BooleanProperty(False)
     image_size = ListProperty([0, 0])
