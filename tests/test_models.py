@@ -467,6 +467,9 @@ def test_box_choice_is_measured_per_project(tmp_path, datasets):
         box, obj = object_boxes(truth, limit=1)[0]
         result = session.segment_box(sample.id, box)
         assert result.method == "box_model" and result.mask.shape == truth.shape
+        other = max(session.store.labelled_ids())
+        session.open(other)  # boxes run LiteMedSAM here: the embedding is ready before the pen draws
+        assert other in session.box_segmenter()._cache
         session.store.flush_events()
         logged = session.store.events("box_choice")
         assert [e["details"]["method"] for e in logged] == ["box_model"]
@@ -477,6 +480,10 @@ def test_box_choice_is_measured_per_project(tmp_path, datasets):
         sample_id = min(session.store.labelled_ids())
         box, _ = object_boxes(session.store.latest_label(sample_id).mask, limit=1)[0]
         assert session.segment_box(sample_id, box).method == "grabcut"
+        # boxes run GrabCut here, so opening a sample spends no time on a LiteMedSAM embedding
+        other = max(session.store.labelled_ids())
+        session.open(other)
+        assert other not in session.box_segmenter()._cache
         # a setting overrides the measurement
         session.settings["prelabel"]["box_method"] = "box_model"
         assert session.box_choice().method == "box_model"

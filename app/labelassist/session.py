@@ -504,7 +504,7 @@ class Session:
             except LabelAssistError as exc:
                 log.info("no model prediction for %s: %s", sample.name, exc)
         segmenter = self.box_segmenter()
-        if segmenter is not None:
+        if segmenter is not None and self._boxes_use_model():
             segmenter.embed_cached(sample.id, image)  # a box drawn later gives a mask in milliseconds
         return Assisted(sample, image, display, prelabel, label, (time.perf_counter() - start) * 1000,
                         prediction=prediction)
@@ -595,6 +595,13 @@ class Session:
             self._box_measuring = labelled
             self._executor.submit(self._measure_box_choice, inputs, labelled)
         return current or BoxChoice("box_model", "measuring the box-prompt model against GrabCut")
+
+    def _boxes_use_model(self) -> bool:
+        """Whether boxes run the box-prompt model as far as known now (no measurement started)."""
+        setting = self.settings["prelabel"]["box_method"]
+        if setting != "auto":
+            return setting == "box_model"
+        return self._box_choice is None or self._box_choice.method == "box_model"
 
     def evaluate_box_prompts(self, limit: int | None = BOX_EVALUATION_SAMPLES,
                              progress: Callable[[int, int], None] | None = None):
