@@ -453,7 +453,7 @@ def test_box_choice_is_measured_per_project(tmp_path, datasets):
 
     cells = _labelled_project(tmp_path, datasets, "usiigaci_phase", ["009", "010", "011", "012"], ".tif")
     scratch = _labelled_project(tmp_path, datasets, "scratch_assay", ["050", "053", "056", "059"], ".png")
-    with Session(cells, background=False) as session:
+    with Session(cells) as session:
         choice = session.box_choice()
         ev = choice.evaluation
         assert choice.method == "box_model", choice.reason
@@ -468,12 +468,13 @@ def test_box_choice_is_measured_per_project(tmp_path, datasets):
         result = session.segment_box(sample.id, box)
         assert result.method == "box_model" and result.mask.shape == truth.shape
         other = max(session.store.labelled_ids())
-        session.open(other)  # boxes run LiteMedSAM here: the embedding is ready before the pen draws
+        session.open(other)  # boxes run LiteMedSAM here: the embedding is made in the background
+        session.wait_prepared()
         assert other in session.box_segmenter()._cache
         session.store.flush_events()
         logged = session.store.events("box_choice")
         assert [e["details"]["method"] for e in logged] == ["box_model"]
-    with Session(scratch, background=False) as session:
+    with Session(scratch) as session:
         choice = session.box_choice()
         assert choice.method == "grabcut", choice.reason
         assert choice.evaluation.mean_dice("grabcut") > 0.95
@@ -483,6 +484,7 @@ def test_box_choice_is_measured_per_project(tmp_path, datasets):
         # boxes run GrabCut here, so opening a sample spends no time on a LiteMedSAM embedding
         other = max(session.store.labelled_ids())
         session.open(other)
+        session.wait_prepared()
         assert other not in session.box_segmenter()._cache
         # a setting overrides the measurement
         session.settings["prelabel"]["box_method"] = "box_model"

@@ -62,6 +62,30 @@ def test_next_gives_a_prepared_sample_and_the_cache_is_warm_for_the_following(sc
         assert [e["assistance"] for e in scratch.store.events("save_label")] == ["prelabel:otsu"]
 
 
+def test_samples_prepared_ahead_are_the_ones_opened_next(tmp_path, datasets):
+    """With the default weights (sequence_aware re-ranks after every label) each next() is a cache hit."""
+    project = Project.create(tmp_path / "pool")
+    for name in ("isbi2012_membrane", "t98g_timelapse", "scratch_assay"):
+        folder = tmp_path / name
+        folder.mkdir()
+        for path in sorted((datasets / name / "images").iterdir())[:6]:
+            shutil.copy(path, folder)
+        import_images(project, [folder])
+    project.settings["prelabel"]["method"] = "otsu"  # no re-measurement between the steps
+    with Session(project, lookahead=2) as session:
+        assisted = session.next()
+        opened = [assisted.sample.id]
+        for _ in range(6):
+            session.save(assisted.sample.id, np.zeros(assisted.image.shape[:2], bool))
+            session.wait_prepared()
+            ready = {s.id for s in session.store.samples() if session.prepared(s.id)}
+            assisted = session.next()
+            assert assisted.sample.id in ready, f"opened {assisted.sample.id}, prepared {sorted(ready)}"
+            opened.append(assisted.sample.id)
+        assert len(set(opened)) == 7
+    project.close()
+
+
 def test_sequence_aware_selection_draws_from_every_set_before_repeating(tmp_path, datasets):
     project = Project.create(tmp_path / "pool")
     sources = {}

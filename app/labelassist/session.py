@@ -186,6 +186,7 @@ class Session:
         self._choice: PrelabelChoice | None = None
         self._measuring = -1  # labelled count a background measurement was started for
         self._box_choice: BoxChoice | None = None
+        self._side_jobs: list[Future] = []  # background work no sample waits for (box embeddings)
         self._box_measuring = -1
         self._uncertainty: dict[int, float] = {}  # computed on the worker, written with the next save
         self._box_segmenter: Any = False  # False: not looked for yet; None: none installed
@@ -369,14 +370,31 @@ class Session:
         ]
 
     def _next_ids(self, count: int) -> list[int]:
+        """The selector's next ``count`` picks, each ranked as if the ones before it were labelled.
+
+        That is the order the annotator meets them in (the sample opened now is labelled before
+        the next is asked for), so the samples prepared ahead are the ones opened next: a plain
+        top-``count`` would miss whenever a strategy re-ranks after a label (sequence_aware does).
+        """
         pool, ids = self.pool()
-        order = selector.rank(pool, self.settings["selector"]["weights"], self.settings["selector"]["params"])
         if self.unavailable:
             # A file came back (the USB drive is plugged in again): offer it again.
             self.unavailable = {sid for sid in self.unavailable
                                 if not self.project.resolve(self.store.sample(sid).path).is_file()}
-        chosen = [int(ids[i]) for i in order if int(ids[i]) not in self.unavailable]
-        return chosen[:count]
+        weights, params = self.settings["selector"]["weights"], self.settings["selector"]["params"]
+        chosen: list[int] = []
+        labelled = pool.labelled.copy()
+        try:
+            for _ in range(count):
+                pick = next((int(i) for i in selector.rank(pool, weights, params)
+                             if int(ids[i]) not in self.unavailable), None)
+                if pick is None:
+                    break
+                chosen.append(int(ids[pick]))
+                pool.labelled[pick] = True  # as if labelled, for the picks after it
+        finally:
+            pool.labelled[:] = labelled
+        return chosen
 
     def next(self) -> Assisted | None:
         """Open the selector's choice, prepared; None when every sample is labelled.
@@ -462,6 +480,11 @@ class Session:
                 f.result(timeout=timeout)
             except Exception:  # noqa: BLE001 - errors surface again when the sample is opened
                 pass
+        for f in list(self._side_jobs):  # complete now: a prepare queues its side jobs before it ends
+            try:
+                f.result(timeout=timeout)
+            except Exception:  # noqa: BLE001 - errors surface again when the sample is opened
+                pass
 
     def prepare(self, sample_id: int) -> Assisted:
         """Prepare one sample now, on this thread."""
@@ -504,8 +527,11 @@ class Session:
             except LabelAssistError as exc:
                 log.info("no model prediction for %s: %s", sample.name, exc)
         segmenter = self.box_segmenter()
-        if segmenter is not None and self._boxes_use_model():
-            segmenter.embed_cached(sample.id, image)  # a box drawn later gives a mask in milliseconds
+        if segmenter is not None and self._executor is not None and self._boxes_use_model():
+            # A box drawn later gives a mask in milliseconds. A job of its own, queued behind this
+            # one: the encoder takes most of a second on a tablet, and the sample must not wait.
+            self._side_jobs = [f for f in self._side_jobs if not f.done()]
+            self._side_jobs.append(self._executor.submit(segmenter.embed_cached, sample.id, image))
         return Assisted(sample, image, display, prelabel, label, (time.perf_counter() - start) * 1000,
                         prediction=prediction)
 
