@@ -217,3 +217,53 @@ class TestKioskScreens(KioskTestCase):
         assert self.app.session.store.labelled_ids() == {first}  # nothing else saved or passed over
         # The sample open now is the selector's first choice after that one save: none was skipped.
         assert label.assisted.sample.id == self.app.session.ranking(top=1)[0].sample.id != first
+
+
+class TestToolRail(KioskTestCase):
+
+    def test_tool_rail_is_big_icon_buttons_with_a_label_under_each(self):
+        from kivy.metrics import dp
+
+        from labelassist.ui.screens import IconButton, IconToggleButton
+        from ui_driver import make_touch, post
+
+        label = self.open_label()
+        expected = {"tool_brush": "Brush", "tool_eraser": "Eraser", "tool_lasso": "Lasso fill",
+                    "tool_polygon": "Polygon", "tool_bucket": "Bucket fill", "tool_segment": "Tap to segment",
+                    "undo_button": "Undo", "redo_button": "Redo", "accept_button": "Accept pre-label",
+                    "clear_button": "Clear", "previous_button": "Previous", "save_next_button": "Save & next"}
+        for key, text in expected.items():
+            button = label.ids[key]
+            assert isinstance(button, IconToggleButton if key.startswith("tool_") else IconButton), key
+            assert button.text == text
+            assert button.width >= dp(64) and button.height >= dp(64), (key, button.size)
+            icon, caption = button.children[1], button.children[0]
+            assert icon.children and len(icon.children[0].canvas.children) > 2, f"{key}: no icon drawn"
+            assert caption.text == text and caption.top <= icon.y + 1, f"{key}: the label is under the icon"
+
+        def tap(widget, uid):
+            x, y = widget.to_window(*widget.center)
+            finger = make_touch("wm_touch", uid, x, y)
+            post("begin", finger)
+            post("end", finger)
+            self.advance_frames(1)
+
+        tap(label.ids.tool_eraser, 4001)
+        assert label.tool == "eraser" and label.ids.tool_eraser.state == "down"
+        assert label.ids.tool_brush.state == "normal"
+        tap(label.ids.tool_eraser, 4002)  # a second tap keeps the tool (one of the group is always down)
+        assert label.tool == "eraser" and label.ids.tool_eraser.state == "down"
+        tap(label.ids.tool_brush, 4003)
+        assert label.tool == "brush"
+        pen_stroke([self.win(30, 30), self.win(60, 30)])
+        self.pump()
+        assert label.layer.mask[30, 45]
+        tap(label.ids.undo_button, 4004)
+        assert not label.layer.mask[30, 45]
+        tap(label.ids.redo_button, 4005)
+        assert label.layer.mask[30, 45]
+        assert label.has_proposal and not label.ids.accept_button.disabled
+        tap(label.ids.accept_button, 4006)
+        self.pump()
+        assert not label.has_proposal and label.ids.accept_button.disabled
+        self.screenshot("label_tool_rail")

@@ -14,10 +14,11 @@ Keyboard shortcuts on the Label screen (the detachable keyboard; never needed)::
     C clear   Enter / Space save & next (or close the polygon)   Backspace previous
     Q queue   H home     Escape cancels a polygon (it never leaves the kiosk)
 
-Where the code is: ``screens.py`` (behaviour of each screen), ``kiosk.kv`` (layout),
-``label_canvas.py`` (the canvas and its input), ``input_policy.py`` (pen / finger /
-palm / mouse), ``session_worker.py`` (Session calls off the UI thread),
-``labelassist.annotate`` (the mask and its undo history, no GUI).
+Where the code is: ``screens.py`` (behaviour of each screen), ``kiosk.kv`` (layout, and
+the tool icons drawn with canvas instructions), ``label_canvas.py`` (the canvas and its
+input), ``input_policy.py`` (pen / finger / palm / mouse), ``session_worker.py`` (Session
+calls off the UI thread), ``projects.py`` (the projects on the tablet, read without
+opening them, for Home), ``labelassist.annotate`` (the mask and its undo history, no GUI).
 """
 
 from __future__ import annotations
@@ -62,8 +63,9 @@ from labelassist.ui.label_canvas import LabelCanvas  # noqa: E402
 from labelassist.ui.session_worker import SessionWorker  # noqa: E402
 
 Factory.register("LabelCanvas", cls=LabelCanvas)
-for _name in ("HomeScreen", "QueueScreen", "QueueTile", "WeightSlider", "LabelScreen", "InspectionScreen",
-              "CheckRow", "PostprocessScreen", "CompareImage", "AdminScreen"):
+for _name in ("HomeScreen", "ProjectRow", "QueueScreen", "QueueTile", "WeightSlider", "LabelScreen",
+              "InspectionScreen", "CheckRow", "PostprocessScreen", "CompareImage", "AdminScreen", "IconButton",
+              "IconToggleButton", "IconView", "IconShape"):
     Factory.register(_name, cls=getattr(screens, _name))
 _kv_loaded = False
 
@@ -76,7 +78,9 @@ def load_kv() -> None:
 
 
 class LabelAssistApp(App):
-    """Opens one project and shows the kiosk screens.
+    """Opens one project and shows the kiosk screens; Home lists every project on the tablet
+    (the kiosk data folder, :func:`labelassist.kiosk_settings.data_folder`) and switches to
+    another one (:meth:`switch_project`).
 
     Parameters
     ----------
@@ -105,6 +109,12 @@ class LabelAssistApp(App):
         self.session = None
         self.worker: SessionWorker | None = None
         self._leaving = False
+        # Bumped at every project switch: results the old session's worker still delivers
+        # to the UI thread are dropped (they belong to the project that was closed).
+        self.generation = 0
+        # Projects opened in this run: Home keeps listing them even when they are not in the
+        # data folder (the one the app was started on may live anywhere).
+        self.opened_folders: list[Path] = [self.folder]
 
     # -- life cycle -------------------------------------------------------------------------
     def build(self):
@@ -114,7 +124,7 @@ class LabelAssistApp(App):
         load_kv()
         self.project = Project.open(self.folder)
         self.session = Session(self.project, background=self.background)
-        self.worker = SessionWorker(self.session, deliver=lambda fn: Clock.schedule_once(lambda dt: fn()))
+        self.worker = self._make_worker(self.session)
         manager = ScreenManager(transition=NoTransition())
         for cls in (screens.HomeScreen, screens.QueueScreen, screens.LabelScreen, screens.InspectionScreen,
                     screens.PostprocessScreen, screens.AdminScreen):
@@ -126,6 +136,97 @@ class LabelAssistApp(App):
             Window.fullscreen = "auto"
         Window.clearcolor = (0.06, 0.07, 0.08, 1)
         return manager
+
+    def _make_worker(self, session) -> SessionWorker:
+        generation = self.generation
+
+        def deliver(fn):
+            Clock.schedule_once(lambda dt: fn() if self.generation == generation else None)
+
+        return SessionWorker(session, deliver=deliver)
+
+    def data_folder(self) -> Path:
+        """Where the projects on this tablet are (kiosk.toml ``[data] folder``)."""
+        from labelassist import kiosk_settings
+
+        return kiosk_settings.data_folder(self.home)
+
+    def switch_project(self, folder) -> str | None:
+        """Close the open project cleanly and open ``folder`` in its place.
+
+        The work of the open project is kept: queued journal writes and saves reach disk
+        (the worker finishes its queue), its session backs up and its lock is released, so
+        "Continue" there later resumes where it stopped. The new project is opened and locked
+        *before* the old one is closed: a project that cannot be opened (in use elsewhere,
+        damaged, made by a newer version) leaves the open one as it was. Returns None when
+        switched, else the reason in plain words (also logged).
+        """
+        from labelassist.errors import LabelAssistError
+        from labelassist.project import Project
+        from labelassist.session import Session
+        from labelassist.ui.projects import IN_USE, in_use, same_folder
+
+        folder = Path(folder)
+        if same_folder(folder, self.folder):
+            return None
+        if in_use(folder):  # before Project.open, which may migrate the store of an older version
+            log.warning("project %s was not opened: its lock is held by another program", folder)
+            return IN_USE
+        try:
+            project = Project.open(folder)
+        except LabelAssistError as exc:
+            log.warning("project %s was not opened: %s", folder, exc)
+            return str(exc)[:1].upper() + str(exc)[1:]
+        except Exception:  # noqa: BLE001 - the log has the details, the screen a sentence
+            log.exception("project %s was not opened", folder)
+            return "This project could not be opened. The details are in the log file."
+        try:
+            project.lock("the labelling app")
+        except LabelAssistError as exc:
+            project.close()
+            log.warning("project %s was not opened: %s", folder, exc)
+            return str(exc)[:1].upper() + str(exc)[1:]
+        log.info("switching from project %s to %s", self.folder, folder)
+        self._close_project()
+        try:
+            session = Session(project, background=self.background)  # the lock is already held
+        except Exception as exc:  # noqa: BLE001
+            log.exception("project %s was not opened", folder)
+            project.close()
+            self._reopen_previous()
+            return str(exc) if isinstance(exc, LabelAssistError) else \
+                "This project could not be opened. The details are in the log file."
+        self.folder, self.project, self.session = folder, project, session
+        if not any(same_folder(folder, f) for f in self.opened_folders):
+            self.opened_folders.append(folder)
+        self.worker = self._make_worker(session)
+        self._project_changed()
+        return None
+
+    def _close_project(self) -> None:
+        """The open project's work reaches disk, then its session, store and lock are closed."""
+        self.generation += 1
+        self.root.get_screen("label").leave_project()  # the view is remembered, the last stroke journalled
+        if self.worker is not None:
+            self.worker.close()  # queued journal writes and saves reach disk first
+        if self.session is not None:
+            self.session.close()
+        if self.project is not None:
+            self.project.close()  # releases the lock
+        self.worker = self.session = self.project = None
+
+    def _reopen_previous(self) -> None:
+        from labelassist.project import Project
+        from labelassist.session import Session
+
+        self.project = Project.open(self.folder)
+        self.session = Session(self.project, background=self.background)
+        self.worker = self._make_worker(self.session)
+        self._project_changed()
+
+    def _project_changed(self) -> None:
+        for name in ("label", "queue", "admin"):
+            self.root.get_screen(name).project_changed()
 
     def _kiosk_settings(self):
         from labelassist import kiosk_settings

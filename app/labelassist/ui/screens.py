@@ -27,14 +27,17 @@ from kivy.graphics.texture import Texture
 from kivy.metrics import dp
 from kivy.properties import (BooleanProperty, ListProperty, NumericProperty, ObjectProperty,
                              StringProperty)
+from kivy.uix.behaviors import ButtonBehavior, ToggleButtonBehavior
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.image import Image
+from kivy.uix.widget import Widget
 from kivy.uix.recycleview.views import RecycleDataViewBehavior
 from kivy.uix.screenmanager import Screen
 from kivy.factory import Factory
 
 from labelassist import kiosk_settings
 from labelassist.annotate import LabelLayer
+from labelassist.ui import projects as projects_mod
 from labelassist.workflow import inspect as inspect_mod
 from labelassist.workflow import preprocess
 from labelassist.workflow.registry import REGISTRY
@@ -79,13 +82,93 @@ class KioskScreen(Screen):
         return self._app
 
 
+# -- Buttons with a drawn icon ----------------------------------------------------------------
+class IconView(Widget):
+    """Shows the vector icon ``name``: the kv rule ``<Icon_NAME@IconShape>`` in kiosk.kv
+    (Kivy canvas instructions on a 24x24 grid; no image files, no third-party artwork)."""
+
+    name = StringProperty("")
+    color = ListProperty([1, 1, 1, 1])
+
+    def on_name(self, *_):
+        self.clear_widgets()
+        if not self.name:
+            return
+        try:
+            shape = Factory.get(f"Icon_{self.name}")()
+        except Exception:  # noqa: BLE001 - an unknown icon leaves the text label alone
+            log.warning("no icon named %r", self.name)
+            return
+        shape.color = self.color
+        self.bind(pos=shape.setter("pos"), size=shape.setter("size"), color=shape.setter("color"))
+        shape.pos, shape.size = self.pos, self.size
+        self.add_widget(shape)
+
+
+class IconShape(Widget):
+    """Base of the drawn icons: ``u`` is one unit of the 24x24 grid, (``ox``, ``oy``) its origin
+    (bottom left, y upwards); the kv rules draw in grid units under a Translate + Scale."""
+
+    color = ListProperty([1, 1, 1, 1])
+    u = NumericProperty(1.0)
+    ox = NumericProperty(0.0)
+    oy = NumericProperty(0.0)
+
+
+class IconButton(ButtonBehavior, BoxLayout):
+    """A big button: the icon, and under it a short text label readable at arm's length."""
+
+    icon = StringProperty("")
+    text = StringProperty("")
+    font_size = StringProperty("20sp")
+    background_color = ListProperty([0.24, 0.26, 0.30, 1])
+    down_color = ListProperty([0.38, 0.41, 0.47, 1])  # while pressed
+
+
+class IconToggleButton(ToggleButtonBehavior, IconButton):
+    """A tool of the rail: one of a group is down (shown in the accent colour)."""
+
+    down_color = ListProperty([0.0, 0.55, 0.85, 1])
+
+
 # -- Home -------------------------------------------------------------------------------------
+class ProjectRow(ButtonBehavior, BoxLayout):
+    """One project on the tablet (a RecycleView row): tap to switch to it."""
+
+    folder = StringProperty("")
+    title = StringProperty("")
+    detail = StringProperty("")
+    reason = StringProperty("")
+    fraction = NumericProperty(0.0)
+    current = BooleanProperty(False)
+    can_open = BooleanProperty(True)
+
+    def on_release(self):
+        App.get_running_app().root.get_screen("home").choose(self.folder)
+
+
 class HomeScreen(KioskScreen):
+    """The open project (progress, Continue) and every project on the tablet (tap to switch).
+
+    The list is read in a background thread straight from each project folder, read-only and
+    without taking any lock (:mod:`labelassist.ui.projects`); the open project's numbers come
+    from its session."""
+
     project_name = StringProperty("")
     progress_text = StringProperty("")
     notice = StringProperty("")
     labelled = NumericProperty(0)
     total = NumericProperty(0)
+    projects = ListProperty([])
+    scanning = BooleanProperty(False)
+    switching = BooleanProperty(False)
+    projects_heading = StringProperty("Projects on this tablet")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._summaries: list = []
+        self._scan_token = 0
+        self._scan_thread: threading.Thread | None = None
 
     def on_pre_enter(self, *_):
         self.refresh()
@@ -98,6 +181,7 @@ class HomeScreen(KioskScreen):
         self.project_name = f"Project: {session.project.name}"
         app.worker.submit(lambda: (session.store.counts(), session.unsaved_samples()),
                           on_done=self._show_progress, on_error=app.show_error)
+        self.scan_projects()
 
     def _show_progress(self, result):
         counts, unsaved = result
@@ -106,8 +190,100 @@ class HomeScreen(KioskScreen):
         self.progress_text = f"{self.labelled} of {self.total} images labelled ({pct:.0f} %)"
         self.notice = (f"Unsaved work on {len(unsaved)} image{'s' * (len(unsaved) != 1)} "
                        "will be restored when you continue." if unsaved else "")
+        self._show_rows()
+
+    # the projects on the tablet
+    def scan_projects(self):
+        """Read every project's progress in the background (never on the UI thread: a slow USB
+        drive or a big database must not freeze the screen)."""
+        app = self.app
+        data, opened = app.data_folder(), list(getattr(app, "opened_folders", [app.folder]))
+        self._scan_token += 1
+        token = self._scan_token
+        self.scanning = True
+
+        def work():
+            try:
+                found = projects_mod.scan(data, also=opened)
+            except Exception:  # noqa: BLE001 - the list stays as it was; the log says why
+                log.exception("the projects in %s could not be listed", data)
+                found = None
+            Clock.schedule_once(lambda dt: self._scanned(token, found))
+
+        self._scan_thread = threading.Thread(target=work, name="project-scan", daemon=True)
+        self._scan_thread.start()
+
+    def wait_scanned(self, timeout: float = 10.0) -> None:
+        """Block until the background scan is done (tests, benchmarks); its result arrives
+        with the next frame."""
+        if self._scan_thread is not None:
+            self._scan_thread.join(timeout)
+
+    def _scanned(self, token, found):
+        if token != self._scan_token:
+            return  # a newer scan was started
+        self.scanning = False
+        if found is not None:
+            self._summaries = found
+        self._show_rows()
+
+    def _show_rows(self):
+        app = self.app
+        rows = []
+        names = [summary.name for summary in self._summaries]
+        for summary in self._summaries:
+            current = projects_mod.same_folder(summary.folder, app.folder)
+            if current:  # the open project: its session's numbers (our own lock is not "another instance")
+                detail = self.progress_text or summary.progress_text()
+                fraction = self.labelled / self.total if self.total else 0.0
+                reason, can_open = "", True
+            else:
+                detail, fraction = summary.progress_text(), summary.fraction
+                reason, can_open = summary.reason, summary.can_open
+            # copies of a project share its name: the folder tells them apart
+            title = summary.name
+            if names.count(summary.name) > 1:
+                title = f"{summary.name}   (folder {summary.folder.name})"
+            rows.append({"folder": str(summary.folder), "title": title, "detail": detail,
+                         "reason": reason, "fraction": float(fraction), "current": current,
+                         "can_open": can_open})
+        self.projects = rows
+        others = len(rows) - 1
+        self.projects_heading = ("Projects on this tablet: tap one to switch to it" if others > 0
+                                 else "Projects on this tablet")
+
+    def choose(self, folder: str):
+        """A tap on a project row: switch to it (after one frame that says so)."""
+        app = self.app
+        if self.switching:
+            return
+        if projects_mod.same_folder(Path(folder), app.folder):
+            self.notice = "This project is open: tap 'Continue labelling'."
+            return
+        row = next((r for r in self.projects if r["folder"] == folder), None)
+        if row is not None and not row["can_open"]:
+            self.notice = f"{row['title']}: {row['reason']}"
+            return
+        self.switching = True
+        self.notice = f"Opening {row['title'] if row else Path(folder).name}..."
+        Clock.schedule_once(lambda dt: self._switch(folder), 0.05)
+
+    def _switch(self, folder: str):
+        app = self.app
+        try:
+            error = app.switch_project(folder)
+        except Exception:  # noqa: BLE001 - the kiosk stays up; the log has the details
+            log.exception("switching to %s failed", folder)
+            error = "This project could not be opened. The details are in the log file."
+        self.switching = False
+        self.notice = ""
+        if error:
+            app.show_error(error)  # the open project stays open
+        self.refresh()
 
     def continue_labelling(self):
+        if self.switching:
+            return
         self.app.go("label")
         self.app.root.get_screen("label").resume()
 
@@ -181,6 +357,16 @@ class QueueScreen(KioskScreen):
     def on_pre_enter(self, *_):
         self.reload()
         self._build_weight_sliders()
+
+    def project_changed(self):
+        """Another project was opened: its sample ids mean other images."""
+        with self._lock:
+            self._requests.clear()
+            self._loading.clear()
+        self._waiting_views.clear()
+        self._textures.clear()
+        self.tiles = []
+        self.summary = ""
 
     def on_size(self, *_):
         self.columns = max(2, int((self.width - dp(440)) // dp(260)))
@@ -324,6 +510,27 @@ class LabelScreen(KioskScreen):
         self._raw_display = None
         self._submission = None
         self._remember_trigger = Clock.create_trigger(self._remember_view, 0.5)
+
+    def leave_project(self):
+        """The project is about to close: the view waiting to be remembered is remembered now
+        and the last stroke's journal write is waited for."""
+        if self._remember_trigger.is_triggered:
+            self._remember_trigger.cancel()
+            self._remember_view()
+        self.wait_for_journal()
+
+    def project_changed(self):
+        """Another project was opened: nothing of the old one stays on this screen."""
+        self.assisted = None
+        self.layer = None
+        self.history = []
+        self._pending_view = None
+        self._raw_display = None
+        self._submission = None
+        self.has_proposal = False
+        self.busy = False
+        self.sample_title = ""
+        self.say("")
 
     # opening samples
     def resume(self):
@@ -761,6 +968,10 @@ class AdminScreen(KioskScreen):
     segments_text = StringProperty("any")
     models_text = StringProperty("")
 
+    def project_changed(self):
+        """Another project was opened: the figures shown were the old project's."""
+        self.evaluation_table = ""
+
     def on_pre_enter(self, *_):
         self.entered = ""
         self.message = "Enter the admin PIN to change settings or leave the kiosk."
@@ -972,4 +1183,5 @@ class AdminScreen(KioskScreen):
                                on_error=self.app.show_error)
 
 
-__all__ = ["HomeScreen", "QueueScreen", "LabelScreen", "InspectionScreen", "PostprocessScreen", "AdminScreen"]
+__all__ = ["HomeScreen", "ProjectRow", "IconButton", "IconToggleButton", "IconView", "IconShape", "QueueScreen",
+           "LabelScreen", "InspectionScreen", "PostprocessScreen", "AdminScreen"]
