@@ -3,8 +3,8 @@
 Usage: ``python bench/run.py [--quick] [--json]`` (also ``labelassist bench`` from a source checkout).
 Each figure is a median of repeated runs with, where there is one, the obvious alternative
 measured in the same run (``alternative_ms``, ``ratio`` = ours / alternative). Nothing is asserted:
-figures are read, not tested. The canvas figures need a GL context: they run in a subprocess under
-``xvfb-run`` when there is no display.
+figures are read, not tested. The GUI figures (bench_canvas, bench_ui_open) need a GL context: each
+runs in a subprocess under ``xvfb-run`` when there is no display.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 MODULES = ["bench_store", "bench_session", "bench_workflow", "bench_prelabel", "bench_selector", "bench_models"]
+# Need a window: each runs as its own process (left out with --skip-canvas).
+GUI_MODULES = ["bench_canvas", "bench_ui_open"]
+QUICK_FLAG = {"bench_ui_open"}  # GUI modules that take --quick
 
 
 def machine() -> dict:
@@ -54,22 +57,33 @@ def machine() -> dict:
     return info
 
 
-def run_canvas(quick: bool) -> dict:
-    """bench_canvas.py needs a window: run it as its own process and keep its printout."""
-    command = [sys.executable, str(BENCH / "bench_canvas.py")]
+def run_gui(module: str, quick: bool) -> dict:
+    """A benchmark that needs a window (bench_canvas, bench_ui_open): run it as its own process
+    (under ``xvfb-run`` when there is no display) and keep its printout. A ``FIGURES [...]`` line
+    in it carries figures in the same form as the other modules' (read by :func:`main`)."""
+    command = [sys.executable, str(BENCH / f"{module}.py")]
+    if quick and module in QUICK_FLAG:
+        command.append("--quick")
     if not os.environ.get("DISPLAY") and shutil.which("xvfb-run"):
         command = ["xvfb-run", "-a", "-s", "-screen 0 1920x1200x24", *command]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
-    return {"module": "bench_canvas", "returncode": done.returncode, "seconds": round(time.perf_counter() - start, 1),
-            "output": done.stdout[-20000:], "errors": done.stderr[-4000:] if done.returncode else ""}
+    figures = []
+    for line in done.stdout.splitlines():
+        if line.startswith("FIGURES "):
+            figures = json.loads(line[len("FIGURES "):])
+    output = "\n".join(line for line in done.stdout.splitlines() if not line.startswith("FIGURES "))
+    return {"module": module, "returncode": done.returncode, "seconds": round(time.perf_counter() - start, 1),
+            "output": output[-20000:], "errors": done.stderr[-4000:] if done.returncode else "",
+            "figures": figures}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller sizes (CI)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--skip-canvas", action="store_true", help="leave out the GUI figures")
+    parser.add_argument("--skip-canvas", action="store_true",
+                        help="leave out the GUI figures (bench_canvas, bench_ui_open)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(BENCH))
     results = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
@@ -84,7 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         if not args.json:
             print(f"done: {name}", file=sys.stderr)
     if not args.skip_canvas:
-        results["printed"].append(run_canvas(args.quick))
+        for module in GUI_MODULES:
+            block = run_gui(module, args.quick)
+            for row in block.pop("figures"):
+                results["figures"].append({"module": module, **row})
+            if block["returncode"]:
+                results["failed"][module] = f"exit code {block['returncode']}: {block['errors'][-300:]}"
+            results["printed"].append(block)
+            if not args.json:
+                print(f"done: {module}", file=sys.stderr)
     out = BENCH / "results" / "latest.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
