@@ -23,26 +23,62 @@ project's ``plugins/`` folder, or an installed package that declares the
 ``labelassist.plugins`` entry point, registers more steps with
 :func:`register`. A plug-in that fails to load is reported by name and
 skipped; it never takes the session down.
+
+Plug-in files run under time-outs, so a plug-in that never returns cannot hang
+the kiosk:
+
+* before a file is imported into the app it is imported once in a child
+  process (:data:`PLUGIN_LOAD_TIMEOUT_S`); a file that takes longer, or that
+  kills its process while loading, is reported by name and skipped;
+* the steps a plug-in file registers run in one reusable helper process
+  (spawned on first use, fed through a pipe); a call that does not finish
+  within :attr:`Registry.plugin_timeout_s` is stopped by killing that process
+  and ends as a :class:`~labelassist.errors.PluginError` naming the step and the
+  file. A step that timed out once fails at once for the rest of the session
+  (until plug-ins are loaded again), so a hung step costs one time-out, not one
+  per sample. An error a plug-in step raises that is not a
+  :class:`~labelassist.errors.LabelAssistError` becomes a PluginError too.
+
+Built-in steps and steps from installed packages (entry points) are called
+directly, with no overhead.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
+import io
 import logging
+import multiprocessing
+import multiprocessing.connection
+import pickle
+import signal
 import sys
+import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from labelassist.errors import PluginError
+from labelassist.errors import LabelAssistError, PluginError
 
 log = logging.getLogger(__name__)
 
 KINDS = ("selector", "preprocess", "prelabel", "inspect", "postprocess")
 ENTRY_POINT_GROUP = "labelassist.plugins"
+
+#: Seconds a plug-in file may take to import before it is skipped.
+PLUGIN_LOAD_TIMEOUT_S = 10.0
+#: Default seconds one call of a plug-in step may take (``Registry.plugin_timeout_s``).
+PLUGIN_CALL_TIMEOUT_S = 30.0
+# Extra seconds allowed for starting a helper process (a fresh Python importing numpy and
+# OpenCV; slow on a busy two-core tablet). Not part of any plug-in's time-out.
+_SPAWN_SLACK_S = 60.0
+# True inside the helper processes: plug-ins are imported and called directly there.
+_IN_HELPER = False
 
 
 @dataclass(frozen=True)
@@ -144,7 +180,11 @@ class Registry:
 
     steps: dict[str, dict[str, Step]] = field(default_factory=lambda: {k: {} for k in KINDS})
     failed_plugins: dict[str, str] = field(default_factory=dict)
+    plugin_timeout_s: float = PLUGIN_CALL_TIMEOUT_S
     _loading: str = "builtin"
+    _loading_file: Path | None = None
+    _stopped: dict[tuple[str, str], str] = field(default_factory=dict)
+    _helper: "_Helper | None" = None
 
     def register(self, kind: str, name: str | None = None, params: tuple[Param, ...] | list = ()):
         """Decorator that registers ``func`` as step ``name`` of ``kind``.
@@ -159,10 +199,13 @@ class Registry:
 
         def decorate(func: Callable) -> Callable:
             step_name = name or func.__name__
+            call = func
+            if self._loading_file is not None and not _IN_HELPER:
+                call = _InHelper(self, self._loading_file, kind, step_name, func)
             self.steps[kind][step_name] = Step(
                 kind=kind,
                 name=step_name,
-                func=func,
+                func=call,
                 params=tuple(params),
                 doc=func.__doc__ or "",
                 source=self._loading,
@@ -192,11 +235,22 @@ class Registry:
         import labelassist.workflow  # noqa: F401  (side effect: registration)
 
     # -- plug-ins ---------------------------------------------------------------------------
-    def load_plugin_file(self, path: str | Path) -> bool:
-        """Import one plug-in file; on any error record it by name and return False."""
+    def load_plugin_file(self, path: str | Path, probe: bool = True) -> bool:
+        """Import one plug-in file; on any error record it by name and return False.
+
+        With ``probe`` (the default) the file is first imported in a child process;
+        one that takes longer than :data:`PLUGIN_LOAD_TIMEOUT_S` is skipped.
+        """
         path = Path(path)
+        if probe and not _IN_HELPER:
+            problem = probe_plugin_files([path]).get(path)
+            if problem is not None:
+                self.failed_plugins[path.name] = problem
+                log.warning("plug-in %s skipped: %s", path, problem)
+                return False
         module_name = f"labelassist_plugin_{path.stem}"
         self._loading = f"plugin:{path.name}"
+        self._loading_file = path.resolve()
         try:
             spec = importlib.util.spec_from_file_location(module_name, path)
             if spec is None or spec.loader is None:
@@ -214,6 +268,7 @@ class Registry:
             return False
         finally:
             self._loading = "builtin"
+            self._loading_file = None
 
     def load_plugins(self, folder: str | Path | None = None, entry_points: bool = True) -> dict[str, str]:
         """Load plug-ins from ``folder`` (``*.py``, sorted) and from installed packages.
@@ -224,10 +279,16 @@ class Registry:
         self._ensure_builtins()
         before = dict(self.failed_plugins)
         self.failed_plugins = {}
+        self._stopped.clear()
         if folder is not None and Path(folder).is_dir():
-            for path in sorted(Path(folder).glob("*.py")):
-                if not path.name.startswith("_"):
-                    self.load_plugin_file(path)
+            paths = [p for p in sorted(Path(folder).glob("*.py")) if not p.name.startswith("_")]
+            problems = probe_plugin_files(paths) if paths and not _IN_HELPER else {}
+            for path in paths:
+                if problems.get(path) is not None:
+                    self.failed_plugins[path.name] = problems[path]
+                    log.warning("plug-in %s skipped: %s", path, problems[path])
+                else:
+                    self.load_plugin_file(path, probe=False)
         if entry_points:
             for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
                 self._loading = f"package:{ep.value}"
@@ -253,7 +314,321 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+# -- plug-ins under time-outs -------------------------------------------------------------------
+def _where(path: Path) -> str:
+    return f"plugins/{path.name}"
+
+
+def _spawn():
+    return multiprocessing.get_context("spawn")
+
+
+def _child_setup() -> None:
+    """In a helper process: Ctrl-C is the parent's business, and a dead parent ends the child."""
+    global _IN_HELPER
+    _IN_HELPER = True
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError):  # pragma: no cover - not the main thread
+        pass
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        import os
+
+        def watch() -> None:  # even while a plug-in spins in a loop, this thread gets its turn
+            multiprocessing.connection.wait([parent.sentinel])
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def probe_plugin_files(paths: list[Path], timeout: float | None = None) -> dict[Path, str | None]:
+    """Import each file once in a child process; the reason a file must be skipped, else None.
+
+    A file that takes longer than ``timeout`` seconds (default :data:`PLUGIN_LOAD_TIMEOUT_S`)
+    is stopped with its process, and so is one that ends its process; the others are probed
+    in a fresh process. Errors a file raises are left to the real import, which reports them.
+    If no helper process can be started at all, the files are not probed (None for each).
+    """
+    limit = PLUGIN_LOAD_TIMEOUT_S if timeout is None else float(timeout)
+    results: dict[Path, str | None] = {Path(p): None for p in paths}
+    todo = [Path(p) for p in paths]
+    while todo:
+        conn, child = _spawn().Pipe()
+        proc = _spawn().Process(target=_probe_main, args=(child, [str(p) for p in todo]),
+                                name="labelassist-plugin-probe", daemon=True)
+        try:
+            proc.start()
+        except OSError as exc:
+            log.warning("plug-ins are loaded without a time-out: no helper process could start (%s)", exc)
+            return results
+        child.close()
+        rest: list[Path] = []
+        try:
+            waiting_start = True
+            for index, path in enumerate(todo):
+                try:
+                    if not conn.poll(_SPAWN_SLACK_S if waiting_start and index == 0 else limit):
+                        raise TimeoutError
+                    conn.recv()  # ("start", index)
+                    waiting_start = False
+                    if not conn.poll(limit):
+                        results[path] = f"loading took longer than {limit:g} s, so it was stopped"
+                        rest = todo[index + 1:]
+                        break
+                    conn.recv()  # ("done", index)
+                except TimeoutError:
+                    log.warning("plug-ins are loaded without a time-out: the helper process did not start")
+                    return results
+                except (EOFError, OSError):
+                    proc.join(5)
+                    if index == 0 and waiting_start:
+                        log.warning("plug-ins are loaded without a time-out: the helper process ended at once")
+                        return results
+                    results[path] = f"it ended the program while loading (exit code {proc.exitcode})"
+                    rest = todo[index + 1:]
+                    break
+        finally:
+            if proc.is_alive():
+                proc.kill()
+            proc.join(5)
+            conn.close()
+        todo = rest
+    return results
+
+
+def _probe_main(conn, paths: list[str]) -> None:
+    _child_setup()
+    REGISTRY._ensure_builtins()  # numpy, OpenCV...: not counted against the first plug-in
+    for index, path in enumerate(paths):
+        conn.send(("start", index))
+        REGISTRY.load_plugin_file(path, probe=False)
+        conn.send(("done", index))
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles what a step is given or returns; the project's model travels as its file name."""
+
+    def persistent_id(self, obj):
+        kind = type(obj)
+        if kind.__name__ == "Model" and kind.__module__ == "labelassist.models":
+            return ("model", str(obj.path), obj.card.to_dict(), obj.threads)
+        if kind.__name__ == "ndarray" and not obj.flags.writeable:
+            return ("readonly", obj.copy())
+        return None
+
+
+class _Unpickler(pickle.Unpickler):
+    _models: dict = {}
+
+    def persistent_load(self, pid):
+        if pid[0] == "readonly":
+            array = pid[1]
+            array.flags.writeable = False
+            return array
+        if pid[0] == "model":
+            import json
+
+            from labelassist.models import Model
+
+            key = (pid[1], json.dumps(pid[2], sort_keys=True, default=str), pid[3])
+            if key not in self._models:
+                self._models[key] = Model(pid[1], card=pid[2], threads=pid[3])
+            return self._models[key]
+        raise pickle.UnpicklingError(f"unknown reference {pid[0]!r}")
+
+
+def _dumps(obj) -> bytes:
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
+def _loads(data: bytes):
+    return _Unpickler(io.BytesIO(data)).load()
+
+
+def _error_info(exc: BaseException) -> tuple:
+    # The log gets where it failed and the first line of the message (at most 200 characters),
+    # never the rest: a careless plug-in may put a whole array (pixels) in its message.
+    line = _one_line(exc)
+    line = line if len(line) <= 200 else line[:197] + "..."
+    trace = "Traceback (most recent call last):\n" + "".join(traceback.format_tb(exc.__traceback__)) + line
+    return (type(exc).__module__, type(exc).__qualname__, isinstance(exc, LabelAssistError), str(exc),
+            line, trace)
+
+
+def _helper_main(conn) -> None:
+    """The plug-in helper process: load plug-in files as needed, call steps, send results back."""
+    _child_setup()
+    loaded: dict[str, tuple] = {}
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        try:
+            origin, kind, name, args, kwargs = _loads(data)
+            path = Path(origin)
+            stamp = (path.stat().st_mtime_ns, path.stat().st_size)
+            if loaded.get(origin) != stamp:
+                REGISTRY.failed_plugins.pop(path.name, None)
+                if not REGISTRY.load_plugin_file(path, probe=False):
+                    raise PluginError(f"{_where(path)} could not be loaded again: {REGISTRY.failed_plugins[path.name]}")
+                loaded[origin] = stamp
+            step = REGISTRY.steps[kind][name]
+        except BaseException as exc:  # noqa: BLE001
+            conn.send_bytes(_dumps(("raised", _error_info(exc))))
+            continue
+        conn.send_bytes(b"started")
+        try:
+            reply = ("ok", step.func(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
+            reply = ("raised", _error_info(exc))
+        try:
+            payload = _dumps(reply)
+        except Exception as exc:  # noqa: BLE001
+            payload = _dumps(("raised", ("builtins", "TypeError", False,
+                                         f"it returned something that cannot be passed back ({_one_line(exc)})",
+                                         f"it returned something that cannot be passed back ({_one_line(exc)})",
+                                         "")))
+        conn.send_bytes(payload)
+
+
+_HELPER_LOCK = threading.Lock()
+
+
+class _Helper:
+    """One reusable helper process for plug-in steps; killed and replaced after a time-out."""
+
+    def __init__(self) -> None:
+        self.process = None
+        self.conn = None
+        self.lock = threading.Lock()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            if self.process.is_alive():
+                self.process.kill()
+            self.process.join(5)
+        if self.conn is not None:
+            self.conn.close()
+        self.process = self.conn = None
+
+    def _start(self) -> None:
+        REGISTRY._ensure_builtins()
+        conn, child = _spawn().Pipe()
+        process = _spawn().Process(target=_helper_main, args=(child,), name="labelassist-plugins", daemon=True)
+        process.start()
+        child.close()
+        self.process, self.conn = process, conn
+
+    def call(self, payload: bytes, timeout: float) -> tuple[str, Any]:
+        """("ok", result) / ("raised", info) / ("timeout", None) / ("ended", exit code)."""
+        with self.lock:
+            fresh = self.process is None or not self.process.is_alive()
+            if fresh:
+                self.stop()
+                self._start()
+            try:
+                self.conn.send_bytes(payload)
+                # Loading the plug-in file in the helper (and starting it) is not the step's time.
+                if not self.conn.poll(PLUGIN_LOAD_TIMEOUT_S + (_SPAWN_SLACK_S if fresh else 0.0)):
+                    self.stop()
+                    return "timeout", None
+                first = self.conn.recv_bytes()
+                if first != b"started":
+                    return _loads(first)
+                if not self.conn.poll(timeout):
+                    self.stop()
+                    return "timeout", None
+                return _loads(self.conn.recv_bytes())
+            except (EOFError, OSError):
+                code = self.process.exitcode if self.process is not None else None
+                if self.process is not None:
+                    self.process.join(5)
+                    code = self.process.exitcode
+                self.stop()
+                return "ended", code
+
+
+class _InHelper:
+    """Stands in for a plug-in file's step function: calls it in the helper under a time-out."""
+
+    def __init__(self, registry: "Registry", path: Path, kind: str, name: str, func: Callable):
+        functools.update_wrapper(self, func)
+        self.registry, self.path, self.kind, self.name, self.func = registry, path, kind, name, func
+
+    def _describe(self) -> str:
+        return f"the plug-in step '{self.name}' ({_where(self.path)})"
+
+    def __call__(self, *args, **kwargs):
+        registry = self.registry
+        timeout = float(registry.plugin_timeout_s)
+        stopped = registry._stopped.get((self.kind, self.name))
+        if stopped is not None:
+            raise PluginError(f"{stopped}; it stays off until the project is opened again")
+        try:
+            payload = _dumps((str(self.path), self.kind, self.name, args, kwargs))
+        except Exception as exc:  # noqa: BLE001 - e.g. an object that cannot be pickled in the context
+            log.warning("%s runs in a thread, not the helper process (%s)", self._describe(), _one_line(exc))
+            outcome = _call_in_thread(self.func, args, kwargs, timeout)
+        else:
+            with _HELPER_LOCK:
+                if registry._helper is None:
+                    registry._helper = _Helper()
+            outcome = registry._helper.call(payload, timeout)
+        status, value = outcome
+        if status == "ok":
+            return value
+        if status == "timeout":
+            message = f"{self._describe()} did not finish within {timeout:g} s and was stopped"
+            registry._stopped[(self.kind, self.name)] = message
+            log.warning("%s", message)
+            raise PluginError(message)
+        if status == "ended":
+            raise PluginError(f"{self._describe()} ended its helper process (exit code {value})")
+        module, qualname, is_ours, text, line, trace = value
+        if is_ours:  # a plain message the plug-in chose for the user
+            log.info("%s: %s", self._describe(), line)
+        else:
+            log.warning("%s failed: %s\n%s", self._describe(), line, trace)
+        if is_ours:
+            try:
+                cls = getattr(importlib.import_module(module), qualname)
+                error = cls(text)
+            except Exception:  # noqa: BLE001
+                error = PluginError(text)
+            raise error
+        raise PluginError(f"{self._describe()} failed: {line}")
+
+
+def _call_in_thread(func: Callable, args: tuple, kwargs: dict, timeout: float) -> tuple[str, Any]:
+    # Fallback when the arguments cannot be sent to the helper process: a thread cannot be
+    # killed, so a hung call is abandoned (it goes on in the background) and reported.
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["ok"] = func(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001
+            box["raised"] = _error_info(exc)
+
+    thread = threading.Thread(target=run, daemon=True, name="plugin-call")
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        return "timeout", None
+    return ("ok", box["ok"]) if "ok" in box else ("raised", box["raised"])
+
+
+def _stop_helper() -> None:
+    if REGISTRY._helper is not None:
+        REGISTRY._helper.stop()
+
+
 REGISTRY = Registry()
 register = REGISTRY.register
 get = REGISTRY.get
 names = REGISTRY.names
+atexit.register(_stop_helper)
