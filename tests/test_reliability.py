@@ -56,6 +56,14 @@ def test_restore_after_the_database_is_corrupted_on_purpose(capsys, project_dir,
             assert np.array_equal(project.store.latest_label(sample.id).mask, truth)
     kept = [p.name for p in project_dir.iterdir() if p.name.startswith("labels.sqlite.replaced-")]
     assert len(kept) == 1  # the damaged file is kept, never deleted
+    # Restoring twice within one second keeps both replaced files (a rename would overwrite the first).
+    from labelassist.backup import list_backups, restore
+
+    first = (project_dir / kept[0]).read_bytes()
+    restore(project_dir, list_backups(project_dir / "backups")[0])
+    restore(project_dir, list_backups(project_dir / "backups")[0])
+    kept = sorted(p for p in project_dir.iterdir() if p.name.startswith("labels.sqlite.replaced-"))
+    assert len(kept) == 3 and any(p.read_bytes() == first for p in kept)
 
 
 def test_backups_roll_and_a_damaged_backup_is_refused(project_dir, tmp_path):

@@ -2,7 +2,10 @@
 
 Backups use SQLite's online backup API, so they are consistent snapshots taken
 while the app keeps writing. They live in ``PROJECT/backups/`` as
-``labels-YYYYMMDDTHHMMSSZ.sqlite``; the newest K are kept.
+``labels-YYYYMMDDTHHMMSSmmmZ-NNNNNN.sqlite``; the newest K are kept. "Newest" is the
+running number NNNNNN, not the time in the name: the wall clock may jump (a tablet with a
+flat RTC battery starts in 1970, an NTP correction moves it back), and a backup
+taken after the clock went back must not be pruned as the oldest.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from labelassist.store import SCHEMA_VERSION, Store
 log = logging.getLogger(__name__)
 
 BACKUP_DIR = "backups"
-_NAME = re.compile(r"^labels-(\d{8}T\d{6}(?:\d{3})?Z)\.sqlite$")
+_NAME = re.compile(r"^labels-(\d{8}T\d{6}(?:\d{3})?Z)(?:-(\d+))?\.sqlite$")
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class Backup:
     taken_at: datetime
     size: int
     labels: int | None  # label versions inside, None when the file cannot be read
+    number: int = 0  # running number, the order they were taken in (0: named before numbering)
 
     @property
     def name(self) -> str:
@@ -47,7 +51,8 @@ def backup_now(store: Store, folder: Path, keep: int = 10) -> Path:
     """
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")[:-3] + "Z"
-    target = folder / f"labels-{stamp}.sqlite"
+    number = 1 + max((b.number for b in list_backups(folder)), default=0)
+    target = folder / f"labels-{stamp}-{number:06d}.sqlite"
     tmp = folder / f".{target.name}.tmp"
     try:
         dest = sqlite3.connect(tmp)
@@ -80,8 +85,10 @@ def list_backups(folder: Path) -> list[Backup]:
         text = match.group(1)
         fmt = "%Y%m%dT%H%M%S%fZ" if len(text) > 16 else "%Y%m%dT%H%M%SZ"
         taken = datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
-        found.append(Backup(path, taken, path.stat().st_size, _count_labels(path)))
-    return sorted(found, key=lambda b: b.taken_at, reverse=True)
+        number = int(match.group(2)) if match.group(2) else 0
+        found.append(Backup(path, taken, path.stat().st_size, _count_labels(path), number))
+    # Taken later = higher number, whatever the clock said; unnumbered (older) names by their time.
+    return sorted(found, key=lambda b: (b.number, b.taken_at), reverse=True)
 
 
 def _check_backup(path: Path) -> None:
@@ -151,6 +158,12 @@ def restore(project_folder: Path, backup: Backup) -> Path:
     db = project_folder / STORE_FILE
     _check_backup(backup.path)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    # A rename onto an existing name replaces it: never let a second restore in the same second
+    # (or after the clock went back) overwrite the file an earlier restore kept.
+    base, n = stamp, 1
+    while any(db.with_name(f"{STORE_FILE}{s}.replaced-{stamp}").exists() for s in ("", "-wal", "-shm")):
+        n += 1
+        stamp = f"{base}-{n}"
     if db.exists():
         db.rename(db.with_name(f"{STORE_FILE}.replaced-{stamp}"))
     for suffix in ("-wal", "-shm"):
