@@ -21,6 +21,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from labelassist.importer import import_images
 from labelassist.project import Project
@@ -140,3 +142,40 @@ def test_sigkill_at_random_points_loses_at_most_the_stroke_in_progress(tmp_path,
     (artifacts / "crash_stats.json").write_text(json.dumps({**stats, "label_versions_checked": len(saved)}))
     assert len(saved) > KILLS // 2, f"the driver saved too little to test anything: {stats}"
     assert stats["mid_stroke"] >= KILLS // 20, stats  # enough kills landed right after a stroke
+
+
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (run under xvfb-run)")
+def test_ui_killed_right_after_save_and_next_keeps_the_label_and_resumes_at_the_next_sample(tmp_path):
+    """The real UI under Xvfb: tap "Save & next", SIGKILL once the next sample shows, restart."""
+    from test_ui_label import make_project  # imports Kivy: only here, not for the headless rounds
+
+    project = make_project(tmp_path, count=3)
+    env = dict(os.environ, KIVY_NO_ARGS="1", KIVY_HOME=str(tmp_path / "kivy"), LABELASSIST_WINDOWED="1")
+    driver = [sys.executable, str(Path(__file__).with_name("ui_crash_driver.py")), str(project),
+              "--home", str(tmp_path / "home")]
+    app = subprocess.Popen(driver + ["--script", "savenext", "--out", str(tmp_path / "drawn.npy")],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        line = ""
+        while time.monotonic() < deadline:
+            line = app.stdout.readline()
+            if line.startswith("NEXT") or not line and app.poll() is not None:
+                break
+        assert line.startswith("NEXT"), "the driven app did not report the save and the next sample"
+    finally:
+        app.send_signal(signal.SIGKILL)  # a crash right after the tap: no clean shutdown
+        app.wait(10)
+    saved_id, next_id = map(int, line.split()[1:3])
+    drawn = np.load(tmp_path / "drawn.npy")
+    assert drawn.sum() > 500 and saved_id != next_id
+
+    restarted = subprocess.run(driver + ["--script", "resume", "--out", str(tmp_path / "shown.npy")],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=120)
+    assert restarted.returncode == 0
+    assert f"RESUMED {next_id}" in restarted.stdout, restarted.stdout  # the sample that was open
+    with Project.open(project) as reopened:  # runs the integrity check
+        history = reopened.store.label_history(saved_id)
+        assert len(history) == 1, "one tap, one saved version"
+        assert np.array_equal(history[0].mask, drawn), "the saved label differs from the mask drawn"
+        assert reopened.store.labelled_ids() == {saved_id}
