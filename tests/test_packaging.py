@@ -295,12 +295,12 @@ def test_bundle_update_keeps_the_labels(bundle, tmp_path):
                                        capture_output=True, text=True, timeout=120)
     proc = run("demo", "--no-open")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    before = run("status", str(home / "demo-project"), "--json")
-    assert before.returncode == 0, before.stderr
     if (bundle / "_internal" / "models" / "litemedsam").is_dir():  # the bundle's own LiteMedSAM runs
         box = run("evaluate", "box", str(home / "demo-project"), "--samples", "1", "--json")
         assert box.returncode == 0, box.stdout + box.stderr
         assert json.loads(box.stdout)["box_model_installed"] is True
+    before = run("status", str(home / "demo-project"), "--json")  # (evaluate logs its choice: status after it)
+    assert before.returncode == 0, before.stderr
     # the update: the old bundle folder goes, the new one is copied in its place
     shutil.rmtree(installed)
     shutil.copytree(bundle, installed, symlinks=True)
