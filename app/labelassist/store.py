@@ -709,3 +709,31 @@ def _check_header(path: Path) -> None:
         raise StoreError(f"{path} is empty (0 bytes), not a label database; nothing was changed")
     if head != SQLITE_HEADER:
         raise StoreError(f"{path} is not a label database (not an SQLite file); nothing was changed")
+
+
+def read_counts(store_path: Path) -> dict[str, int]:
+    """``{"samples", "labelled", "schema"}`` of a label database, read without changing it.
+
+    For a project that is *not* opened (Home lists every project on the tablet): no
+    :class:`Store`, no lock, no migration, no pragma that writes, no event. The file is opened
+    read-only: ``immutable=1`` when no ``-wal`` file is beside it (nobody has it open in WAL
+    mode: the main file holds everything committed, and nothing is created next to it), else
+    ``mode=ro`` (its owner keeps ``-wal``/``-shm`` alive, so those already exist). A database
+    of a newer schema gives its schema and zero counts. Raises sqlite3.Error or OSError.
+    """
+    with open(store_path, "rb") as fh:
+        if fh.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+            raise sqlite3.DatabaseError("file is not a database")
+    wal = Path(str(store_path) + "-wal")
+    mode = "mode=ro" if wal.exists() else "immutable=1"
+    uri = Path(store_path).absolute().as_uri() + "?" + mode
+    conn = sqlite3.connect(uri, uri=True, timeout=2.0)
+    try:
+        schema = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if schema > SCHEMA_VERSION:
+            return {"samples": 0, "labelled": 0, "schema": schema}
+        samples = int(conn.execute("SELECT count(*) FROM samples").fetchone()[0])
+        labelled = int(conn.execute("SELECT count(DISTINCT sample_id) FROM labels").fetchone()[0])
+        return {"samples": samples, "labelled": labelled, "schema": schema}
+    finally:
+        conn.close()

@@ -10,15 +10,16 @@ nor get in the way of an app instance that has it open, so :func:`summarise`:
 * never migrates, never sets a pragma, never writes an event;
 * turns every failure into one plain sentence (:attr:`ProjectSummary.reason`); details go to the log.
 
-Its queries are the ones :meth:`labelassist.store.Store.counts` makes, on a connection opened the
-way above (``Store`` itself opens writable folders read-write, migrates and switches to WAL).
+The database is read by :func:`labelassist.store.read_counts` (the queries
+:meth:`labelassist.store.Store.counts` makes, on a connection opened the way above; ``Store`` itself
+opens writable folders read-write, migrates and switches to WAL): the UI never opens SQLite itself.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sqlite3
+import sqlite3  # only its exception types: the database is read by store.read_counts
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from labelassist.errors import LabelAssistError
 from labelassist.project import SETTINGS_FILE, STORE_FILE
-from labelassist.store import SCHEMA_VERSION, SQLITE_HEADER
+from labelassist.store import SCHEMA_VERSION, read_counts
 
 log = logging.getLogger(__name__)
 
@@ -155,27 +156,6 @@ def _name(folder: Path) -> tuple[str, str]:
     return (name if isinstance(name, str) and name.strip() else folder.name), ""
 
 
-def read_counts(store_path: Path) -> dict[str, int]:
-    """``{"samples", "labelled", "schema"}`` of a label database, read-only (see the module
-    docstring); raises sqlite3.Error or OSError."""
-    with open(store_path, "rb") as fh:
-        if fh.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
-            raise sqlite3.DatabaseError("file is not a database")
-    wal = Path(str(store_path) + "-wal")
-    mode = "mode=ro" if wal.exists() else "immutable=1"
-    uri = Path(store_path).absolute().as_uri() + "?" + mode
-    conn = sqlite3.connect(uri, uri=True, timeout=2.0)
-    try:
-        schema = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if schema > SCHEMA_VERSION:
-            return {"samples": 0, "labelled": 0, "schema": schema}
-        samples = int(conn.execute("SELECT count(*) FROM samples").fetchone()[0])
-        labelled = int(conn.execute("SELECT count(DISTINCT sample_id) FROM labels").fetchone()[0])
-        return {"samples": samples, "labelled": labelled, "schema": schema}
-    finally:
-        conn.close()
-
-
 def summarise(folder: Path) -> ProjectSummary:
     """Name, labelled / total and, when it cannot be opened, why (never raises)."""
     folder = Path(folder)
@@ -213,10 +193,62 @@ def summarise(folder: Path) -> ProjectSummary:
     return summary
 
 
+# -- the project chosen last on Home -----------------------------------------------------------
+# kiosk.toml is IT's file and is never written by the app: the choice is kept in the data folder.
+CHOICE_FILE = Path(".labelassist") / "last_project"
+
+
+def _stored(path: Path, data_folder: Path) -> str:
+    """A folder as kept in the choice file: relative to the data folder when inside it (a data
+    folder on a drive that is mounted elsewhere next time keeps working), else absolute."""
+    path = Path(path).absolute()
+    try:
+        return Path(os.path.relpath(path, Path(data_folder).absolute())).as_posix() \
+            if _key(path).startswith(_key(data_folder) + os.sep) else str(path)
+    except ValueError:  # another drive (Windows)
+        return str(path)
+
+
+def remember_choice(data_folder: Path, started_on: Path, chosen: Path) -> Path:
+    """Keep that the app started on ``started_on`` switched to ``chosen`` (atomic write of
+    ``DATA/.labelassist/last_project``); returns the file. Raises OSError (read-only data folder)."""
+    import json
+
+    from labelassist.fileio import atomic_write_text
+
+    target = Path(data_folder) / CHOICE_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target, json.dumps({"started_on": _stored(started_on, data_folder),
+                                          "chosen": _stored(chosen, data_folder)}, indent=1) + "\n")
+    return target
+
+
+def remembered_choice(data_folder: Path, started_on: Path) -> Path | None:
+    """The project chosen last on Home when the app was started on the same folder as now
+    (the tablet's boot project), else None; never raises (an unreadable file counts as none).
+
+    Started on another folder (IT named another project in kiosk.toml or the kiosk shell, or
+    someone opened one by hand) the app opens what it was asked to."""
+    import json
+
+    target = Path(data_folder) / CHOICE_FILE
+    try:
+        raw = json.loads(target.read_text(encoding="utf-8"))
+        base = Path(data_folder)
+        was, chosen = base / raw["started_on"], base / raw["chosen"]  # an absolute one stays itself
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        log.warning("the project chosen last (%s) cannot be read; ignored", target, exc_info=True)
+        return None
+    return chosen if same_folder(was, started_on) else None
+
+
 def scan(data_folder: Path, also: list[Path] | tuple[Path, ...] = ()) -> list[ProjectSummary]:
     """:func:`summarise` of every project :func:`find_projects` finds."""
     return [summarise(p) for p in find_projects(data_folder, also)]
 
 
 __all__ = ["ProjectSummary", "find_projects", "summarise", "scan", "in_use", "same_folder", "read_counts",
+           "remember_choice", "remembered_choice", "CHOICE_FILE",
            "NEWER", "IN_USE", "DAMAGED"]
