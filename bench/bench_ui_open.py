@@ -14,6 +14,13 @@ fsynced Session.save on the session worker, Session.next, the result delivered t
 and flipped; the app's clock at its default 60 frames per second (each hop from the worker back
 to the UI waits for the next clock tick, as in the kiosk).
 
+Since "Save & next" runs submit, save and next as one worker job when there is nothing to show
+(no inspection warning, no post-processing suggestion), one result reaches the UI thread per tap
+(printed as "worker-to-UI hops"; it was two: the submission, then the next sample), so the next
+image is on the second frame drawn after the tap (it could be the third before). The frames per
+tap are printed too: under llvmpipe each costs hundreds of ms and the machine's load moves them a
+lot, so compare runs made back to back.
+
 Figures, each the median of N taps on real 1022x1024 uint16 images (usiigaci_phase):
 
 1. warm cache: the session prepared the next samples in the background (the normal case);
@@ -71,6 +78,7 @@ class Probe:
     def reset(self):
         self.show_start = self.show_end = self.flip = None
         self.frames = 0  # frames drawn from the tap to the first one with the new image, included
+        self.hops = 0    # results the session worker handed to the UI thread until show() ran
         self.worker_ms: dict[str, float] = {}
 
 
@@ -113,7 +121,7 @@ def tap_save_and_next(app, label, probe: Probe, timeout: float = 60.0) -> dict:
     assert label.assisted.sample.id != opened
     return {"total": (t_end - t0) * 1000, "to_show": (probe.show_start - t0) * 1000,
             "show": (probe.show_end - probe.show_start) * 1000, "frame": (t_end - probe.show_end) * 1000,
-            "frames": probe.frames,
+            "frames": probe.frames, "hops": probe.hops,
             **{k: v for k, v in probe.worker_ms.items()}}
 
 
@@ -206,6 +214,16 @@ def run(quick: bool = False, repeat: int | None = None) -> list[dict]:
                 probe.flip = time.perf_counter()
 
         Window.bind(on_flip=on_flip)
+        deliver = app.worker._deliver
+
+        def counted(fn):  # each hop from the worker to the UI thread waits for a clock tick
+            def run():
+                if probe.show_start is None:
+                    probe.hops += 1
+                fn()
+            deliver(run)
+
+        app.worker._deliver = counted
         session = app.session
         for name, key in (("submit", "submit"), ("save", "save"), ("next", "next")):
             wrap_timed(session, name, probe, key)
@@ -251,6 +269,7 @@ def run(quick: bool = False, repeat: int | None = None) -> list[dict]:
 
     renderer = gl_renderer()
     software = any(word in renderer.lower() for word in ("llvmpipe", "softpipe", "software", "swrast"))
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"GL renderer: {renderer}" + ("  (software GL: frame and upload times are an upper bound)"
                                          if software else ""))
     for kind, title in (("warm", "warm cache"), ("cold", "cold cache (alternative)")):
@@ -258,6 +277,9 @@ def run(quick: bool = False, repeat: int | None = None) -> list[dict]:
         print(f"open next, {title}, tap on 'Save & next' to first frame, 1022x1024 uint16: median "
               f"{med(kind, 'total'):.1f} ms, min {values[0]:.1f}, max {values[-1]:.1f} (n={len(values)}); "
               f"frames drawn from the tap to the first with the new image: median {med(kind, 'frames'):.0f}")
+        frames = [r["frames"] for r in rows[kind]]
+        print(f"   frames per tap: {', '.join(str(f) for f in frames)} (mean {statistics.mean(frames):.2f}); "
+              f"worker-to-UI hops per tap until the new sample is shown: median {med(kind, 'hops'):.0f}")
         print(f"   medians: tap to show() {med(kind, 'to_show'):.1f} ms [on the worker: submit "
               f"{med(kind, 'submit'):.1f}, save {med(kind, 'save'):.1f}, next {med(kind, 'next'):.1f}], "
               f"show() {med(kind, 'show'):.1f} ms, show() to end of first frame {med(kind, 'frame'):.1f} ms")

@@ -268,3 +268,53 @@ class TestHomeProjects(HomeTestCase):
             assert self.app.worker.call_now(self.app.session.store.counts)["samples"] == 3
         finally:
             other.release()
+
+
+class TestBootOpensTheLastChoice(HomeTestCase):
+
+    def restart(self, while_off=None):
+        """The tablet restarts: the app is stopped and a new one started on the same folder."""
+        from kivy.core.window import Window
+
+        from labelassist.ui.app import LabelAssistApp
+
+        self.app.on_stop()
+        Window.remove_widget(self.app.root)
+        if while_off is not None:
+            while_off()
+        self.app = LabelAssistApp(self.scratch, windowed=True, home=self.home, background=False)
+        self.app.root = self.app.build()
+        self.render(self.app.root)
+        self.advance_frames(2)
+
+    def test_a_restart_opens_the_project_chosen_on_home_and_falls_back_when_it_is_gone(self):
+        from kivy.uix.popup import Popup
+
+        from labelassist.ui import projects
+
+        kiosk_toml = self.home / "kiosk.toml"
+        self.show_home()
+        self.tap(self.row_for("phase-contrast"), 3301)
+        self.wait_switched(self.phase)
+        choice = self.home / projects.CHOICE_FILE
+        assert choice.is_file() and not kiosk_toml.exists(), "remembered in the data folder, not in kiosk.toml"
+        assert projects.remembered_choice(self.home, self.scratch) == self.phase
+        assert projects.remembered_choice(self.home, self.home / "from-newer-app") is None, \
+            "started on another folder (IT configured another project), the app opens that one"
+
+        self.restart()  # started on the scratch assay, as at every boot
+        assert Path(self.app.folder) == self.phase and projects.in_use(self.phase)
+        assert self.app.session.project.name == "Phase contrast"
+        label = self.continue_labelling()  # and its own place: the second image, zoomed in
+        assert label.assisted.sample.id == self.phase_sample
+        by_folder = self.show_home()
+        assert by_folder["phase-contrast"]["current"] and "scratch-assay" in by_folder, \
+            "the boot project (elsewhere) is still listed to switch back to"
+
+        # the remembered project was deleted: the boot project opens, nothing on screen says so
+        self.restart(while_off=lambda: shutil.rmtree(self.phase))
+        assert Path(self.app.folder) == self.scratch and self.app.status == ""
+        assert not self.phase.exists(), "the missing project was not created again"
+        assert not [w for w in self.app.root.get_root_window().children if isinstance(w, Popup)]
+        assert self.show_home()["scratch-assay"]["current"]
+        assert self.continue_labelling().assisted is not None

@@ -26,8 +26,10 @@ DATASETS = Path(os.environ.get("LABELASSIST_DATASETS", REPO.parent / "shared" / 
 ARTIFACTS = REPO / "tests" / "artifacts"
 
 
-def make_project(folder: Path, dataset: str = "scratch_assay", count: int = 3, priors=None) -> Path:
-    """A small project on real images (copies of the first ``count`` frames)."""
+def make_project(folder: Path, dataset: str = "scratch_assay", count: int = 3, priors=None,
+                 masks: bool = False) -> Path:
+    """A small project on real images (copies of the first ``count`` frames); with ``masks`` the
+    dataset's masks of those frames are imported as labels."""
     from labelassist.importer import import_images
     from labelassist.project import Project
 
@@ -36,7 +38,7 @@ def make_project(folder: Path, dataset: str = "scratch_assay", count: int = 3, p
     for src in sorted((DATASETS / dataset / "images").iterdir())[:count]:
         shutil.copy2(src, images / src.name)
     with Project.create(folder / "project") as project:
-        import_images(project, [images])
+        import_images(project, [images], masks=DATASETS / dataset / "masks" if masks else None)
         if priors:
             project.settings["priors"].update(priors)
             project.save_settings()
@@ -48,6 +50,8 @@ class KioskTestCase(GraphicUnitTest):
 
     priors = None
     dataset = "scratch_assay"
+    count = 3
+    masks = False
 
     def setUp(self):
         super().setUp()
@@ -57,7 +61,7 @@ class KioskTestCase(GraphicUnitTest):
 
         Window.size = (1920, 1200)
         self.tmp = Path(tempfile.mkdtemp(prefix="la-ui-"))
-        folder = make_project(self.tmp, self.dataset, priors=self.priors)
+        folder = make_project(self.tmp, self.dataset, count=self.count, priors=self.priors, masks=self.masks)
         self.app = LabelAssistApp(folder, windowed=True, home=self.tmp / "home", background=False)
         self.app.root = self.app.build()
         self.render(self.app.root)

@@ -267,3 +267,129 @@ class TestToolRail(KioskTestCase):
         self.pump()
         assert not label.has_proposal and label.ids.accept_button.disabled
         self.screenshot("label_tool_rail")
+
+
+class TestSaveAndNext(KioskTestCase):
+
+    def quiet_project(self):
+        """No post-processing suggestion and no warning: "Save & next" has nothing to show."""
+        def change(settings):
+            settings["postprocess"]["suggest"] = []
+            settings["inspection"]["gamma0"] = 0.0
+        self.app.worker.call_now(self.app.session.update_settings, change)
+
+    def test_without_anything_to_show_save_and_next_is_one_job_and_one_hop(self):
+        self.quiet_project()
+        label = self.open_label()
+        first = label.assisted.sample.id
+        label.canvas_widget.apply_edit("test", lambda layer: layer.set_mask(blob(layer, 200, 150, 40)))
+        label.wait_for_journal()
+        self.app.worker.flush()
+        hops = []
+        deliver = self.app.worker._deliver
+        self.app.worker._deliver = lambda fn: (hops.append(fn), deliver(fn))
+        label.save_and_next()
+        assert label.busy
+        self.app.worker.flush()       # submit, save and next ran as one job on the worker...
+        assert len(hops) == 1, "one result handed to the UI thread"
+        self.advance_frames(1)        # ...and the next frame shows the next sample
+        assert label.assisted.sample.id != first and not label.busy
+        assert self.app.root.current == "label"
+        saved = self.app.session.store.label_history(first)
+        assert len(saved) == 1 and saved[0].mask.sum() > 0 and not saved[0].warned
+        assert label.assisted.sample.id == self.app.session.ranking(top=1)[0].sample.id, "none skipped"
+
+    def test_a_failed_save_keeps_the_sample_on_screen_and_says_so(self):
+        from labelassist.errors import StoreError
+
+        self.quiet_project()
+        label = self.open_label()
+        first = label.assisted.sample.id
+        label.canvas_widget.apply_edit("test", lambda layer: layer.set_mask(blob(layer, 200, 150, 40)))
+        session = self.app.session
+
+        def full_disk(*args, **kwargs):
+            raise StoreError("the disk is full; the label was not written")
+
+        session.save = full_disk
+        try:
+            label.save_and_next()
+            self.pump(2)
+        finally:
+            del session.save
+        assert label.assisted.sample.id == first and not label.busy
+        assert label.message.startswith("The label was NOT saved: the disk is full")
+        assert "Traceback" not in label.message
+        assert session.store.label_history(first) == []
+        label.save_and_next()  # tapped again once the disk has room: saved, next one open
+        self.pump(2)
+        assert len(session.store.label_history(first)) == 1 and label.assisted.sample.id != first
+
+
+class TestAdminBoxChoice(KioskTestCase):
+    """A project whose first two scratch-assay images come with their masks (labels to measure on)."""
+
+    count = 2
+    masks = True
+
+    def unlock_admin(self):
+        self.app.go("admin")
+        admin = self.app.root.get_screen("admin")
+        assert admin.try_unlock("0000")
+        self.pump(3)
+        return admin
+
+    def test_admin_shows_the_box_choice_and_grabcut_is_saved_in_project_toml(self):
+        import tomllib
+
+        from ui_driver import make_touch, post
+
+        admin = self.unlock_admin()
+        installed = self.app.worker.call_now(self.app.session.box_segmenter) is not None
+        assert admin.box_choice_text.startswith("Tap-to-segment with a box: "), admin.box_choice_text
+        assert admin.box_method == "auto" and admin.ids.box_auto.state == "down"
+        if installed:  # "Automatic" with two labels: measured on their objects (on the worker)
+            assert admin.box_choice_text.split(": ", 1)[1].startswith(("LiteMedSAM model (", "GrabCut ("))
+            assert "DSC" in admin.box_choice_text and "box_model" not in admin.box_choice_text
+            assert "LiteMedSAM model" in admin.box_table and "GrabCut" in admin.box_table
+            assert not admin.ids.box_model.disabled and admin.box_note == ""
+        else:
+            assert "No box-prompt model" in admin.box_note and admin.ids.box_model.disabled
+        for key in ("box_auto", "box_model", "box_grabcut"):
+            assert admin.ids[key].height >= 64
+
+        # a finger tap on "GrabCut"
+        scroll = admin.ids.settings_page.parent
+        scroll.scroll_to(admin.ids.box_methods, animate=False)
+        self.advance_frames(2)
+        button = admin.ids.box_grabcut
+        x, y = button.to_window(*button.center)
+        finger = make_touch("wm_touch", 5101, x, y)
+        post("begin", finger)
+        post("end", finger)
+        self.advance_frames(1)
+        self.pump(3)
+        settings = tomllib.loads((self.app.folder / "project.toml").read_text())
+        assert settings["prelabel"]["box_method"] == "grabcut"
+        assert admin.box_choice_text == "Tap-to-segment with a box: GrabCut (chosen in the project settings)"
+        assert admin.ids.box_grabcut.state == "down" and admin.ids.box_auto.state == "normal"
+        assert admin.message == "Tap-to-segment method saved."
+        assert self.app.worker.call_now(self.app.session.box_choice).method == "grabcut"
+        self.screenshot("admin_box")
+
+    def test_without_a_box_model_the_admin_screen_says_so(self):
+        from labelassist import models
+
+        found = models.find_box_segmenter
+        models.find_box_segmenter = lambda *a, **k: None  # a tablet without the LiteMedSAM files
+        try:
+            admin = self.unlock_admin()
+        finally:
+            models.find_box_segmenter = found
+        assert admin.box_choice_text == ("Tap-to-segment with a box: GrabCut "
+                                         "(no box-prompt model is installed)")
+        assert admin.box_note.startswith("No box-prompt model (LiteMedSAM) is installed on this tablet")
+        assert admin.ids.box_model.disabled and admin.box_method == "auto"
+        admin.evaluate_box_prompts()  # GrabCut alone is still measured
+        self.pump(3)
+        assert admin.box_table.splitlines()[1].startswith("GrabCut") and "LiteMedSAM" not in admin.box_table

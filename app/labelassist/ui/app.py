@@ -88,6 +88,12 @@ class LabelAssistApp(App):
     windowed : a normal window (development) instead of the locked fullscreen kiosk
     home : where kiosk.toml is (default: ``labelassist.cli.data_home()``)
     background : prepare the next samples in a background thread (False in tests)
+
+    The project chosen last on Home is remembered in the data folder
+    (``DATA/.labelassist/last_project``, never in kiosk.toml, which is IT's): started again
+    on the same folder (the tablet boots with the same command every time), the app opens
+    the project chosen last if it still opens, else ``folder`` (no message on screen, a line
+    in the log). Started on another folder, it opens that one.
     """
 
     kiosk = BooleanProperty(True)
@@ -98,6 +104,7 @@ class LabelAssistApp(App):
         super().__init__(**kwargs)
         self.title = "Label Assistant"
         self.folder = Path(folder)
+        self.started_on = Path(folder)  # what the app was asked to open (the boot project)
         self.kiosk = not windowed
         if home is None:
             from labelassist.cli import data_home
@@ -122,8 +129,9 @@ class LabelAssistApp(App):
         from labelassist.session import Session
 
         load_kv()
-        self.project = Project.open(self.folder)
-        self.session = Session(self.project, background=self.background)
+        if not self._open_last_choice():
+            self.project = Project.open(self.folder)
+            self.session = Session(self.project, background=self.background)
         self.worker = self._make_worker(self.session)
         manager = ScreenManager(transition=NoTransition())
         for cls in (screens.HomeScreen, screens.QueueScreen, screens.LabelScreen, screens.InspectionScreen,
@@ -136,6 +144,69 @@ class LabelAssistApp(App):
             Window.fullscreen = "auto"
         Window.clearcolor = (0.06, 0.07, 0.08, 1)
         return manager
+
+    def _open_last_choice(self) -> bool:
+        """Open the project chosen last on Home instead of ``folder``, when there is one for this
+        start folder and it opens; False (logged, nothing on screen) otherwise."""
+        from labelassist.session import Session
+        from labelassist.ui.projects import remembered_choice, same_folder
+
+        try:
+            chosen = remembered_choice(self.data_folder(), self.started_on)
+        except Exception:  # noqa: BLE001 - a start never fails on the remembered choice
+            log.exception("the project chosen last could not be looked up")
+            return False
+        if chosen is None or same_folder(chosen, self.folder):
+            return False
+        project = self._open_locked(chosen)
+        if isinstance(project, str):
+            log.warning("the project chosen last on Home (%s) did not open (%s): opening %s", chosen, project,
+                        self.folder)
+            return False
+        try:
+            session = Session(project, background=self.background)
+        except Exception:  # noqa: BLE001
+            log.exception("the project chosen last on Home (%s) did not open: opening %s", chosen, self.folder)
+            project.close()
+            return False
+        log.info("opening %s, the project chosen last on Home (started on %s)", chosen, self.started_on)
+        self.folder, self.project, self.session = chosen, project, session
+        self.opened_folders = [chosen, self.started_on]  # Home lists the start project too
+        return True
+
+    def _open_locked(self, folder: Path):
+        """``Project`` opened and locked, or why not in plain words (logged)."""
+        from labelassist.errors import LabelAssistError
+        from labelassist.project import Project
+        from labelassist.ui.projects import IN_USE, in_use
+
+        if in_use(folder):  # before Project.open, which may migrate the store of an older version
+            log.warning("project %s was not opened: its lock is held by another program", folder)
+            return IN_USE
+        try:
+            project = Project.open(folder)
+        except LabelAssistError as exc:
+            log.warning("project %s was not opened: %s", folder, exc)
+            return str(exc)[:1].upper() + str(exc)[1:]
+        except Exception:  # noqa: BLE001 - the log has the details, the screen a sentence
+            log.exception("project %s was not opened", folder)
+            return "This project could not be opened. The details are in the log file."
+        try:
+            project.lock("the labelling app")
+        except LabelAssistError as exc:
+            project.close()
+            log.warning("project %s was not opened: %s", folder, exc)
+            return str(exc)[:1].upper() + str(exc)[1:]
+        return project
+
+    def _remember_choice(self, folder: Path) -> None:
+        """Keep the project switched to for the next start (a failure is logged, never shown)."""
+        from labelassist.ui.projects import remember_choice
+
+        try:
+            remember_choice(self.data_folder(), self.started_on, folder)
+        except Exception:  # noqa: BLE001 - e.g. a read-only data folder: the switch itself worked
+            log.warning("the project chosen on Home could not be remembered for the next start", exc_info=True)
 
     def _make_worker(self, session) -> SessionWorker:
         generation = self.generation
@@ -162,30 +233,15 @@ class LabelAssistApp(App):
         switched, else the reason in plain words (also logged).
         """
         from labelassist.errors import LabelAssistError
-        from labelassist.project import Project
         from labelassist.session import Session
-        from labelassist.ui.projects import IN_USE, in_use, same_folder
+        from labelassist.ui.projects import same_folder
 
         folder = Path(folder)
         if same_folder(folder, self.folder):
             return None
-        if in_use(folder):  # before Project.open, which may migrate the store of an older version
-            log.warning("project %s was not opened: its lock is held by another program", folder)
-            return IN_USE
-        try:
-            project = Project.open(folder)
-        except LabelAssistError as exc:
-            log.warning("project %s was not opened: %s", folder, exc)
-            return str(exc)[:1].upper() + str(exc)[1:]
-        except Exception:  # noqa: BLE001 - the log has the details, the screen a sentence
-            log.exception("project %s was not opened", folder)
-            return "This project could not be opened. The details are in the log file."
-        try:
-            project.lock("the labelling app")
-        except LabelAssistError as exc:
-            project.close()
-            log.warning("project %s was not opened: %s", folder, exc)
-            return str(exc)[:1].upper() + str(exc)[1:]
+        project = self._open_locked(folder)
+        if isinstance(project, str):
+            return project
         log.info("switching from project %s to %s", self.folder, folder)
         self._close_project()
         try:
@@ -201,6 +257,7 @@ class LabelAssistApp(App):
             self.opened_folders.append(folder)
         self.worker = self._make_worker(session)
         self._project_changed()
+        self._remember_choice(folder)
         return None
 
     def _close_project(self) -> None:

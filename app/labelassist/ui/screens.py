@@ -5,7 +5,10 @@ Every action calls the :class:`labelassist.session.Session` through the app's
 
 Save & next, step by step (``LabelScreen.save_and_next``)::
 
-    Session.submit(mask)               inspection γ(y) and post-processing suggestions
+    SessionWorker.save_and_next        one job on the worker: Session.submit(mask), and when it
+                                       has no warning and no suggestion, Session.save and
+                                       Session.next there too -> LabelScreen.show (one hop)
+    otherwise, with the submission     inspection γ(y) and post-processing suggestions:
     -> PostprocessScreen               each suggestion before/after: accept (an edit) or reject
     -> Session.inspect(mask)           again, when a suggestion was accepted
     -> InspectionScreen                when γ ≤ γ0: "fix it" or "save anyway" (logged in the note)
@@ -614,14 +617,21 @@ class LabelScreen(KioskScreen):
         if self.assisted is not None:
             self.canvas_widget.set_image(self._raw() if self.show_raw else self.assisted.display)
 
+    def _can_remember(self) -> bool:
+        app = self.app
+        return app is not None and app.worker is not None and not app.worker.closed
+
     def on_tool(self, *_):
-        self.app.worker.remember(tool=self.tool) if self.app and self.app.worker else None
+        if self._can_remember():
+            self.app.worker.remember(tool=self.tool)
 
     def view_changed(self):
-        self._remember_trigger()
+        if self._can_remember():
+            self._remember_trigger()
 
     def _remember_view(self, *_):
-        if self.assisted is None:
+        # a fit or zoom scheduled just before the app stopped must not reach a closed worker
+        if self.assisted is None or not self._can_remember():
             return
         c = self.canvas_widget
         self.app.worker.remember(sample_id=self.assisted.sample.id, zoom=c.scale,
@@ -725,9 +735,22 @@ class LabelScreen(KioskScreen):
         self.busy = True
         self.say("Checking the label...")
         self.canvas_widget.set_highlight(None)
-        mask = self.layer.mask.copy()
-        self.app.worker.submit(self.app.session.submit, self.assisted.sample.id, mask,
-                               on_done=self._submitted, on_error=self._open_failed)
+        # One worker job: when the label needs nothing from the user (no warning, no
+        # suggestion) it is saved and the next sample opened there, and that sample reaches
+        # this thread in one hop; otherwise the submission comes back to be shown.
+        self.app.worker.save_and_next(self.assisted.sample.id, self.layer.mask, strokes=self.layer.strokes,
+                                      on_done=self._saved_or_submitted, on_error=self._open_failed)
+
+    def _saved_or_submitted(self, result):
+        if result.needs_user:
+            self._submitted(result.submission)
+        elif result.save_error:
+            self.busy = False
+            self.say("The label was NOT saved: " + result.save_error, error=True)
+        elif result.open_error:
+            self._open_failed(result.open_error)
+        else:
+            self.show(result.assisted)
 
     def _submitted(self, submission):
         self._submission = submission
@@ -955,6 +978,27 @@ PIPELINE_PRESETS = {
 }
 
 
+BOX_METHOD_NAMES = {"auto": "Automatic", "box_model": "LiteMedSAM model", "grabcut": "GrabCut"}
+
+
+def plain_box_words(text: str) -> str:
+    """The session's reasons name the methods by their setting: say them as the buttons do."""
+    return text.replace("box_model", BOX_METHOD_NAMES["box_model"]).replace("grabcut", BOX_METHOD_NAMES["grabcut"])
+
+
+def box_table(evaluation) -> str:
+    """A BoxEvaluation as a small fixed-width table: objects, mean DSC, ms per box."""
+    lines = [f"{'method':<18}{'objects':>8}{'mean DSC':>10}{'ms per box':>12}"]
+    for method in sorted(evaluation.methods, key=lambda m: -np.nan_to_num(evaluation.mean_dice(m), nan=-1)):
+        if not evaluation.objects(method):
+            continue
+        lines.append(f"{BOX_METHOD_NAMES.get(method, method):<18}{evaluation.objects(method):>8}"
+                     f"{evaluation.mean_dice(method):>10.2f}{evaluation.mean_ms(method):>12.0f}")
+    if len(lines) == 1:
+        return "The labels so far have no objects to draw boxes around."
+    return "\n".join(lines)
+
+
 class AdminScreen(KioskScreen):
     unlocked = BooleanProperty(False)
     keypad_for_new_pin = BooleanProperty(False)
@@ -967,10 +1011,23 @@ class AdminScreen(KioskScreen):
     gamma0 = NumericProperty(0.75)
     segments_text = StringProperty("any")
     models_text = StringProperty("")
+    # tap-to-segment with a box: what a drawn box runs (prelabel.box_method), and why
+    box_method = StringProperty("auto")
+    box_choice_text = StringProperty("")
+    box_model_installed = BooleanProperty(True)
+    box_note = StringProperty("")
+    box_table = StringProperty("")
 
     def project_changed(self):
         """Another project was opened: the figures shown were the old project's."""
         self.evaluation_table = ""
+        self.box_choice_text = self.box_note = self.box_table = ""
+        self._box_poll.cancel()
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # while a measurement of the box methods runs in the background, look again now and then
+        self._box_poll = Clock.create_trigger(lambda dt: self.refresh_box_choice(), 2.0)
 
     def on_pre_enter(self, *_):
         self.entered = ""
@@ -1044,6 +1101,9 @@ class AdminScreen(KioskScreen):
             self.message = "Wrong PIN. Try again."
         return False
 
+    def on_leave(self, *_):
+        self._box_poll.cancel()
+
     def lock_and_leave(self):
         self.unlocked = False
         self.keypad_for_new_pin = False
@@ -1058,6 +1118,8 @@ class AdminScreen(KioskScreen):
         pipeline = settings["preprocess"]["pipeline"]
         self.pipeline_text = " > ".join(s["step"].replace("_", " ") for s in pipeline) or "none (raw)"
         self.prelabel_text = settings["prelabel"]["method"]
+        self.box_method = settings["prelabel"]["box_method"]
+        self.property("box_method").dispatch(self)  # the three buttons show the setting again
         self.gamma0 = float(settings["inspection"]["gamma0"])
         segments = settings["priors"].get("segments")
         self.segments_text = "any" if segments is None else str(segments)
@@ -1066,6 +1128,53 @@ class AdminScreen(KioskScreen):
                             f"{model.card.name} {model.card.version} (held-out DSC "
                             f"{model.card.held_out_dsc if model.card.held_out_dsc is not None else 'not reported'})")
         self._fill_choices()
+        self.refresh_box_choice()
+
+    # tap-to-segment with a box
+    def refresh_box_choice(self):
+        """What a drawn box runs and why, asked on the worker: finding the box-prompt model loads
+        it, and with "Automatic" a due measurement is started there (never on this thread)."""
+        app = self.app
+        if app is None or app.session is None or app.worker is None or app.worker.closed:
+            return
+        session = app.session
+
+        def work():
+            installed = session.box_segmenter() is not None
+            return installed, session.box_choice(wait=False)
+
+        app.worker.submit(work, on_done=self._show_box_choice,
+                          on_error=lambda m: setattr(self, "box_choice_text", "Tap-to-segment with a box: " + m))
+
+    def _show_box_choice(self, result):
+        installed, choice = result
+        self.box_model_installed = installed
+        self.box_choice_text = (f"Tap-to-segment with a box: {BOX_METHOD_NAMES.get(choice.method, choice.method)} "
+                                f"({plain_box_words(choice.reason)})")
+        self.box_note = ("" if installed else
+                         "No box-prompt model (LiteMedSAM) is installed on this tablet: a box drawn with "
+                         "'Tap to segment' is cut out with GrabCut.")
+        if choice.evaluation is not None:
+            self.box_table = box_table(choice.evaluation)
+        if choice.reason.startswith("measuring") and self.unlocked and self.manager is not None \
+                and self.manager.current == self.name:
+            self._box_poll()
+
+    def set_box_method(self, method: str):
+        """Automatic / LiteMedSAM model / GrabCut: written to the project's settings (logged)."""
+        if method == self.box_method:
+            return
+        self._change_settings(lambda s: s["prelabel"].__setitem__("box_method", method), "Tap-to-segment method")
+
+    def evaluate_box_prompts(self):
+        """The box-prompt model against GrabCut on the objects of the newest labels (on the worker)."""
+        self.box_table = "Measuring... (this can take a minute)"
+
+        def failed(message):
+            self.box_table = message[:1].upper() + message[1:]
+
+        self.app.worker.submit(self.app.session.evaluate_box_prompts,
+                               on_done=lambda e: setattr(self, "box_table", box_table(e)), on_error=failed)
 
     def _fill_choices(self):
         button = Factory.BigButton
@@ -1117,9 +1226,13 @@ class AdminScreen(KioskScreen):
     def _change_settings(self, change, what):
         session = self.app.session
 
+        def failed(message):
+            self.app.show_error(message)
+            self.refresh()  # the choices show the settings as they are
+
         self.app.worker.submit(session.update_settings, change,
                                on_done=lambda _: (self.refresh(), setattr(self, "message", what + " saved.")),
-                               on_error=self.app.show_error)
+                               on_error=failed)
 
     def set_gamma0(self, value):
         self._change_settings(lambda s: s["inspection"].__setitem__("gamma0", round(float(value), 2)),
