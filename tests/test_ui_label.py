@@ -52,6 +52,7 @@ class KioskTestCase(GraphicUnitTest):
     dataset = "scratch_assay"
     count = 3
     masks = False
+    plugins: dict = {}  # file name -> source, dropped in the project's plugins/ folder before start
 
     def setUp(self):
         super().setUp()
@@ -62,6 +63,9 @@ class KioskTestCase(GraphicUnitTest):
         Window.size = (1920, 1200)
         self.tmp = Path(tempfile.mkdtemp(prefix="la-ui-"))
         folder = make_project(self.tmp, self.dataset, count=self.count, priors=self.priors, masks=self.masks)
+        for name, source in self.plugins.items():
+            (folder / "plugins").mkdir(exist_ok=True)
+            (folder / "plugins" / name).write_text(source)
         self.app = LabelAssistApp(folder, windowed=True, home=self.tmp / "home", background=False)
         self.app.root = self.app.build()
         self.render(self.app.root)

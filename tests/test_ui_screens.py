@@ -393,3 +393,20 @@ class TestAdminBoxChoice(KioskTestCase):
         admin.evaluate_box_prompts()  # GrabCut alone is still measured
         self.pump(3)
         assert admin.box_table.splitlines()[1].startswith("GrabCut") and "LiteMedSAM" not in admin.box_table
+
+
+class TestAdminPluginErrors(KioskTestCase):
+    """A plug-in that fails to load is named on the Admin screen (not only in the log)."""
+
+    count = 1
+    plugins = {"broken.py": "raise ImportError('needs a package this tablet does not have')\n"}
+
+    def test_admin_names_the_plugin_that_was_not_loaded(self):
+        self.app.go("admin")
+        admin = self.app.root.get_screen("admin")
+        assert admin.try_unlock("0000")
+        self.pump(3)
+        assert admin.plugins_text.startswith("Plug-ins not loaded: broken.py (")
+        assert "needs a package this tablet does not have" in admin.plugins_text
+        assert "Traceback" not in admin.plugins_text
+        self.screenshot("admin_plugins")

@@ -1011,6 +1011,7 @@ class AdminScreen(KioskScreen):
     gamma0 = NumericProperty(0.75)
     segments_text = StringProperty("any")
     models_text = StringProperty("")
+    plugins_text = StringProperty("")  # plug-ins that were skipped, and why ("" when none)
     # tap-to-segment with a box: what a drawn box runs (prelabel.box_method), and why
     box_method = StringProperty("auto")
     box_choice_text = StringProperty("")
@@ -1127,6 +1128,9 @@ class AdminScreen(KioskScreen):
         self.models_text = ("none installed" if model is None else
                             f"{model.card.name} {model.card.version} (held-out DSC "
                             f"{model.card.held_out_dsc if model.card.held_out_dsc is not None else 'not reported'})")
+        errors = app.worker.call_now(lambda: dict(session.plugin_errors))
+        self.plugins_text = ("Plug-ins not loaded: " + "; ".join(f"{name} ({why})" for name, why in
+                                                                sorted(errors.items()))) if errors else ""
         self._fill_choices()
         self.refresh_box_choice()
 
