@@ -43,7 +43,7 @@ AUTOMATIC_PRELABELS = ("otsu", "previous", "onnx")
 EVALUATION_SAMPLES = 12
 # Re-measure the pre-label methods after this many new labels.
 REEVALUATE_EVERY = 10
-# Tap-to-segment: the box-prompt model and GrabCut are compared on the objects (largest first) of the
+# Tap-to-segment: the box-prompt model and GrabCut are compared on objects (spread over sizes) of the
 # newest labelled samples; GrabCut takes up to seconds per box, so both are bounded.
 BOX_EVALUATION_SAMPLES = 4
 BOX_EVALUATION_OBJECTS = 8
@@ -144,6 +144,47 @@ class PrelabelChoice:
     reason: str
     evaluation: Evaluation | None = None
     labelled_at: int = 0
+
+
+def _remeasure_due(measured_at: int, labelled: int) -> bool:
+    """Whether a choice measured at ``measured_at`` labels is due again now there are ``labelled``.
+
+    Early labels change the picture most: again after each of the first few, then every
+    :data:`REEVALUATE_EVERY`.
+    """
+    since = labelled - measured_at
+    return since != 0 and (measured_at < 3 or since >= REEVALUATE_EVERY)
+
+
+class _LabelledImages:
+    """(sample, image, saved mask, previous frame's mask) of evaluation inputs, read one at a time.
+
+    Sized, so an evaluation streams it (one image in memory at a time) and can report progress;
+    an image that cannot be read any more is left out (and logged).
+    """
+
+    def __init__(self, project: Project, inputs: list):
+        self.project, self.inputs = project, inputs
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __iter__(self):
+        for sample, mask, previous in self.inputs:
+            try:
+                image = self.project.read_image(sample)
+            except ImageReadError as exc:
+                log.warning("left out of the evaluation: %s", exc)
+                continue
+            yield sample, image, mask, previous
+
+
+def _wait_all(futures: list[Future], timeout: float) -> None:
+    for f in futures:
+        try:
+            f.result(timeout=timeout)
+        except Exception:  # noqa: BLE001 - errors surface again when the sample is opened
+            pass
 
 
 class Session:
@@ -474,17 +515,9 @@ class Session:
     def wait_prepared(self, timeout: float = 30.0) -> None:
         """Block until the background worker has finished what it was given (tests, benchmarks)."""
         with self._lock:
-            futures = list(self._futures.values())
-        for f in futures:
-            try:
-                f.result(timeout=timeout)
-            except Exception:  # noqa: BLE001 - errors surface again when the sample is opened
-                pass
-        for f in list(self._side_jobs):  # complete now: a prepare queues its side jobs before it ends
-            try:
-                f.result(timeout=timeout)
-            except Exception:  # noqa: BLE001 - errors surface again when the sample is opened
-                pass
+            prepares = list(self._futures.values())
+        _wait_all(prepares, timeout)
+        _wait_all(list(self._side_jobs), timeout)  # complete now: a prepare queues its side jobs before it ends
 
     def prepare(self, sample_id: int) -> Assisted:
         """Prepare one sample now, on this thread."""
@@ -610,10 +643,8 @@ class Session:
         if labelled == 0:
             return BoxChoice("box_model", "no labels yet to compare the box-prompt model with GrabCut")
         current = self._box_choice
-        if current is not None:
-            since = labelled - current.labelled_at
-            if since == 0 or (current.labelled_at >= 3 and since < REEVALUATE_EVERY):
-                return current
+        if current is not None and not _remeasure_due(current.labelled_at, labelled):
+            return current
         inputs = self._evaluation_inputs(BOX_EVALUATION_SAMPLES)
         if wait or self._executor is None:
             return self._measure_box_choice(inputs, labelled)
@@ -656,21 +687,12 @@ class Session:
 
             segmenters = {"box_model": box_model, **segmenters}
 
-        class Samples:  # sized and lazy: one image in memory at a time
-            def __len__(self):
-                return len(inputs)
+        class Samples(_LabelledImages):
+            def __iter__(self):
+                return ((sample.name, image, mask) for sample, image, mask, _ in super().__iter__())
 
-            def __iter__(inner):
-                for sample, mask, _previous in inputs:
-                    try:
-                        image = self.project.read_image(sample)
-                    except ImageReadError as exc:
-                        log.warning("left out of the box evaluation: %s", exc)
-                        continue
-                    yield sample.name, image, mask
-
-        return evaluate_box_prompts(Samples(), segmenters, boxes_per_image=BOX_EVALUATION_OBJECTS,
-                                    progress=progress)
+        return evaluate_box_prompts(Samples(self.project, inputs), segmenters,
+                                    boxes_per_image=BOX_EVALUATION_OBJECTS, progress=progress)
 
     def _measure_box_choice(self, inputs, labelled: int) -> BoxChoice:
         # May run on the worker thread: reads images, no database writes (the event is deferred).
@@ -742,11 +764,8 @@ class Session:
         labelled = len(self.store.labelled_ids())
         if labelled == 0:
             return PrelabelChoice("otsu", "no labels yet to measure the methods on", labelled_at=0)
-        if self._choice is not None:
-            since = labelled - self._choice.labelled_at
-            # Early labels change the picture most: measure again after each of the first few.
-            if since == 0 or (self._choice.labelled_at >= 3 and since < REEVALUATE_EVERY):
-                return self._choice
+        if self._choice is not None and not _remeasure_due(self._choice.labelled_at, labelled):
+            return self._choice
         inputs = self._evaluation_inputs(EVALUATION_SAMPLES)
         if wait or self._executor is None:
             self._choice = self._measure_choice(inputs, labelled)
@@ -783,20 +802,16 @@ class Session:
         return [(sample, label.mask, self.previous_mask(sample)) for sample, label in pairs]
 
     def _evaluate(self, inputs, methods, progress=None) -> Evaluation:
-        def samples():
-            for sample, mask, previous in inputs:
-                try:
-                    image = self.project.read_image(sample)
-                except ImageReadError as exc:
-                    log.warning("left out of the evaluation: %s", exc)
-                    continue
-                yield sample.name, image, mask, previous
+        class Samples(_LabelledImages):
+            def __iter__(self):
+                return ((sample.name, image, mask, previous) for sample, image, mask, previous in super().__iter__())
 
         params = {m: dict(p) for m, p in self.settings["prelabel"]["params"].items() if m in methods}
         model = self.model() if "onnx" in methods else None
         if model is not None:
             params.setdefault("onnx", {}).setdefault("threshold", model.threshold)
-        return evaluate_prelabels(samples(), methods, params=params, progress=progress, model=model)
+        return evaluate_prelabels(Samples(self.project, inputs), methods, params=params, progress=progress,
+                                  model=model)
 
     def evaluate_prelabels(self, methods: list[str] | None = None, limit: int | None = None,
                            progress: Callable[[int, int], None] | None = None) -> Evaluation:
