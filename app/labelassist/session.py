@@ -673,11 +673,9 @@ class Session:
 
     def _evaluate_boxes(self, inputs, progress=None):
         segmenter = self.box_segmenter()
-        grabcut_params = dict(self.settings["prelabel"]["params"].get("grabcut", {}))
-        grabcut_step = REGISTRY.get("prelabel", "grabcut")
 
-        def grabcut(image, boxes):
-            return [grabcut_step(image, PrelabelContext(box=b), **grabcut_params).mask for b in boxes]
+        def grabcut(image, boxes):  # with the project's grabcut parameters, as a drawn box runs it
+            return [self._run_prelabel("grabcut", image, PrelabelContext(box=b)).mask for b in boxes]
 
         segmenters = {"grabcut": grabcut}
         if segmenter is not None:
