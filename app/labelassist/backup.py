@@ -10,11 +10,13 @@ taken after the clock went back must not be pruned as the oldest.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
 import shutil
 import sqlite3
+import stat
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -49,7 +51,13 @@ def backup_now(store: Store, folder: Path, keep: int = 10) -> Path:
     The copy is written under a temporary name, fsynced, then renamed, so a
     power cut never leaves a half backup that looks whole.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise StoreError(f"the backup could not be written: {folder} is a file, not a folder; "
+                         "move that file away") from None
+    except OSError as exc:
+        raise StoreError(f"the backup could not be written to {folder}: {_reason(exc)}") from exc
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")[:-3] + "Z"
     number = 1 + max((b.number for b in list_backups(folder)), default=0)
     target = folder / f"labels-{stamp}-{number:06d}.sqlite"
@@ -66,8 +74,11 @@ def backup_now(store: Store, folder: Path, keep: int = 10) -> Path:
         os.replace(tmp, target)
         _fsync_dir(folder)
     except (OSError, sqlite3.Error) as exc:
-        tmp.unlink(missing_ok=True)
-        raise StoreError(f"the backup could not be written to {folder}: {exc}") from exc
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise StoreError(f"the backup could not be written to {folder}: {_reason(exc)}") from exc
     for old in list_backups(folder)[keep:]:
         old.path.unlink(missing_ok=True)
     return target
@@ -78,17 +89,48 @@ def list_backups(folder: Path) -> list[Backup]:
     if not folder.is_dir():
         return []
     found = []
-    for path in folder.iterdir():
+    try:
+        entries = list(folder.iterdir())
+    except OSError as exc:
+        log.warning("the backups in %s cannot be listed: %s", folder, exc)
+        return []
+    for path in entries:
         match = _NAME.match(path.name)
         if not match:
             continue
         text = match.group(1)
         fmt = "%Y%m%dT%H%M%S%fZ" if len(text) > 16 else "%Y%m%dT%H%M%SZ"
-        taken = datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
+        try:
+            # A stray file with a backup-like name and an impossible date (month 13) is not one of
+            # ours: it is left alone, never counted, never pruned, and never breaks a save.
+            taken = datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
+            st = path.stat()
+        except (ValueError, OSError):
+            log.warning("%s in %s is not a backup of this app (its name does not hold a real date); left alone",
+                        path.name, folder)
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
         number = int(match.group(2)) if match.group(2) else 0
-        found.append(Backup(path, taken, path.stat().st_size, _count_labels(path), number))
+        found.append(Backup(path, taken, st.st_size, _count_labels(path), number))
     # Taken later = higher number, whatever the clock said; unnumbered (older) names by their time.
     return sorted(found, key=lambda b: (b.number, b.taken_at), reverse=True)
+
+
+def _reason(exc: BaseException) -> str:
+    """Plain words for why a backup could not be written."""
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return "the project folder is read-only"
+        if exc.errno == errno.ENOSPC:
+            return "the disk is full"
+        return exc.strerror or str(exc)
+    text = str(exc).lower()
+    if "readonly" in text or "read-only" in text:
+        return "the project folder is read-only"
+    if "full" in text:
+        return "the disk is full"
+    return str(exc)
 
 
 def _check_backup(path: Path) -> None:
@@ -141,6 +183,9 @@ class BackupSchedule:
             path = backup_now(self.store, self.folder, self.keep)
         except StoreError as exc:
             log.warning("%s", exc)  # a failed backup must not interrupt labelling
+            return None
+        except Exception:  # noqa: BLE001 - the label is already saved: a backup never undoes that
+            log.exception("the rolling backup of %s failed", self.folder)
             return None
         self._last = time.monotonic()
         self._changes_since = 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sqlite3
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -474,12 +475,21 @@ def _working_copy(project_dir: Path, into: Path):
     model; image files stay where they are (the copy's sample paths point at them absolutely)."""
     from labelassist.project import Project
 
+    # The database is copied through SQLite's backup API, never as files: a plain copy of a
+    # project that is open elsewhere is torn (database and -wal at different moments), and plain
+    # file I/O on it would drop this process's SQLite locks (store.py, "the POSIX lock rule").
+    shutil.copytree(project_dir, into, ignore=shutil.ignore_patterns(
+        ".lock", "backups", "cache", "labels.sqlite", "labels.sqlite-*", "labels.sqlite.*"))
     src = Project.open(project_dir)
     try:
         where = {s.id: src.resolve(s.path).as_posix() for s in src.store.samples()}
+        dest = sqlite3.connect(into / "labels.sqlite")
+        try:
+            src.store.conn.backup(dest)
+        finally:
+            dest.close()
     finally:
         src.close()
-    shutil.copytree(project_dir, into, ignore=shutil.ignore_patterns(".lock", "backups", "cache"))
     work = Project.open(into)
     with work.store.conn:
         work.store.conn.executemany("UPDATE samples SET path = ? WHERE id = ?",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import errno
 import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -166,8 +167,11 @@ class ProjectLock:
 
     def acquire(self, what: str = "Label Assistant") -> None:
         try:
-            fh = open(self.path, "a+")
+            fh = self._open()
         except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EMLINK):
+                raise ProjectError(f"{self.path} is a link to another file; the app never writes through "
+                                   "a link there: remove it, then open the project again") from exc
             if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise ProjectError(f"the project folder {self.path.parent} is read-only: nothing can be "
                                    "changed in it") from exc
@@ -194,6 +198,27 @@ class ProjectLock:
         fh.write(f"{what} (process {os.getpid()}, since {utc_now()[11:16]} UTC)")
         fh.flush()
         self._fh = fh
+
+    def _open(self):
+        """Open ``.lock`` for update without following a link and without blocking.
+
+        The file is truncated and rewritten once locked: through a symlink that would overwrite
+        the link's target (any file the user can write), and a FIFO put there would block the
+        open forever. Only a plain file is accepted.
+        """
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        if os.name == "nt" and os.path.islink(self.path):  # no O_NOFOLLOW on Windows
+            raise OSError(errno.ELOOP, "is a link", str(self.path))
+        fd = os.open(self.path, flags, 0o644)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ProjectError(f"{self.path} is not a plain file; remove it, then open the project again")
+            if hasattr(os, "set_blocking"):
+                os.set_blocking(fd, True)
+            return os.fdopen(fd, "a+")
+        except BaseException:
+            os.close(fd)
+            raise
 
     def release(self) -> None:
         if self._fh is not None:

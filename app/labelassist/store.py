@@ -26,6 +26,19 @@ What it keeps
 Durability: WAL journal, ``synchronous=FULL`` (every commit is fsynced before
 it returns), foreign keys on, ``PRAGMA integrity_check`` on open, and the
 schema version in ``PRAGMA user_version`` with forward-only migrations.
+
+The POSIX lock rule
+-------------------
+Never open ``labels.sqlite``, its ``-wal`` or its ``-shm`` with plain file I/O (``open``,
+``shutil.copy``, hashing...) in a process that may hold an SQLite connection to it. On POSIX,
+closing *any* descriptor of a file drops *every* advisory lock the process holds on it, SQLite's
+included (SQLite's "How To Corrupt An SQLite Database File", 2.2). Another process then sees no
+reader, checkpoints and deletes the ``-wal``, and this process goes on committing into a deleted
+file: saves acknowledged and then gone after a crash. SQLite's own connections in one process
+share their locks, so reading through SQLite (``mode=ro``, ``immutable=1``, the backup API) is
+safe; ``os.stat`` opens nothing and is safe. As a last line, :meth:`Store.writing` compares the
+database and ``-wal`` files with the ones it opened, before a write and again after the commit,
+and raises instead of reporting a save that went into a file nobody will read.
 """
 
 from __future__ import annotations
@@ -35,7 +48,10 @@ import getpass
 import json
 import logging
 import os
+import shutil
 import sqlite3
+import stat
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,6 +68,10 @@ from labelassist.maskcodec import CODEC, decode_delta, decode_mask, encode_delta
 log = logging.getLogger(__name__)
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+STORE_NAME = "labels.sqlite"
+
+# Connections whose files were taken away while open (see Store._check_files): never closed.
+_ABANDONED: list[sqlite3.Connection] = []
 
 
 def _migrate_1(db: sqlite_utils.Database) -> None:
@@ -271,14 +291,14 @@ class Store:
         if not exists and not create:
             raise StoreError(f"{self.path} does not exist: this folder has no label database")
         if exists:
-            _check_header(self.path)
+            _refuse_empty(self.path)
         # On read-only media (a write-protected USB stick, a read-only mount) SQLite cannot
-        # create the WAL index, so the file is opened immutable: reading works, writing says why.
+        # create the WAL index: reading works, writing says why (see _connect_read_only).
         self.read_only = exists and not (os.access(self.path.parent, os.W_OK) and os.access(self.path, os.W_OK))
+        self._snapshot: Path | None = None
         try:
             if self.read_only:
-                uri = self.path.absolute().as_uri() + "?immutable=1"
-                conn = sqlite3.connect(uri, uri=True, timeout=10.0, check_same_thread=False)
+                conn = self._connect_read_only()
             else:
                 conn = sqlite3.connect(str(self.path), timeout=10.0, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -286,24 +306,65 @@ class Store:
         self.conn = conn
         self._deferred: list[tuple] = []
         self._deferred_lock = threading.Lock()
+        self._identity: tuple | None = None
+        self._lost: str | None = None
+        self._memory_features: dict[str, dict[int, np.ndarray]] = {}
         try:
             self.db = sqlite_utils.Database(conn, execute_plugins=False)
             if check:
                 self._integrity_check()
+            self._refuse_newer_schema()  # before any pragma that could write to the file
+            self._refuse_foreign()
             if self.read_only:
-                self._refuse_newer_schema()
                 if self.schema_version < SCHEMA_VERSION:
                     raise StoreError(f"{self.path} needs an update but the project folder is read-only")
             else:
-                self._refuse_newer_schema()  # before any pragma that could write to the file
                 self._configure()
                 self._migrate()
+                self._identity = self._files_identity()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if "not a database" in str(exc).lower():
+                raise StoreError(
+                    f"{self.path} is not a label database (not an SQLite file); nothing was changed") from exc
+            raise StoreError(f"{self.path} could not be opened: {_plain_reason(exc)}") from exc
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"{self.path} could not be opened: {_plain_reason(exc)}") from exc
         except StoreError:
             conn.close()
             raise
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A read-only connection that still sees every commit, also those only in the ``-wal``.
+
+        ``immutable=1`` ignores the ``-wal`` file, so labels committed just before a power cut (not
+        yet checkpointed into the main file) would be silently missing: it is used only when there
+        is no ``-wal``. With one, ``mode=ro`` reads it through the ``-shm`` index; where SQLite
+        cannot do that on this medium (no ``-shm`` and none can be created), the database and its
+        ``-wal`` are copied to a private temporary folder and read there. No connection of this
+        process is open on them at that point (this store has none yet), so the copy's plain file
+        I/O cannot drop anyone's locks (see docs/reliability.md, "the POSIX lock rule").
+        """
+        wal = Path(str(self.path) + "-wal")
+        if not _size(wal):
+            uri = self.path.absolute().as_uri() + "?immutable=1"
+            return sqlite3.connect(uri, uri=True, timeout=10.0, check_same_thread=False)
+        try:
+            conn = sqlite3.connect(self.path.absolute().as_uri() + "?mode=ro", uri=True, timeout=10.0,
+                                   check_same_thread=False)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.Error as exc:
+            log.info("%s: read-only WAL cannot be read in place (%s); reading a private copy", self.path, exc)
+        folder = Path(tempfile.mkdtemp(prefix="labelassist-ro-"))
+        self._snapshot = folder
+        for suffix in ("", "-wal"):
+            shutil.copyfile(str(self.path) + suffix, folder / (STORE_NAME + suffix))
+        # Opened read-write in the private folder: SQLite replays the -wal into the copy there.
+        conn = sqlite3.connect(str(folder / STORE_NAME), timeout=10.0, check_same_thread=False)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
 
     # -- opening ----------------------------------------------------------------------------
     def _integrity_check(self) -> None:
@@ -346,13 +407,81 @@ class Store:
                 self.conn.execute(f"PRAGMA user_version = {version}")
             log.info("migrated %s to schema %d", self.path, version)
 
+    def _refuse_foreign(self) -> None:
+        """Refuse an SQLite file of another program (schema 0 with tables that are not ours).
+
+        Migrating it would add our tables to someone else's database, so it is refused untouched.
+        A schema-0 file with no tables is ours, created but not yet migrated (the first migration
+        and its ``user_version`` are one transaction).
+        """
+        if self.schema_version != 0:
+            return
+        tables = [r[0] for r in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        if tables:
+            raise StoreError(
+                f"{self.path} is an SQLite database of another program (it has tables such as "
+                f"{tables[0]!r} but no label-database version); nothing was changed")
+
+    # -- the guard against a lost write-ahead log --------------------------------------------
+    def _files_identity(self) -> tuple:
+        """(device, inode) of the database file and of its ``-wal``, from ``os.stat`` (no open).
+
+        While this connection is open, SQLite never deletes or replaces either file; if another
+        program did (possible only when this process lost its POSIX locks, see the module notes),
+        this connection would go on committing into a file no one else will ever read.
+        """
+        return (_identity(self.path), _identity(Path(str(self.path) + "-wal")))
+
+    def _check_files(self, saved: bool) -> None:
+        """Raise a loud StoreError when the files this connection writes to are no longer the
+        files at their paths; every later write is refused as well."""
+        if self._identity is None or self.read_only:
+            return
+        if self._lost is None and self._files_identity() != self._identity:
+            self._lost = "the label database's files were removed or replaced by another program"
+            log.critical("%s: %s while this process had it open (identity %s, now %s)", self.path,
+                         self._lost, self._identity, self._files_identity())
+            self._rescue()
+        if self._lost is not None:
+            done = ("this save may not be on disk" if saved else "nothing was changed")
+            raise StoreError(
+                f"could not save safely: {self._lost} while the project was open, so {done}. "
+                "Close the app and open the project again"
+                + (f" (a copy of everything saved is in {self._rescued.name})" if self._rescued else ""))
+
+    _rescued: Path | None = None
+
+    def _rescue(self) -> None:
+        """Copy what this connection sees (its orphaned log included) beside the database."""
+        target = self.path.with_name(f"{self.path.name}.rescued-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}")
+        try:
+            dest = sqlite3.connect(target)
+            try:
+                self.conn.backup(dest)
+                dest.execute("PRAGMA journal_mode = DELETE")
+            finally:
+                dest.close()
+            self._rescued = target
+            log.critical("%s: everything this connection saw was copied to %s", self.path, target)
+        except (OSError, sqlite3.Error):
+            log.exception("%s: the rescue copy could not be written", self.path)
+
     def close(self) -> None:
         """Write deferred events and close the connection (SQLite checkpoints the WAL)."""
+        if self._lost is not None:
+            # Closing would checkpoint the orphaned log into the main file and then delete the
+            # -wal at its path, which is now another connection's: leave it open until exit.
+            _ABANDONED.append(self.conn)
+            return
         try:
             self.flush_events()
         except StoreError:
             log.warning("%d deferred events of %s were lost", len(self._deferred), self.path)
         self.conn.close()
+        if self._snapshot is not None:
+            shutil.rmtree(self._snapshot, ignore_errors=True)
+            self._snapshot = None
 
     def __enter__(self) -> "Store":
         return self
@@ -368,6 +497,7 @@ class Store:
         """
         if self.read_only:
             raise StoreError(f"could not save {what}: the project folder is read-only; nothing was changed")
+        self._check_files(saved=False)
         with self._deferred_lock:
             deferred, self._deferred = self._deferred, []
         try:
@@ -375,6 +505,9 @@ class Store:
                 for event in deferred:
                     self._log(*event)
                 yield self.db
+            # Committed and fsynced: before the caller reports it saved, make sure it went into
+            # the files everyone else reads (the guard of docs/reliability.md).
+            self._check_files(saved=True)
         except sqlite3.Error as exc:
             with self._deferred_lock:
                 self._deferred[:0] = deferred  # not written: keep them for the next try
@@ -627,18 +760,29 @@ class Store:
         for sample_id, vec in vectors.items():
             vec = np.ascontiguousarray(vec, dtype="<f4").ravel()
             rows.append((int(sample_id), kind, int(vec.size), vec.tobytes(), now))
-        with self.writing("the cached features"):
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO features (sample_id, kind, dim, data, computed_at) VALUES (?, ?, ?, ?, ?)",
-                rows,
-            )
+        if not self.read_only and self._lost is None:
+            try:
+                with self.writing("the cached features"):
+                    self.conn.executemany(
+                        "INSERT OR REPLACE INTO features (sample_id, kind, dim, data, computed_at)"
+                        " VALUES (?, ?, ?, ?, ?)", rows)
+                return
+            except StoreError as exc:
+                log.warning("features kept in memory only: %s", exc)
+        # A cache, not a label: on read-only media (or a full disk) it lives in memory for this
+        # session, so the selector still works there (issue 12, item 14).
+        memory = self._memory_features.setdefault(kind, {})
+        for sample_id, _, _, data, _ in rows:
+            memory[sample_id] = np.frombuffer(data, dtype="<f4")
 
     def get_features(self, kind: str) -> dict[int, np.ndarray]:
         """sample id -> cached float32 vector of ``kind``."""
-        return {
+        found = {
             r[0]: np.frombuffer(r[1], dtype="<f4")
             for r in self.conn.execute("SELECT sample_id, data FROM features WHERE kind = ?", (kind,))
         }
+        found.update(self._memory_features.get(kind, {}))
+        return found
 
     # -- events ------------------------------------------------------------------------------
     def _log(self, actor, action, sample_id=None, label_id=None, assistance=None, details=None, at=None) -> int:
@@ -698,17 +842,38 @@ class Store:
         }
 
 
-def _check_header(path: Path) -> None:
-    """Refuse files that are not SQLite databases before SQLite touches them."""
+def _size(path: Path) -> int:
+    """Size of a file by ``os.stat`` (0 when missing): never opens it."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(len(SQLITE_HEADER))
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _refuse_empty(path: Path) -> None:
+    """Refuse a 0-byte file (SQLite would take it for a new database) using ``os.stat`` only.
+
+    The header of a non-empty file is checked by SQLite itself ("file is not a database"):
+    opening the database file with plain file I/O is never safe while this process may hold a
+    connection to it, because closing that descriptor drops every POSIX lock the process holds
+    on the file, SQLite's included (docs/reliability.md, "the POSIX lock rule").
+    """
+    try:
+        st = os.stat(path)
     except OSError as exc:
         raise StoreError(f"{path} could not be read: {exc.strerror}") from exc
-    if len(head) == 0:
+    if stat.S_ISDIR(st.st_mode):
+        raise StoreError(f"{path} is a folder, not a label database; nothing was changed")
+    if st.st_size == 0:
         raise StoreError(f"{path} is empty (0 bytes), not a label database; nothing was changed")
-    if head != SQLITE_HEADER:
-        raise StoreError(f"{path} is not a label database (not an SQLite file); nothing was changed")
 
 
 def read_counts(store_path: Path) -> dict[str, int]:
@@ -716,16 +881,17 @@ def read_counts(store_path: Path) -> dict[str, int]:
 
     For a project that is *not* opened (Home lists every project on the tablet): no
     :class:`Store`, no lock, no migration, no pragma that writes, no event. The file is opened
-    read-only: ``immutable=1`` when no ``-wal`` file is beside it (nobody has it open in WAL
-    mode: the main file holds everything committed, and nothing is created next to it), else
-    ``mode=ro`` (its owner keeps ``-wal``/``-shm`` alive, so those already exist). A database
-    of a newer schema gives its schema and zero counts. Raises sqlite3.Error or OSError.
+    read-only through SQLite, never with plain file I/O (this process may have the same project
+    open; see :func:`_refuse_empty`): ``immutable=1`` when no ``-wal`` file is beside it (nobody
+    has it open in WAL mode: the main file holds everything committed, and nothing is created
+    next to it), else ``mode=ro`` (its owner keeps ``-wal``/``-shm`` alive, so those already
+    exist). A database of a newer schema gives its schema and zero counts. Raises sqlite3.Error
+    or OSError.
     """
-    with open(store_path, "rb") as fh:
-        if fh.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
-            raise sqlite3.DatabaseError("file is not a database")
+    if os.stat(store_path).st_size == 0:
+        raise sqlite3.DatabaseError("file is not a database")
     wal = Path(str(store_path) + "-wal")
-    mode = "mode=ro" if wal.exists() else "immutable=1"
+    mode = "mode=ro" if _identity(wal) is not None else "immutable=1"
     uri = Path(store_path).absolute().as_uri() + "?" + mode
     conn = sqlite3.connect(uri, uri=True, timeout=2.0)
     try:

@@ -1,0 +1,152 @@
+"""Bad input and faults around the label database, its lock and its backups (issue 12).
+
+Each row: something a user, an IT administrator or a stray program leaves in a project, the
+command run on it, the exit code, the words of its one plain line, and the stored labels bit for
+bit unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from badinput import assert_plain_failure, labels_digest, run_cli
+from labelassist.cli import main
+from labelassist.project import Project
+from labelassist.session import Session
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory, datasets) -> Path:
+    """A scratch_assay project with six imported labels: the template each case copies."""
+    root = tmp_path_factory.mktemp("template")
+    images, masks = root / "images", root / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for src in sorted((datasets / "scratch_assay" / "images").iterdir())[:6]:
+        (images / src.name).symlink_to(src)
+        (masks / src.name).symlink_to(datasets / "scratch_assay" / "masks" / src.name)
+    assert main(["init", str(root / "p"), "--images", str(images), "--masks", str(masks)]) == 0
+    return root / "p"
+
+
+@pytest.fixture()
+def project(labelled, tmp_path) -> Path:
+    subprocess.run(["cp", "-a", str(labelled.parent), str(tmp_path / "t")], check=True)
+    return tmp_path / "t" / "p"  # beside its images (the samples' paths are relative)
+
+
+def _stray_backup(p: Path) -> None:
+    (p / "backups").mkdir(exist_ok=True)
+    (p / "backups" / "labels-20261399T999999Z-000007.sqlite").write_bytes(b"not ours")
+
+
+def _backups_is_a_file(p: Path) -> None:
+    (p / "backups").write_text("a file where the backups folder belongs")
+
+
+def _lock_is_a_symlink(p: Path) -> None:
+    victim = p.parent / "victim.txt"
+    victim.write_text("precious")
+    (p / ".lock").symlink_to(victim)
+
+
+def _lock_is_a_fifo(p: Path) -> None:
+    os.mkfifo(p / ".lock")
+
+
+def _foreign_database(p: Path) -> None:
+    db = p / "labels.sqlite"
+    db.unlink()
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE contacts (name TEXT, phone TEXT)")
+    conn.commit()
+    conn.close()
+
+
+def _zip_as_database(p: Path) -> None:
+    (p / "labels.sqlite").write_bytes(b"PK\x03\x04 this is a zip file, not a database" * 20)
+
+
+def _empty_database(p: Path) -> None:
+    (p / "labels.sqlite").write_bytes(b"")
+
+
+# (id, setup, argv after the command name with {p} for the project, exit code, words of the message)
+CASES = [
+    ("stray backup name, backup", _stray_backup, ["backup", "{p}"], 0, []),
+    ("stray backup name, restore --list", _stray_backup, ["restore", "{p}", "--list"], 1, ["has no backups yet"]),
+    ("backups is a file", _backups_is_a_file, ["backup", "{p}"], 1, ["is a file, not a folder"]),
+    ("foreign sqlite file, status", _foreign_database, ["status", "{p}"], 1, ["another program", "nothing was changed"]),
+    ("zip file as database, status", _zip_as_database, ["status", "{p}"], 1, ["not a label database"]),
+    ("empty database, status", _empty_database, ["status", "{p}"], 1, ["empty (0 bytes)"]),
+]
+
+
+@pytest.mark.parametrize("name,setup,argv,code,words", CASES, ids=[c[0] for c in CASES])
+def test_bad_store_input(project, tmp_path, name, setup, argv, code, words):
+    replaces_db = setup in (_foreign_database, _zip_as_database, _empty_database)
+    before = labels_digest(project) if not replaces_db else None
+    setup(project)
+    db_before = (project / "labels.sqlite").read_bytes() if replaces_db else None
+    result = run_cli(*[a.replace("{p}", str(project)) for a in argv], home=tmp_path / "home")
+    if code == 0:
+        assert result.code == 0, result.err
+        assert "Traceback" not in result.err
+    else:
+        assert_plain_failure(result, code, *words)
+        assert len(result.err.strip().splitlines()) == 1, result.err
+    if before is not None:
+        assert labels_digest(project) == before
+    else:  # a file that is not a label database is left byte for byte as it was
+        assert (project / "labels.sqlite").read_bytes() == db_before
+    if "stray backup" in name:  # the stray file is left alone, never pruned
+        assert (project / "backups" / "labels-20261399T999999Z-000007.sqlite").read_bytes() == b"not ours"
+
+
+def test_foreign_database_is_not_migrated_by_a_read_only_command(project, tmp_path):
+    _foreign_database(project)
+    before = (project / "labels.sqlite").read_bytes()
+    result = run_cli("status", project, home=tmp_path / "home")
+    assert_plain_failure(result, 1, "another program")
+    assert (project / "labels.sqlite").read_bytes() == before
+
+
+@pytest.mark.parametrize("setup", [_lock_is_a_symlink, _lock_is_a_fifo], ids=["symlink", "fifo"])
+def test_the_lock_file_is_never_written_through_a_link(project, setup):
+    """Item 13: ``.lock`` is truncated and rewritten once taken; through a symlink that would
+    overwrite any file the user can write. A link (or a FIFO, which would block) is refused."""
+    from labelassist.errors import ProjectError
+
+    setup(project)
+    with Project.open(project) as p:
+        with pytest.raises(ProjectError, match="link to another file|not a plain file"):
+            p.lock()
+    victim = project.parent / "victim.txt"
+    if victim.exists():
+        assert victim.read_text() == "precious"
+
+
+def test_a_stray_backup_name_never_breaks_a_save_or_close(project):
+    """Item 11: a stray file named like a backup with an impossible date made ``Session.save``
+    raise after the label was committed, ``close()`` raise, and no backup was ever taken again."""
+    _stray_backup(project)
+    with Project.open(project) as p:
+        p.settings["backup"]["minutes"] = 1e-9  # a backup after every save
+        with Session(p, lookahead=0) as session:
+            for _ in range(2):
+                assisted = session.open(p.store.samples()[_].id)  # every sample is labelled
+                mask = np.zeros(assisted.image.shape[:2], bool)
+                mask[3:30, 4:50] = True
+                label_id = session.save(assisted.sample.id, mask, strokes=1)
+                assert p.store.label(label_id).area == mask.sum()
+    from labelassist.backup import list_backups
+
+    taken = list_backups(project / "backups")
+    assert len(taken) >= 2  # backups go on being taken (two saves, and the one at close)
+    assert (project / "backups" / "labels-20261399T999999Z-000007.sqlite").exists()
