@@ -150,3 +150,53 @@ def test_a_stray_backup_name_never_breaks_a_save_or_close(project):
     taken = list_backups(project / "backups")
     assert len(taken) >= 2  # backups go on being taken (two saves, and the one at close)
     assert (project / "backups" / "labels-20261399T999999Z-000007.sqlite").exists()
+
+
+def test_an_image_replaced_in_place_is_noticed_and_its_labels_kept(tmp_path, datasets):
+    """Item 12: the stored SHA-256 was never checked, so an image replaced in place was shown with
+    the old label. BMP files of one size have one byte length: the swap keeps the size (only the
+    modification time and then the hash can tell), a second file changes size."""
+    import cv2
+
+    images = tmp_path / "images"
+    images.mkdir()
+    srcs = sorted((datasets / "scratch_assay" / "images").iterdir())[:3]
+    for src in srcs:
+        cv2.imwrite(str(images / (src.stem + ".bmp")), cv2.imread(str(src), cv2.IMREAD_GRAYSCALE))
+    folder = tmp_path / "p"
+    assert main(["init", str(folder), "--images", str(images)]) == 0
+    with Project.open(folder) as p:
+        first, second, third = p.store.samples()
+        for s in (first, second, third):
+            mask = np.zeros((s.height, s.width), bool)
+            mask[: 5 + s.id, :9] = True
+            p.store.save_label(s.id, mask, source="manual")
+    before = labels_digest(folder)
+    # Same bytes written again (a copy tool, a backup restore): the time changes, the picture does not.
+    data = (images / "001.bmp").read_bytes()
+    (images / "001.bmp").write_bytes(data)
+    os.utime(images / "001.bmp", ns=(1, 10**18))
+    # Replaced in place by another picture of the same size, and a third one by a smaller picture.
+    (images / "000.bmp").write_bytes((images / "002.bmp").read_bytes())
+    assert (images / "000.bmp").stat().st_size == first.file_size
+    cv2.imwrite(str(images / "002.bmp"), np.zeros((10, 10), np.uint8))
+
+    result = run_cli("status", folder, "--json", home=tmp_path / "home")
+    assert result.code == 0, result.err
+    import json
+
+    status = json.loads(result.out)
+    assert status["changed_files"] == 2 and sorted(status["changed"]) == ["000.bmp", "002.bmp"]
+    assert status["missing_files"] == 0
+    text = run_cli("status", folder, home=tmp_path / "home")
+    assert "changed files   2" in text.out and "000.bmp" in text.out
+    from labelassist.errors import ImageReadError
+
+    with Project.open(folder) as p:
+        with pytest.raises(ImageReadError, match="was changed after it was imported"):
+            p.read_image(p.store.sample(first.id))
+        assert p.read_image(p.store.sample(second.id)).shape[:2] == (second.height, second.width)
+        with Session(p, lookahead=0) as session:
+            with pytest.raises(ImageReadError, match="its labels are kept"):
+                session.open(first.id)
+    assert labels_digest(folder) == before

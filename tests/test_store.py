@@ -171,3 +171,28 @@ def test_full_database_keeps_earlier_labels(tmp_path, gt_mask):
 def test_mask_codec_round_trip(h, w, seed):
     mask = np.random.default_rng(seed).random((h, w)) > 0.6
     assert np.array_equal(decode_mask(encode_mask(mask), h, w), mask)
+
+
+def test_schema_3_database_migrates_to_4_keeping_samples_and_labels(tmp_path):
+    """A project from the previous version gains ``samples.mtime_ns`` (NULL: its hash is checked instead)."""
+    import sqlite_utils
+
+    from labelassist.store import MIGRATIONS
+
+    path = tmp_path / "labels.sqlite"
+    conn = sqlite3.connect(path)
+    db = sqlite_utils.Database(conn)
+    for k, migrate in enumerate(MIGRATIONS[:3], 1):
+        migrate(db)
+        conn.execute(f"PRAGMA user_version = {k}")
+    conn.execute(
+        "INSERT INTO samples (path, page, name, hash, file_size, height, width, dtype, channels, sequence, frame,"
+        " added_at) VALUES ('a.png', 0, 'a.png', 'ab', 10, 4, 5, 'uint8', 1, 's', 0, '2026-01-01')")
+    conn.commit()
+    conn.close()
+    with Store(path) as store:
+        assert store.schema_version == 4 == SCHEMA_VERSION
+        (sample,) = store.samples()
+        assert sample.name == "a.png" and sample.mtime_ns is None
+        label = store.save_label(sample.id, np.ones((4, 5), bool), source="manual")
+        assert store.label(label).area == 20

@@ -85,7 +85,9 @@ def cmd_status(args) -> int:
     with _open(args.project) as project:
         counts = project.store.counts()
         missing = sum(1 for s in project.store.samples() if not project.resolve(s.path).is_file())
-        status = {"project": project.name, "folder": str(project.folder), **counts, "missing_files": missing}
+        changed = project.changed_images()
+        status = {"project": project.name, "folder": str(project.folder), **counts, "missing_files": missing,
+                  "changed_files": len(changed), "changed": [s.name for s in changed]}
         if args.json:
             print(json.dumps(status, indent=2))
         else:
@@ -98,11 +100,15 @@ def cmd_status(args) -> int:
             print(f"  label versions  {counts['label_versions']}")
             if missing:
                 print(f"  missing files   {missing} (run 'labelassist relink {args.project} FOLDER')")
+            if changed:
+                names = ", ".join(s.name for s in changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+                print(f"  changed files   {len(changed)} (replaced after import; their labels are kept but "
+                      f"not used: {names})")
         return EXIT_OK
 
 
 def cmd_export(args) -> int:
-    from labelassist.export import export_coco, export_png
+    from labelassist.export import damaged_lines, export_coco, export_png
 
     with _open(args.project) as project:
         with ProgressBar(f"exporting {args.format}") as bar:

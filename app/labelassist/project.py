@@ -237,6 +237,7 @@ class Project:
         self.settings = settings
         self.store = store
         self._lock: ProjectLock | None = None
+        self._verified: dict[Path, tuple[int, int]] = {}  # files whose hash was checked: (size, mtime)
 
     # -- life cycle -------------------------------------------------------------------------
     @classmethod
@@ -341,7 +342,50 @@ class Project:
                 f"image {sample.name} is missing (expected at {path}); if its folder moved or a USB "
                 "drive was removed, reconnect it or run 'labelassist relink'"
             )
+        if self.image_changed(sample):
+            raise ImageReadError(
+                f"image {sample.name} was changed after it was imported (the file at {path} no longer "
+                "holds the same picture); its labels are kept, but it is not shown with them: put the "
+                "original file back, or import the new one as a new image"
+            )
         return images.read_image(path, page=sample.page)
+
+    def image_changed(self, sample: Sample) -> bool:
+        """Whether a sample's file was replaced or edited in place since it was imported.
+
+        Cheap first: a different size is a change. Same size and the modification time recorded at
+        import: unchanged. Otherwise (the time differs, or was not recorded before schema 4) the
+        content hash decides; a file found unchanged is not hashed again while this project is open
+        (its size and time are remembered). A missing file is not "changed" (see ``read_image``).
+        """
+        path = self.resolve(sample.path)
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        if st.st_size != sample.file_size:
+            return True
+        seen = (st.st_size, st.st_mtime_ns)
+        if sample.mtime_ns == st.st_mtime_ns or self._verified.get(path) == seen:
+            return False
+        try:
+            same = images.file_hash(path) == sample.hash
+        except ImageReadError:
+            return False  # unreadable now: read_image says why
+        if same:
+            self._verified[path] = seen
+        return not same
+
+    def changed_images(self) -> list[Sample]:
+        """Samples whose file was replaced or edited in place since import (for ``status``)."""
+        changed, verdict = [], {}
+        for sample in self.store.samples():
+            key = (sample.path, sample.file_size, sample.mtime_ns, sample.hash)
+            if key not in verdict:  # the pages of one stack share one file: check it once
+                verdict[key] = self.image_changed(sample)
+            if verdict[key]:
+                changed.append(sample)
+        return changed
 
     def thumbnail(self, sample: Sample, max_side: int = 128):
         """A cached ``uint8`` preview of a sample, at most ``max_side`` pixels wide or high."""

@@ -183,8 +183,16 @@ def _migrate_3(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE labels ADD COLUMN warned INTEGER NOT NULL DEFAULT 0")
 
 
+def _migrate_4(db: sqlite_utils.Database) -> None:
+    """Schema 4: each sample keeps its file's modification time, so a file replaced in place is noticed.
+
+    NULL for samples imported before: their hash is checked instead (once per file and process).
+    """
+    db.execute("ALTER TABLE samples ADD COLUMN mtime_ns INTEGER")
+
+
 # Forward migrations: MIGRATIONS[k] brings schema k to k + 1. Never edit a shipped one; append.
-MIGRATIONS = [_migrate_1, _migrate_2, _migrate_3]
+MIGRATIONS = [_migrate_1, _migrate_2, _migrate_3, _migrate_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -218,6 +226,11 @@ class Sample:
     sequence: str
     frame: int
     added_at: str
+    mtime_ns: int | None = None  # the file's modification time at import (None: imported before schema 4)
+
+
+# Columns a new sample may leave out.
+_OPTIONAL_SAMPLE_COLUMNS = {"id", "added_at", "mtime_ns"}
 
 
 @dataclass(frozen=True)
@@ -526,7 +539,7 @@ class Store:
 
     def _insert_sample(self, fields: dict[str, Any]) -> int:
         fields.setdefault("added_at", utc_now())
-        missing = [c for c in _SAMPLE_COLUMNS if c != "id" and c not in fields]
+        missing = [c for c in _SAMPLE_COLUMNS if c not in _OPTIONAL_SAMPLE_COLUMNS and c not in fields]
         if missing:
             raise ValueError(f"sample is missing {missing}")
         cur = self.conn.execute(
