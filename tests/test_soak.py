@@ -1,0 +1,141 @@
+"""Concurrency soak: every acknowledged save survives other readers and SIGKILLs (issue 12).
+
+A labelling session at kiosk pace (``tests/soak_driver.py``: lock, Session, journal, saves, rolling
+backups, and Home's project listing in the same process) saves label versions while five other
+processes run ``status``, ``export``, ``backup``, ``inspect`` and ``select`` on the project in a
+loop. The session is SIGKILLed at random moments and restarted; after every kill each save it
+acknowledged must be in the database, bit for bit, and the database must pass its integrity check.
+This is the case the first crash test missed: a reader in the same process (Home) made SQLite drop
+its locks, and a reader in another process then deleted the -wal the session was writing to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labelassist.cli import main
+from labelassist.maskcodec import decode_mask
+
+HERE = Path(__file__).resolve().parent
+ARTIFACTS = HERE / "artifacts"
+TARGET_SAVES = int(os.environ.get("LABELASSIST_SOAK_SAVES", "200"))
+
+
+def _digest(mask: np.ndarray) -> str:
+    return hashlib.sha1(np.packbits(mask).tobytes()).hexdigest()
+
+
+class Readers:
+    """One process per command, each running it again and again until stopped."""
+
+    COMMANDS = {
+        "status": ["status", "{p}", "--json"],
+        "export": ["export", "{p}", "--format", "png", "--out", "{out}/export"],
+        "backup": ["backup", "{p}"],
+        "inspect": ["inspect", "{p}", "--json"],
+        "select": ["select", "{p}", "--top", "3"],
+    }
+
+    def __init__(self, project: Path, out: Path, home: Path):
+        self.project, self.out, self.home = project, out, home
+        self.stop = threading.Event()
+        self.runs = {name: 0 for name in self.COMMANDS}
+        self.failures: list[tuple[str, int, str]] = []
+        self.threads = [threading.Thread(target=self._loop, args=(name,), daemon=True) for name in self.COMMANDS]
+
+    def _loop(self, name: str) -> None:
+        argv = [a.replace("{p}", str(self.project)).replace("{out}", str(self.out / name)) for a in self.COMMANDS[name]]
+        env = dict(os.environ, LABELASSIST_HOME=str(self.home))
+        while not self.stop.is_set():
+            run = subprocess.run([sys.executable, "-m", "labelassist", *argv], capture_output=True, text=True,
+                                 timeout=300, env=env, stdin=subprocess.DEVNULL)
+            self.runs[name] += 1
+            if run.returncode != 0:
+                self.failures.append((name, run.returncode, run.stderr[-500:]))
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=300)
+
+
+def _check_acknowledged(db: Path, acked: dict[int, tuple[int, str]]) -> None:
+    """Every acknowledged version is there, bit for bit; the file passes its integrity check."""
+    conn = sqlite3.connect(db.absolute().as_uri() + "?mode=ro", uri=True, timeout=30)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        found = {}
+        for label_id, sample_id, blob, h, w in conn.execute("SELECT id, sample_id, mask, height, width FROM labels"):
+            found[label_id] = (sample_id, blob, h, w)
+        lost = [lid for lid in acked if lid not in found]
+        assert not lost, f"{len(lost)} acknowledged saves are gone after the kill: label ids {lost[:10]}"
+        for label_id, (sample_id, digest) in acked.items():
+            got_sample, blob, h, w = found[label_id]
+            assert got_sample == sample_id
+            assert _digest(decode_mask(blob, h, w)) == digest, f"label {label_id} changed"
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_acknowledged_saves_survive_readers_and_kills(tmp_path, datasets):
+    data = tmp_path / "tablet"
+    images = tmp_path / "images"
+    images.mkdir()
+    for src in sorted((datasets / "scratch_assay" / "images").iterdir())[:20]:
+        (images / src.name).symlink_to(src)
+    project = data / "soak"
+    assert main(["init", str(project), "--images", str(images)]) == 0
+    db = project / "labels.sqlite"
+    rng = random.Random(int(os.environ.get("LABELASSIST_SOAK_SEED", "12")))
+    acked: dict[int, tuple[int, str]] = {}
+    kills, started = 0, time.monotonic()
+    with Readers(project, tmp_path / "out", tmp_path / "home") as readers:
+        while len(acked) < TARGET_SAVES:
+            assert time.monotonic() - started < 900, f"only {len(acked)} saves in 15 minutes"
+            driver = subprocess.Popen([sys.executable, str(HERE / "soak_driver.py"), str(project), str(kills), "0.05"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env=dict(os.environ, LABELASSIST_HOME=str(tmp_path / "home")))
+            lines: list[str] = []
+            reader = threading.Thread(target=lambda: lines.extend(iter(driver.stdout.readline, "")), daemon=True)
+            reader.start()
+            deadline = time.monotonic() + 120
+            while "READY\n" not in lines and driver.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert driver.poll() is None, driver.stderr.read()[-3000:]
+            time.sleep(rng.uniform(0.2, 4.0))  # somewhere in the middle of saving, journalling, listing
+            driver.send_signal(signal.SIGKILL)
+            driver.wait()
+            reader.join(timeout=10)
+            kills += 1
+            for line in lines:
+                if line.startswith("ACK "):
+                    _, sample_id, label_id, digest = line.split()
+                    acked[int(label_id)] = (int(sample_id), digest)
+            _check_acknowledged(db, acked)
+    stats = {"kills": kills, "acknowledged_saves": len(acked), "reader_runs": readers.runs,
+             "reader_failures": len(readers.failures), "seconds": round(time.monotonic() - started, 1)}
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "soak_stats.json").write_text(json.dumps(stats, indent=2))
+    print(stats)
+    assert not readers.failures, readers.failures[:3]
+    assert all(n >= 1 for n in readers.runs.values()), readers.runs
+    _check_acknowledged(db, acked)
