@@ -14,8 +14,11 @@ Everything the application knows about image files goes through this module:
 
 Arrays returned by :func:`read_image` are ``(H, W)`` grey or ``(H, W, 3)`` RGB
 with dtype ``uint8``, ``uint16`` or ``float32``; nothing else leaves this module.
+Frames larger than :data:`MAX_BYTES` once decoded are refused before decoding, and
+every loop over the pages or frames of a file stops at :data:`MAX_FRAMES`.
 Every problem a user can cause (missing, empty, truncated, unsupported or
-absurdly large files, non-binary masks) raises
+absurdly large files, headers that declare more pixels than the file can hold,
+page directories that loop, non-binary masks) raises
 :class:`~labelassist.errors.ImageReadError` or
 :class:`~labelassist.errors.MaskError` with one sentence naming the file.
 """
@@ -29,6 +32,8 @@ import re
 import stat
 import struct
 import tempfile
+import urllib.parse
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -43,16 +48,24 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
     "TIFF_EXTENSIONS",
+    "MAX_BYTES",
     "MAX_PIXELS",
+    "MAX_FRAMES",
     "FrameInfo",
     "SourceFrame",
     "DiscoverResult",
     "probe",
     "read_image",
     "read_mask",
+    "read_mask_details",
+    "MaskRead",
+    "tiff_planes",
     "natural_key",
     "discover",
     "file_hash",
+    "path_to_text",
+    "text_to_path",
+    "printable",
     "display_window",
     "to_display",
     "thumbnail",
@@ -70,9 +83,28 @@ VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".mov", ".mkv", ".m4v", ".mpg", ".
 TIFF_EXTENSIONS = frozenset({".tif", ".tiff"})
 """Extensions read with tifffile (one frame per full-resolution page)."""
 
-MAX_PIXELS = 8192 * 8192 * 4
-"""Largest frame accepted, in pixels (height x width); bigger files are refused
-before decoding, because decoding them would exhaust a tablet's memory."""
+MAX_BYTES = 256 * 2**20
+"""Largest decoded frame accepted, in bytes of its array (height x width x
+channels x bytes per value): 8192 x 8192 RGB 8-bit or 16-bit grey fit. Bigger
+files are refused before decoding, because decoding them (and the pre-label's
+working copies, several times the frame) would exhaust a tablet's memory. It
+counts bytes, not pixels, because a 16-bit RGB frame needs six times the
+memory of an 8-bit grey one with the same pixels."""
+
+MAX_PIXELS = MAX_BYTES
+"""The limit in pixels of an 8-bit grey frame (kept for callers of earlier versions)."""
+
+MAX_FRAMES = 20_000
+"""Most frames (TIFF page directories, video frames) read from one file. Every
+loop over the pages or frames of a file stops here, so a damaged file whose
+page directories point back at themselves cannot make an import run forever."""
+
+# Deflate cannot compress more than 1032:1, so a PNG whose pixel data would need more
+# than this many times its file size is damaged or crafted (a "decompression bomb").
+_DEFLATE_MAX_RATIO = 1032
+# A Huffman-coded JPEG spends at least one bit per 8x8 block of a component, so it holds at
+# most 8 x 64 = 512 pixels per byte; a header declaring more is impossible for the file.
+_JPEG_MAX_PIXELS_PER_BYTE = 512
 
 _SUPPORTED = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -150,31 +182,56 @@ def _convert_dtype(arr: np.ndarray, path: Path) -> np.ndarray:
     return arr.astype(out)
 
 
-def _check_geometry(path: Path, height: int, width: int, channels: int) -> None:
+def decoded_bytes(height: int, width: int, channels: int = 1, itemsize: int = 1) -> int:
+    """Bytes of the array a frame decodes to.
+
+    Parameters
+    ----------
+    height, width : int
+        Frame size in pixels.
+    channels : int, optional
+        Values per pixel as the decoder delivers them (alpha included).
+    itemsize : int, optional
+        Bytes per value (1 for 8-bit, 2 for 16-bit, 4 for float32...).
+
+    Returns
+    -------
+    int
+    """
+    return int(height) * int(width) * max(1, int(channels)) * max(1, int(itemsize))
+
+
+def _check_geometry(path: Path, height: int, width: int, channels: int, itemsize: int = 1) -> None:
+    """Refuse frames with no pixels, too many bytes (:data:`MAX_BYTES`) or odd channel counts."""
     if height <= 0 or width <= 0:
         raise _read_error(path, f"the image has no pixels ({width} x {height})")
-    if height * width > MAX_PIXELS:
+    size = decoded_bytes(height, width, channels, itemsize)
+    if size > MAX_BYTES:
         raise _read_error(
             path,
-            f"the image is too large ({width} x {height} pixels; "
-            f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels)",
+            f"the image is too large ({width} x {height} pixels, {size / 2**20:.0f} MB decoded; "
+            f"the limit is {MAX_BYTES / 2**20:.0f} MB)",
         )
     if channels not in (1, 3, 4):
         raise _read_error(path, f"it has {channels} colour channels (expected 1, 3 or 4)")
 
 
-def _normalise(arr: np.ndarray, path: Path, bgr: bool) -> np.ndarray:
+def _normalise(arr: np.ndarray, path: Path, bgr: bool, keep_alpha: bool = False) -> np.ndarray:
     """Decoded pixels -> ``(H, W)`` or ``(H, W, 3)`` RGB in an output dtype.
 
-    ``bgr`` says the channels come from OpenCV (BGR/BGRA order).
+    ``bgr`` says the channels come from OpenCV (BGR/BGRA order). With
+    ``keep_alpha`` a 4-channel frame stays ``(H, W, 4)`` RGBA (for masks, whose
+    pixels may be in the alpha channel only).
     """
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim == 2:
-        _check_geometry(path, arr.shape[0], arr.shape[1], 1)
+        _check_geometry(path, arr.shape[0], arr.shape[1], 1, arr.itemsize)
     elif arr.ndim == 3:
-        _check_geometry(path, arr.shape[0], arr.shape[1], arr.shape[2])
-        if bgr:
+        _check_geometry(path, arr.shape[0], arr.shape[1], arr.shape[2], arr.itemsize)
+        if keep_alpha and arr.shape[2] == 4:
+            arr = arr[:, :, [2, 1, 0, 3]] if bgr else arr  # BGRA -> RGBA
+        elif bgr:
             arr = arr[:, :, 2::-1]  # BGR(A) -> RGB, alpha dropped
         else:
             arr = arr[:, :, :3]
@@ -217,8 +274,38 @@ def _read_head_tail(path: Path, size: int, head: int, tail: int) -> tuple[bytes,
     return first, last
 
 
-def _png_header(path: Path, size: int) -> tuple[int, int, str, int]:
-    """(height, width, dtype, channels) from the IHDR chunk; checks signature and IEND."""
+@dataclass(frozen=True)
+class _Header:
+    """What a PNG/JPEG/BMP header says, before any pixel is decoded.
+
+    ``dtype`` and ``channels`` describe the array :func:`read_image` returns (None
+    where only decoding can tell); ``decoder_channels`` and ``itemsize`` what the
+    decoder allocates, for the memory limit.
+    """
+
+    height: int
+    width: int
+    dtype: str | None
+    channels: int | None
+    decoder_channels: int
+    itemsize: int
+
+    def check(self, path: Path) -> None:
+        """Refuse the frame before decoding if it has no pixels or is too large."""
+        _check_geometry(path, self.height, self.width, self.channels or 1, 1)
+        size = decoded_bytes(self.height, self.width, self.decoder_channels, self.itemsize)
+        if size > MAX_BYTES:
+            _check_geometry(path, self.height, self.width, self.decoder_channels, self.itemsize)
+
+
+# Values per pixel of each PNG colour type (grey, -, RGB, palette, grey+alpha, -, RGBA).
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+# Adam7 passes: (first column, first row, column step, row step).
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_header(path: Path, size: int) -> _Header:
+    """The IHDR chunk's facts; checks the signature and that an IEND chunk is near the end."""
     head, tail = _read_head_tail(path, size, 33, _PNG_TAIL)
     if not head.startswith(_PNG_SIGNATURE):
         raise _read_error(path, "it is not a PNG file (the PNG signature is missing)")
@@ -232,17 +319,103 @@ def _png_header(path: Path, size: int) -> tuple[int, int, str, int]:
     channels = {0: 1, 2: 3, 3: 3, 4: 3, 6: 3}.get(colour_type)
     if channels is None:
         raise _read_error(path, f"the PNG file is damaged (unknown colour type {colour_type})")
-    return height, width, ("uint16" if bit_depth == 16 else "uint8"), channels
+    decoder = 1 if colour_type == 0 else (3 if colour_type == 2 else 4)  # palettes may carry alpha
+    return _Header(height, width, "uint16" if bit_depth == 16 else "uint8", channels, decoder,
+                   2 if bit_depth == 16 else 1)
+
+
+def png_raw_size(height: int, width: int, bit_depth: int, colour_type: int, interlaced: bool) -> int:
+    """Bytes of a PNG's decompressed pixel stream (filter bytes included).
+
+    Parameters
+    ----------
+    height, width : int
+    bit_depth : int
+        1, 2, 4, 8 or 16.
+    colour_type : int
+        0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA.
+    interlaced : bool
+        Adam7 interlacing (seven reduced images, each row with a filter byte).
+
+    Returns
+    -------
+    int
+    """
+    bits = bit_depth * _PNG_SAMPLES.get(colour_type, 4)
+    if not interlaced:
+        return height * (1 + (width * bits + 7) // 8)
+    total = 0
+    for x0, y0, dx, dy in _ADAM7:
+        cols = (width - x0 + dx - 1) // dx if width > x0 else 0
+        rows = (height - y0 + dy - 1) // dy if height > y0 else 0
+        if cols and rows:
+            total += rows * (1 + (cols * bits + 7) // 8)
+    return total
+
+
+def _png_verify(path: Path, data: bytes) -> None:
+    """Walk every chunk (lengths, names, checksums) and inflate the pixel data to its end.
+
+    OpenCV decodes a PNG whose pixel data was cut off (and an IEND chunk appended
+    again) into an image with made-up rows, without an error; this refuses it.
+    The loop advances by at least one chunk header each time, so it always ends.
+    """
+    pos, idat, ihdr = 8, [], None
+    while True:
+        if pos + 12 > len(data):
+            raise _read_error(path, "the PNG file is truncated (a chunk runs past the end of the file)")
+        length, name = struct.unpack(">I4s", data[pos:pos + 8])
+        if length > 2**31 - 1 or not name.isalpha():
+            raise _read_error(path, f"the PNG file is damaged (unreadable chunk at byte {pos})")
+        end = pos + 8 + length
+        if end + 4 > len(data):
+            raise _read_error(path, "the PNG file is truncated (a chunk runs past the end of the file)")
+        (crc,) = struct.unpack(">I", data[end:end + 4])
+        if zlib.crc32(data[pos + 4:end]) != crc:
+            raise _read_error(path, f"the PNG file is damaged (its {name.decode('ascii')} chunk fails its checksum)")
+        if name == b"IHDR" and length >= 13:
+            ihdr = struct.unpack(">IIBBBBB", data[pos + 8:pos + 21])
+        elif name == b"IDAT":
+            idat.append((pos + 8, end))
+        elif name == b"IEND":
+            break
+        pos = end + 4
+    if ihdr is None or not idat:
+        raise _read_error(path, "the PNG file is damaged (its header or pixel data chunk is missing)")
+    width, height, bit_depth, colour_type, _, _, interlace = ihdr
+    expected = png_raw_size(height, width, bit_depth, colour_type, interlace == 1)
+    compressed = sum(e - s for s, e in idat)
+    if expected > _DEFLATE_MAX_RATIO * compressed + 1024:
+        raise _read_error(path, f"the PNG file declares {width} x {height} pixels, more than its "
+                                f"{compressed} bytes of pixel data can hold (damaged or crafted)")
+    inflater, total = zlib.decompressobj(), 0
+    try:
+        for start, end in idat:
+            pending = data[start:end]
+            while pending and not inflater.eof:
+                total += len(inflater.decompress(pending, 1 << 20))  # bounded output per step
+                pending = inflater.unconsumed_tail
+                if total > expected:
+                    break
+            if inflater.eof or total > expected:
+                break
+    except zlib.error:
+        raise _read_error(path, "the PNG file is damaged (its pixel data cannot be decompressed)") from None
+    if not inflater.eof or total != expected:
+        raise _read_error(path, "the PNG file is damaged or truncated (its pixel data ends early or runs long)")
 
 
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_JPEG_ARITHMETIC = {0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
-def _jpeg_header(path: Path, size: int) -> tuple[int, int, str, int] | None:
-    """(height, width, dtype, channels) from the SOF marker, or None if only decoding can tell.
+def _jpeg_header(path: Path, size: int) -> _Header:
+    """The SOF marker's facts (dtype None where only decoding can tell).
 
     Checks the SOI and EOI markers: OpenCV silently returns a partly grey image
-    for a truncated JPEG, so a missing EOI (``FFD9``) is refused here.
+    for a truncated JPEG, so a missing EOI (``FFD9``) is refused here. A header
+    declaring more pixels than a Huffman-coded file of this size can hold is
+    refused too, before the decoder allocates them.
     """
     _, tail = _read_head_tail(path, size, 0, 64)
     try:
@@ -252,7 +425,7 @@ def _jpeg_header(path: Path, size: int) -> tuple[int, int, str, int] | None:
             # Some writers pad after EOI with zeros or a newline.
             if not tail.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
                 raise _read_error(path, "the JPEG file is truncated (its end marker FFD9 is missing)")
-            while True:
+            while True:  # ends: every step reads at least one byte and never seeks back
                 byte = fh.read(1)
                 if not byte:
                     break
@@ -272,23 +445,30 @@ def _jpeg_header(path: Path, size: int) -> tuple[int, int, str, int] | None:
                 if len(length_bytes) < 2:
                     break
                 (length,) = struct.unpack(">H", length_bytes)
+                if length < 2:
+                    raise _read_error(path, "the JPEG file is damaged (a segment has an impossible length)")
                 if code in _JPEG_SOF:
                     sof = fh.read(6)
                     if len(sof) < 6:
                         break
                     precision, height, width, ncomp = struct.unpack(">BHHB", sof)
+                    if code not in _JPEG_ARITHMETIC and height * width > _JPEG_MAX_PIXELS_PER_BYTE * size:
+                        raise _read_error(path, f"the JPEG file declares {width} x {height} pixels, more than "
+                                                f"a file of {size} bytes can hold (damaged or crafted)")
+                    itemsize = 1 if precision <= 8 else 2
                     if precision != 8 or height == 0 or ncomp not in (1, 3, 4):
-                        return None  # 12-bit, DNL-sized or exotic: let the decoder tell
-                    return height, width, "uint8", (1 if ncomp == 1 else 3)  # CMYK -> BGR
+                        # 12-bit, DNL-sized or exotic: the decoder tells the rest.
+                        return _Header(max(height, 1), width, None, None, max(ncomp, 1), itemsize)
+                    return _Header(height, width, "uint8", 1 if ncomp == 1 else 3, ncomp, 1)  # CMYK -> BGR
                 fh.seek(length - 2, os.SEEK_CUR)
     except OSError as exc:
         raise _read_error(path, exc.strerror or str(exc)) from None
     raise _read_error(path, "the JPEG file is damaged (no frame header was found)")
 
 
-def _bmp_header(path: Path, size: int) -> tuple[int, int]:
-    """(height, width) from a BMP header; channel count needs decoding (palettes)."""
-    head, _ = _read_head_tail(path, size, 26, 0)
+def _bmp_header(path: Path, size: int) -> _Header:
+    """(height, width) from a BMP header; the channel count needs decoding (palettes)."""
+    head, _ = _read_head_tail(path, size, 34, 0)
     if len(head) < 26 or not head.startswith(b"BM"):
         raise _read_error(path, "it is not a BMP file (the BMP signature is missing)")
     (declared,) = struct.unpack("<I", head[2:6])
@@ -297,24 +477,30 @@ def _bmp_header(path: Path, size: int) -> tuple[int, int]:
     (header_size,) = struct.unpack("<I", head[14:18])
     if header_size == 12:  # OS/2 BITMAPCOREHEADER
         width, height = struct.unpack("<HH", head[18:22])
+        bits, compression = struct.unpack("<H", head[24:26])[0], 0
     else:
         width, height = struct.unpack("<ii", head[18:26])
-    return abs(height), width
+        bits, compression = (struct.unpack("<HI", head[28:34]) if len(head) >= 34 else (24, 0))
+    height = abs(height)
+    if compression == 0 and width > 0 and bits in (1, 4, 8, 16, 24, 32):
+        stride = (width * bits + 31) // 32 * 4  # rows are padded to 4 bytes
+        if height * stride > size:
+            raise _read_error(path, f"the BMP file is truncated (its {width} x {height} pixels need "
+                                    f"{height * stride} bytes, the file has {size})")
+    return _Header(height, width, None, None, 4 if bits == 32 else 3, 1)
 
 
-def _single_header(path: Path, size: int) -> tuple[int, int, str | None, int | None]:
-    """Header facts of a PNG/JPEG/BMP (None where only decoding can tell)."""
+def _single_header(path: Path, size: int) -> _Header:
+    """Header facts of a PNG/JPEG/BMP."""
     ext = path.suffix.lower()
     if ext == ".png":
         return _png_header(path, size)
     if ext in (".jpg", ".jpeg"):
-        found = _jpeg_header(path, size)
-        return found if found is not None else (1, 1, None, None)  # geometry checked after decoding
-    height, width = _bmp_header(path, size)
-    return height, width, None, None
+        return _jpeg_header(path, size)
+    return _bmp_header(path, size)
 
 
-def _decode_single(path: Path) -> np.ndarray:
+def _decode_single(path: Path, keep_alpha: bool = False) -> np.ndarray:
     try:
         # imdecode of the bytes, not imread: cv2.imread cannot open non-ASCII paths on Windows.
         buffer = np.fromfile(path, dtype=np.uint8)
@@ -323,12 +509,19 @@ def _decode_single(path: Path) -> np.ndarray:
     arr = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise _read_error(path, f"the {path.suffix.lower().lstrip('.').upper()} data could not be decoded")
-    return _normalise(arr, path, bgr=True)
+    return _normalise(arr, path, bgr=True, keep_alpha=keep_alpha)
 
 
 def _probe_single(path: Path, size: int) -> list[FrameInfo]:
-    height, width, dtype, channels = _single_header(path, size)
-    _check_geometry(path, height, width, channels or 1)
+    header = _single_header(path, size)
+    header.check(path)  # refuse huge files before decoding
+    if path.suffix.lower() == ".png":
+        try:
+            with open(path, "rb") as fh:
+                _png_verify(path, fh.read())
+        except OSError as exc:
+            raise _read_error(path, exc.strerror or str(exc)) from None
+    height, width, dtype, channels = header.height, header.width, header.dtype, header.channels
     if dtype is None or channels is None:
         arr = _decode_single(path)
         height, width = arr.shape[:2]
@@ -336,10 +529,9 @@ def _probe_single(path: Path, size: int) -> list[FrameInfo]:
     return [FrameInfo(path, 0, height, width, dtype, channels)]
 
 
-def _read_single(path: Path, size: int) -> np.ndarray:
-    height, width, _, channels = _single_header(path, size)
-    _check_geometry(path, height, width, channels or 1)  # refuse huge files before decoding
-    return _decode_single(path)
+def _read_single(path: Path, size: int, keep_alpha: bool = False) -> np.ndarray:
+    _single_header(path, size).check(path)  # refuse huge files before decoding
+    return _decode_single(path, keep_alpha)
 
 
 # --------------------------------------------------------------------------- TIFF
@@ -357,12 +549,25 @@ def _open_tiff(path: Path) -> tifffile.TiffFile:
 def _tiff_pages(tif: tifffile.TiffFile, path: Path) -> list[tuple[int, object]]:
     """Full-resolution pages as (index in the file's IFD chain, page)."""
     pages = []
+    seen: set[int] = set()
     try:
+        # tifffile follows the chain of page directories as far as it goes: a directory that
+        # points back at itself (or at an earlier one) would be followed forever, caching a
+        # page object each time. Stop at the first repeated offset and after MAX_FRAMES.
         for raw_index, page in enumerate(tif.pages):
+            offset = getattr(page, "offset", None)
+            if offset in seen:
+                raise _read_error(path, "the TIFF file is damaged (its page directories form a loop)")
+            seen.add(offset)
+            if raw_index >= MAX_FRAMES:
+                raise _read_error(path, f"it has more than {MAX_FRAMES} pages (the limit per file); "
+                                        "split it into smaller stacks")
             # Bit 0 = reduced-resolution copy (pyramids, thumbnails), bit 2 = transparency mask.
             if getattr(page, "subfiletype", 0) & 0b101:
                 continue
             pages.append((raw_index, page))
+    except ImageReadError:
+        raise
     except Exception:  # a damaged IFD chain part-way through the file
         raise _read_error(path, "the TIFF file is damaged or truncated (a page directory is unreadable)") from None
     if not pages:
@@ -382,8 +587,9 @@ def _tiff_geometry(page, path: Path, size: int) -> tuple[int, int, int, np.dtype
     offsets, counts = page.dataoffsets, page.databytecounts
     if offsets and counts and max(o + c for o, c in zip(offsets, counts)) > size:
         raise _read_error(path, "the TIFF file is truncated (image data lies beyond the end of the file)")
-    _check_geometry(path, height, width, channels)
-    return height, width, channels, np.dtype(page.dtype)
+    stored = np.dtype(page.dtype)
+    _check_geometry(path, height, width, channels, max(stored.itemsize, _output_dtype(stored, path).itemsize))
+    return height, width, channels, stored
 
 
 def _probe_tiff(path: Path, size: int) -> list[FrameInfo]:
@@ -397,7 +603,7 @@ def _probe_tiff(path: Path, size: int) -> list[FrameInfo]:
     return infos
 
 
-def _read_tiff(path: Path, size: int, page_index: int) -> np.ndarray:
+def _read_tiff(path: Path, size: int, page_index: int, keep_alpha: bool = False) -> np.ndarray:
     with _open_tiff(path) as tif:
         pages = _tiff_pages(tif, path)
         if not 0 <= page_index < len(pages):
@@ -410,22 +616,22 @@ def _read_tiff(path: Path, size: int, page_index: int) -> np.ndarray:
             if "imagecodecs" in str(exc) or isinstance(exc, ImportError):
                 # tifffile alone lacks LZW/JPEG/PackBits (the imagecodecs package);
                 # OpenCV's libtiff has them, and OpenCV writes LZW TIFFs itself.
-                return _read_tiff_opencv(path, raw_index, page.compression)
+                return _read_tiff_opencv(path, raw_index, page.compression, keep_alpha)
             raise _read_error(path, "the TIFF image data could not be decoded") from None
         except Exception:  # zlib.error, struct.error... from damaged strips
             raise _read_error(path, "the TIFF image data could not be decoded") from None
         if page.axes.startswith("S") and arr.ndim == 3:  # planar RGB: (S, H, W) -> (H, W, S)
             arr = np.moveaxis(arr, 0, -1)
         arr = arr.reshape(height, width, channels)  # drops length-1 axes tifffile may keep
-    return _normalise(arr, path, bgr=False)
+    return _normalise(arr, path, bgr=False, keep_alpha=keep_alpha)
 
 
-def _read_tiff_opencv(path: Path, raw_index: int, compression) -> np.ndarray:
+def _read_tiff_opencv(path: Path, raw_index: int, compression, keep_alpha: bool = False) -> np.ndarray:
     ok, mats = cv2.imreadmulti(str(path), raw_index, 1, flags=cv2.IMREAD_UNCHANGED)
     if not ok or not mats:
         name = getattr(compression, "name", str(compression))
         raise _read_error(path, f"its TIFF compression ({name}) cannot be decoded here")
-    return _normalise(mats[0], path, bgr=True)
+    return _normalise(mats[0], path, bgr=True, keep_alpha=keep_alpha)
 
 
 # --------------------------------------------------------------------------- video
@@ -449,8 +655,12 @@ def _probe_video(path: Path) -> list[FrameInfo]:
         count = 1
         # CAP_PROP_FRAME_COUNT comes from container metadata and is often wrong:
         # count by grabbing (demuxes and decodes, but skips colour conversion).
+        # Bounded: a damaged stream must not keep the import reading forever.
         while cap.grab():
             count += 1
+            if count > MAX_FRAMES:
+                raise _read_error(path, f"it has more than {MAX_FRAMES} frames (the limit per file); "
+                                        "split it into shorter videos")
     finally:
         cap.release()
     height, width = first.shape[:2]
@@ -502,14 +712,18 @@ def probe(path: str | os.PathLike) -> list[FrameInfo]:
     ------
     ImageReadError
         Missing or empty file, unsupported extension, damaged or truncated
-        content, a frame with no pixels or more than :data:`MAX_PIXELS`, or a
+        content, a frame with no pixels or more than :data:`MAX_BYTES` decoded,
+        a header declaring more pixels than the file can hold, more than
+        :data:`MAX_FRAMES` pages or frames, page directories that loop, or a
         channel count other than 1, 3 or 4.
 
     Notes
     -----
-    PNG, JPEG and TIFF are probed from their headers (PNG: IHDR and IEND
-    chunks; JPEG: SOF and the EOI marker; TIFF: page directories and strip
-    extents), so no pixels are decoded. BMP files are decoded once. Videos are
+    JPEG and TIFF are probed from their headers (JPEG: SOF and the EOI
+    marker; TIFF: page directories and strip extents), so no pixels are
+    decoded. A PNG's chunks are walked with their checksums and its pixel data
+    inflated (not decoded) to its end, because OpenCV silently makes up the
+    rows of a PNG whose data was cut off. BMP files are decoded once. Videos are
     read through to count their frames, because the container's frame count
     is unreliable; this takes about as long as playing the video once.
     """
@@ -556,15 +770,20 @@ def read_image(path: str | os.PathLike, page: int = 0) -> np.ndarray:
     are always 3-channel ``uint8``; seeking uses ``CAP_PROP_POS_FRAMES`` and
     falls back to reading from the start when the backend cannot seek exactly.
     """
+    return _read_frame(path, page, keep_alpha=False)
+
+
+def _read_frame(path: str | os.PathLike, page: int, keep_alpha: bool) -> np.ndarray:
+    """:func:`read_image`, optionally keeping a 4th (alpha) channel as ``(H, W, 4)`` RGBA."""
     path, size = _check_file(path)
     ext = path.suffix.lower()
     if ext in TIFF_EXTENSIONS:
-        return _read_tiff(path, size, page)
+        return _read_tiff(path, size, page, keep_alpha)
     if ext in VIDEO_EXTENSIONS:
         return _read_video(path, page)
     if page != 0:
         raise _read_error(path, f"it has no page {page} (it is a single image)")
-    return _read_single(path, size)
+    return _read_single(path, size, keep_alpha)
 
 
 def _unique_values(values: np.ndarray) -> np.ndarray:
@@ -585,8 +804,125 @@ def _format_values(values: np.ndarray, limit: int = 8) -> str:
     return shown
 
 
+def _binary(path: Path, values: np.ndarray, where: str = "") -> np.ndarray:
+    """``values != 0`` after checking they are a binary encoding (0/255, 0/1, 0/65535)."""
+    found_values = _unique_values(values)
+    allowed = [{0, 255}, {0, 1}] + ([{0, 65535}] if values.dtype == np.uint16 else [])
+    found = set(found_values.tolist())
+    if not any(found <= ok for ok in allowed):
+        raise MaskError(
+            f"{path.name} is not a binary mask: {where or 'found'} values {_format_values(found_values)} "
+            "(expected 0 and 255, or 0 and 1)"
+        )
+    return values != 0
+
+
+def _uniform(values: np.ndarray) -> bool:
+    return len(_unique_values(values)) <= 1
+
+
+def tiff_planes(path: str | os.PathLike, page: int = 0) -> int:
+    """How many separately stored colour planes a TIFF page has (1 unless its planar configuration is 'separate').
+
+    Parameters
+    ----------
+    path : path-like
+    page : int, optional
+        Full-resolution page, as :func:`probe` counts them.
+
+    Returns
+    -------
+    int
+        1 for files that are not TIFF.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in TIFF_EXTENSIONS:
+        return 1
+    with _open_tiff(path) as tif:
+        _, tiff_page = _tiff_pages(tif, path)[page]
+        separate = int(getattr(tiff_page, "planarconfig", 1)) == 2
+        return int(getattr(tiff_page, "samplesperpixel", 1)) if separate else 1
+
+
+@dataclass(frozen=True)
+class MaskRead:
+    """A mask as :func:`read_mask_details` read it.
+
+    Attributes
+    ----------
+    mask : ndarray of bool, shape (H, W)
+    channel : str
+        Where the mask was: ``'grey'`` (one channel), ``'colour'`` (equal colour
+        channels) or ``'alpha'`` (the alpha channel, the colour channels being blank).
+    """
+
+    mask: np.ndarray
+    channel: str
+
+
+def read_mask_details(path: str | os.PathLike, page: int = 0) -> MaskRead:
+    """Read a binary mask, saying which channel held it.
+
+    Rules, in order:
+
+    * a grey mask is the mask;
+    * colour channels must be equal (a colour mask with different channels is refused);
+      a TIFF page whose colour channels are stored as separate planes and differ is
+      refused with its own message, because that is how tifffile saves a ``(3, H, W)``
+      stack of three masks, which must be pages instead;
+    * an alpha channel that is not uniform is the mask when the colour channels are
+      uniform (a mask drawn on a transparent layer); when both vary they must hold the
+      same mask, else the file is refused; a uniform alpha channel is ignored.
+
+    Values must be binary: 0/255, 0/1 or, for 16-bit files, 0/65535; a single value is
+    accepted too (all 0 = empty, all 255 or all 1 = full).
+
+    Parameters
+    ----------
+    path : path-like
+        A mask image (any format :func:`read_image` reads).
+    page : int, optional
+        TIFF page or video frame.
+
+    Returns
+    -------
+    MaskRead
+
+    Raises
+    ------
+    ImageReadError
+        The file cannot be read (see :func:`read_image`).
+    MaskError
+        The values are not binary, or the rules above refuse the file.
+    """
+    path = Path(path)
+    image = _read_frame(path, page, keep_alpha=True)
+    alpha = None
+    if image.ndim == 3 and image.shape[2] == 4:
+        image, alpha = image[..., :3], image[..., 3]
+    channel = "grey"
+    if image.ndim == 3:
+        if not (np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2])):
+            planes = tiff_planes(path, page)
+            if planes > 1:
+                raise MaskError(
+                    f"{path.name} holds {planes} different masks as the colour planes of one TIFF page; "
+                    f"save them as {planes} pages (one mask per page)")
+            raise MaskError(f"{path.name} is not a binary mask: its colour channels differ")
+        image, channel = image[..., 0], "colour"
+    if alpha is None or _uniform(alpha):
+        return MaskRead(_binary(path, image), channel)
+    if _uniform(image):
+        return MaskRead(_binary(path, alpha, "its alpha channel has"), "alpha")
+    colour_mask, alpha_mask = _binary(path, image), _binary(path, alpha, "its alpha channel has")
+    if not np.array_equal(colour_mask, alpha_mask):
+        raise MaskError(f"{path.name} holds one mask in its colour channels and a different one in its alpha "
+                        "channel; save the mask in one of them only")
+    return MaskRead(colour_mask, channel)
+
+
 def read_mask(path: str | os.PathLike, page: int = 0) -> np.ndarray:
-    """Read a binary mask as a boolean array.
+    """Read a binary mask as a boolean array (see :func:`read_mask_details` for the rules).
 
     Parameters
     ----------
@@ -605,26 +941,9 @@ def read_mask(path: str | os.PathLike, page: int = 0) -> np.ndarray:
     ImageReadError
         The file cannot be read (see :func:`read_image`).
     MaskError
-        The values are not binary. Accepted encodings are 0/255, 0/1 and, for
-        16-bit files, 0/65535; a single value is accepted too (all 0 = empty,
-        all 255 or all 1 = full). A colour mask is accepted when its three
-        channels are equal.
+        The values are not binary, or the channels disagree.
     """
-    path = Path(path)
-    image = read_image(path, page)
-    if image.ndim == 3:
-        if not (np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2])):
-            raise MaskError(f"{path.name} is not a binary mask: its colour channels differ")
-        image = image[..., 0]
-    values = _unique_values(image)
-    allowed = [{0, 255}, {0, 1}] + ([{0, 65535}] if image.dtype == np.uint16 else [])
-    found = set(values.tolist())
-    if not any(found <= ok for ok in allowed):
-        raise MaskError(
-            f"{path.name} is not a binary mask: found values {_format_values(values)} "
-            "(expected 0 and 255, or 0 and 1)"
-        )
-    return image != 0
+    return read_mask_details(path, page).mask
 
 
 # --------------------------------------------------------------------------- discovery
@@ -835,6 +1154,9 @@ def discover(
             infos = probe(file)
         except ImageReadError as exc:
             fail(file, exc)
+        except Exception as exc:  # noqa: BLE001 - one bad file never stops the rest of an import
+            log.exception("probing %r failed", file)
+            fail(file, _read_error(file, f"its reader failed ({type(exc).__name__}; details in the log)"))
         else:
             probed.setdefault(index, []).append((PurePosixPath(file.relative_to(root).as_posix()), infos))
         if progress is not None:
@@ -890,6 +1212,71 @@ def _frames_of_source(files: list[tuple[PurePosixPath, list[FrameInfo]]], prefix
         for info in infos:
             out.append(SourceFrame(info.path, info.page, f"{name}#{info.page}", sequence, info.page, info))
     return out
+
+
+# --------------------------------------------------------------------------- names in the database
+
+# A stored path never starts with "./": Project.relative() returns normalised paths, in which
+# pathlib drops "." parts. So this prefix marks, without any ambiguity, a path whose bytes are
+# not UTF-8 (SQLite stores text as UTF-8 only) and were percent-encoded.
+_BYTES_PREFIX = "./"
+
+
+def path_to_text(path: str | os.PathLike) -> str:
+    """How a path is stored as text: itself, or percent-encoded bytes when it is not UTF-8.
+
+    On Linux a file name is any bytes; Python gives the undecodable ones as lone
+    surrogates (``os.fsdecode``, ``surrogateescape``), which SQLite cannot store.
+    Such a path becomes ``"./"`` followed by its bytes percent-encoded, which
+    :func:`text_to_path` turns back into the same file name. Every other path is
+    returned unchanged, so existing projects read as before.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    str
+        Valid UTF-8 text.
+    """
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return _BYTES_PREFIX + urllib.parse.quote(os.fsencode(text), safe="/")
+
+
+def text_to_path(text: str) -> str:
+    """The path :func:`path_to_text` stored (the same string for ordinary paths)."""
+    if text.startswith(_BYTES_PREFIX):
+        return os.fsdecode(urllib.parse.unquote_to_bytes(text[len(_BYTES_PREFIX):]))
+    return text
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print and to store: undecodable bytes as ``\\xNN``, control characters escaped.
+
+    File names may hold bytes that are not UTF-8 (lone surrogates once decoded) and
+    characters such as newlines or terminal escape sequences; a report line or a
+    sample name must neither fail to print or store nor change the terminal. The
+    undecodable bytes are shown as the bytes they are (``caf\\xe9.png``); every other
+    control character as :func:`labelassist.textout.safe` shows it.
+    """
+    from labelassist.textout import safe
+
+    if _has_surrogates(text):
+        text = os.fsencode(text).decode("utf-8", "backslashreplace")
+    return safe(text)
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
 
 
 # --------------------------------------------------------------------------- hashing
