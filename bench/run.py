@@ -22,7 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-MODULES = ["bench_store", "bench_session", "bench_workflow", "bench_prelabel", "bench_selector", "bench_models"]
+MODULES = ["bench_store", "bench_session", "bench_workflow", "bench_prelabel", "bench_selector", "bench_models",
+           "bench_coco"]
 # Need a window: each runs as its own process (left out with --skip-canvas).
 GUI_MODULES = ["bench_canvas", "bench_ui_open"]
 QUICK_FLAG = {"bench_ui_open"}  # GUI modules that take --quick

@@ -20,7 +20,7 @@ def test_quick_benchmarks_produce_every_figure_with_its_alternative(tmp_path):
     assert {"cpu", "cores", "python", "numpy", "opencv", "onnxruntime"} <= set(results["machine"])
     modules = {r["module"] for r in results["figures"]}
     assert modules == {"bench_store", "bench_session", "bench_workflow", "bench_prelabel", "bench_selector",
-                       "bench_models"}
+                       "bench_models", "bench_coco"}
     for row in results["figures"]:
         assert row["median_ms"] > 0, row
         if row.get("ratio") is not None:  # ours / alternative, both measured in the same run

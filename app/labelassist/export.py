@@ -1,9 +1,21 @@
-"""Exporting the latest label of every labelled sample: PNG masks or COCO JSON with RLE."""
+"""Exporting the latest label of every labelled sample: PNG masks or COCO JSON with RLE.
+
+Two promises hold for every file written here (README, "Nothing is lost"):
+
+- an export never overwrites a sample's source image and never writes into the project folder:
+  the output folder and every output path are checked, by resolved path and by file identity,
+  *before* anything is written (:func:`prepare_output`);
+- one damaged label (a mask blob that no longer decodes) is named and left out, the rest is
+  exported (:class:`DamagedLabel`).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+import os
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -11,18 +23,66 @@ import cv2
 import numpy as np
 
 from labelassist import __version__
-from labelassist.errors import LabelAssistError
+from labelassist.errors import LabelAssistError, StoreError
 from labelassist.fileio import atomic_write_bytes
 from labelassist.project import Project
-from labelassist.store import Sample, utc_now
+from labelassist.store import LabelVersion, Sample, Store, utc_now
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("png", "coco")
+COCO_FILE = "annotations.json"
+
+
+@dataclass(frozen=True)
+class DamagedLabel:
+    """A label version whose stored mask no longer decodes (disk damage): left out of an export."""
+
+    sample: Sample
+    label_id: int
+    reason: str
+    earlier: int = 0
+
+    def line(self, project_folder: str | Path) -> str:
+        """One plain line: which sample, why, and how to get the label back."""
+        kept = "" if not self.earlier else (
+            f"its {self.earlier} earlier version{'s are' if self.earlier > 1 else ' is'} kept; ")
+        return (f"{self.sample.name}: its latest label (version {self.label_id}) is damaged ({self.reason}) and was "
+                f"left out; {kept}to get it back, put a backup from before the damage in place with "
+                f"'labelassist restore {project_folder}' (it lists them; the replaced database is kept)")
+
+
+def damaged_lines(damaged: list[DamagedLabel], project_folder: str | Path, limit: int = 10) -> list[str]:
+    """One line per damaged label (at most ``limit``, then how many more), for the terminal."""
+    lines = [d.line(project_folder) for d in damaged[:limit]]
+    if len(damaged) > limit:
+        lines.append(f"and {len(damaged) - limit} more damaged labels (listed in the log file)")
+        for d in damaged[limit:]:
+            log.warning("%s", d.line(project_folder))
+    return lines
 
 
 @dataclass
 class ExportReport:
+    """What an export wrote, what it left out, and whether the event log has it.
+
+    Attributes
+    ----------
+    written : list of Path
+        The files written.
+    labels : int
+        Labels exported.
+    damaged : list of DamagedLabel
+        Labels left out because their stored mask is damaged (the CLI exits 3 when there are any).
+    not_logged : str or None
+        Why the export could not be recorded in the project's event log (a read-only or busy
+        project); the files are complete all the same.
+    """
+
     written: list[Path] = field(default_factory=list)
     labels: int = 0
+    damaged: list[DamagedLabel] = field(default_factory=list)
+    not_logged: str | None = None
 
 
 def mask_file_name(sample: Sample) -> str:
@@ -35,33 +95,212 @@ def mask_file_name(sample: Sample) -> str:
     return (name.parent / f"{stem}.png").as_posix()
 
 
-def export_png(project: Project, out: str | Path, progress: Callable[[int, int], None] | None = None) -> ExportReport:
-    """Write each labelled sample's latest mask as an 8-bit PNG (0 background, 255 object)."""
-    out = _prepare(out)
-    report = ExportReport()
-    pairs = list(project.store.latest_labels())
+def plan_mask_names(samples: Iterable[Sample]) -> list[str]:
+    """The relative output path of each sample's mask, in order, with no two alike.
+
+    Two images named alike (``a.tif`` and ``a.png``) keep both masks, told apart by the sample id.
+    Names are compared case-insensitively because exports often go to USB sticks (FAT, exFAT)
+    where ``A.png`` and ``a.png`` are one file. A name that would leave the export folder
+    (absolute, or with ``..``) keeps only its file name.
+    """
     used: set[str] = set()
-    for done, (sample, label) in enumerate(pairs, 1):
+    names = []
+    for sample in samples:
         rel = mask_file_name(sample)
-        if rel in used:  # two images named alike (a.tif and a.png): keep both, tell them apart
+        pure = PurePosixPath(rel)
+        if pure.is_absolute() or ".." in pure.parts:
+            rel = pure.name
+        if rel.casefold() in used:
             rel = rel[:-4] + f"__{sample.id}.png"
-        used.add(rel)
+        used.add(rel.casefold())
+        names.append(rel)
+    return names
+
+
+# -- where an export may write --------------------------------------------------------------
+
+def _identity(path: str | Path) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of what ``path`` names, following links; None when nothing is there.
+
+    ``os.stat`` opens nothing, so this is safe on the database files too (the POSIX lock rule).
+    """
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _path_key(path: Path) -> str:
+    """A resolved path as a comparable string; case-folded because a FAT stick or NTFS ignores case."""
+    return os.path.normcase(str(path.resolve())).casefold()
+
+
+@dataclass(frozen=True)
+class _Guard:
+    """What an export must never touch: the project folder and every sample's source image."""
+
+    project: Path
+    project_id: tuple[int, int] | None
+    source_ids: dict[tuple[int, int], str]
+    source_keys: dict[str, str]
+
+    @classmethod
+    def of(cls, project: Project) -> "_Guard":
+        source_ids: dict[tuple[int, int], str] = {}
+        source_keys: dict[str, str] = {}
+        seen: set[str] = set()
+        for sample in project.store.samples():
+            if sample.path in seen:  # the other pages of a stack, frames of a video
+                continue
+            seen.add(sample.path)
+            path = project.resolve(sample.path)
+            ident = _identity(path)
+            if ident is not None:
+                source_ids.setdefault(ident, sample.name)
+            source_keys.setdefault(_path_key(path), sample.name)
+        folder = Path(project.folder)
+        return cls(folder.resolve(), _identity(folder), source_ids, source_keys)
+
+    def inside_project(self, folder: Path) -> bool:
+        """Whether ``folder`` is the project folder or lies inside it.
+
+        By resolved path (symlinks), and by identity of each existing folder on the way up, which
+        also catches a bind mount or another spelling of the name on a case-insensitive disk.
+        """
+        resolved = folder.resolve()
+        if resolved == self.project or self.project in resolved.parents:
+            return True
+        if self.project_id is None:
+            return False
+        return any(_identity(up) == self.project_id for up in (resolved, *resolved.parents))
+
+    def image_at(self, target: Path) -> str | None:
+        """The name of the sample whose source image ``target`` is (same file or same path), else None."""
+        ident = _identity(target)
+        if ident is not None and ident in self.source_ids:
+            return self.source_ids[ident]
+        return self.source_keys.get(_path_key(target))
+
+
+def prepare_output(project: Project, out: str | Path, names: Iterable[str]) -> Path:
+    """Check an output folder and the relative ``names`` to be written there, then create the folder.
+
+    Refuses (LabelAssistError, one plain line) before anything is written or created when ``out``
+    is a file, is the project folder or inside it, or when any output path would be a sample's
+    source image (also through a symlink, a hard link or a differently-cased name).
+
+    Returns
+    -------
+    Path
+        The folder, created if it did not exist.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise LabelAssistError(f"{out} is a file; give a folder to write into (nothing was written)")
+    guard = _Guard.of(project)
+    if guard.inside_project(out):
+        raise LabelAssistError(
+            f"{out} is inside the project folder {project.folder}; give a folder outside the project "
+            "(nothing was written)")
+    checked: dict[Path, bool] = {}
+    for rel in names:
         target = out / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        ok, buf = cv2.imencode(".png", label.mask.astype(np.uint8) * 255)
-        if not ok:
-            raise LabelAssistError(f"the mask of {sample.name} could not be encoded as PNG")
-        _write(target, buf.tobytes())
-        report.written.append(target)
-        report.labels += 1
+        parent = target.parent
+        if parent not in checked:
+            checked[parent] = guard.inside_project(parent)
+        if checked[parent]:
+            raise LabelAssistError(
+                f"{target} would be inside the project folder {project.folder}; give a folder outside the "
+                "project (nothing was written)")
+        image = guard.image_at(target)
+        if image is not None:
+            raise LabelAssistError(
+                f"{target} is the image of sample {image} itself (masks are named like their images); "
+                f"give a folder that does not hold the images (nothing was written)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LabelAssistError(f"the folder {out} could not be created: {exc.strerror}") from exc
+    return out
+
+
+# -- reading the labels ---------------------------------------------------------------------
+
+def decode_label(sample: Sample, label: LabelVersion, store: Store | None = None) -> np.ndarray | DamagedLabel:
+    """The label's mask, or a :class:`DamagedLabel` naming the sample when the stored blob is damaged.
+
+    With ``store``, the damaged label also says how many earlier versions of the sample are kept.
+    """
+    try:
+        return label.mask
+    except (zlib.error, ValueError, StoreError) as exc:
+        log.warning("label version %s of sample %s (%s) does not decode", label.id, sample.id, sample.name,
+                    exc_info=True)
+        reason = "its stored mask no longer decompresses" if isinstance(exc, zlib.error) else str(exc)
+        earlier = 0
+        if store is not None:
+            earlier = sum(1 for v in store.label_history(sample.id) if v.id < label.id)
+        return DamagedLabel(sample, label.id, reason, earlier)
+
+
+def _record(project: Project, report: ExportReport, **details) -> None:
+    """Log the export in the project's event log; a read-only or busy project does not undo it.
+
+    Exporting from a write-protected USB stick is a normal use, so the files stand and the reason
+    goes to the report (and the log file) instead of failing the whole export.
+    """
+    try:
+        project.store.log_event("export", **details)
+    except LabelAssistError as exc:
+        log.warning("the export to %s is not in the event log: %s", details.get("out"), exc)
+        report.not_logged = str(exc)
+
+
+# -- PNG --------------------------------------------------------------------------------------
+
+def export_png(project: Project, out: str | Path, progress: Callable[[int, int], None] | None = None) -> ExportReport:
+    """Write each labelled sample's latest mask as an 8-bit PNG (0 background, 255 object).
+
+    Damaged labels are left out and listed in ``report.damaged``; see :func:`prepare_output`
+    for where an export refuses to write.
+    """
+    pairs = list(project.store.latest_labels())
+    names = plan_mask_names(sample for sample, _ in pairs)
+    out = prepare_output(project, out, names)
+    report = ExportReport()
+    for done, ((sample, label), rel) in enumerate(zip(pairs, names), 1):
+        mask = decode_label(sample, label, project.store)
+        if isinstance(mask, DamagedLabel):
+            report.damaged.append(mask)
+        else:
+            target = out / rel
+            _mkdir(target.parent)
+            _write(target, encode_png(mask, sample.name))
+            report.written.append(target)
+            report.labels += 1
         if progress:
             progress(done, len(pairs))
-    project.store.log_event("export", format="png", out=str(out), labels=report.labels)
+    _record(project, report, format="png", out=str(out), labels=report.labels, damaged=len(report.damaged))
     return report
 
 
+def encode_png(mask: np.ndarray, name: str) -> bytes:
+    """A bool mask as 8-bit PNG bytes (0 background, 255 object)."""
+    ok, buf = cv2.imencode(".png", np.asarray(mask).astype(np.uint8) * 255)
+    if not ok:
+        raise LabelAssistError(f"the mask of {name} could not be encoded as PNG")
+    return buf.tobytes()
+
+
+# -- COCO -------------------------------------------------------------------------------------
+
 def rle_encode(mask: np.ndarray) -> dict:
-    """COCO uncompressed RLE of a bool mask: column-major runs, starting with a run of zeros."""
+    """COCO uncompressed RLE of a bool mask: column-major runs, starting with a run of zeros.
+
+    Encodes the whole image, so its cost grows with the image, not the segment: the reference
+    for :func:`rle_encode_box`, which the export uses.
+    """
     flat = np.asarray(mask, dtype=np.uint8).ravel(order="F")
     changes = np.flatnonzero(np.diff(flat)) + 1
     bounds = np.concatenate([[0], changes, [flat.size]])
@@ -69,6 +308,53 @@ def rle_encode(mask: np.ndarray) -> dict:
     if flat.size and flat[0] == 1:
         counts = [0] + counts
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
+
+
+def rle_encode_box(crop: np.ndarray, top: int, left: int, shape: tuple[int, int]) -> dict:
+    """The same RLE as :func:`rle_encode` for a mask that is zero outside one box, from the box alone.
+
+    Parameters
+    ----------
+    crop : (h, w) bool array
+        The mask inside the box.
+    top, left : int
+        Where the box sits in the image.
+    shape : (height, width)
+        The image size.
+
+    Returns
+    -------
+    dict
+        ``{"size": [height, width], "counts": [...]}``, identical to ``rle_encode`` of the whole
+        image (so bit-exact against pycocotools as before), in time proportional to the box.
+    """
+    height, width = int(shape[0]), int(shape[1])
+    h, w = crop.shape
+    # A zero row above and below each column keeps runs from joining across columns inside the box.
+    padded = np.zeros((h + 2, w), dtype=np.int8)
+    padded[1:-1] = crop
+    steps = np.diff(padded.ravel(order="F"))
+    starts = _image_index(np.flatnonzero(steps == 1) + 1, h, top, left, height)
+    ends = _image_index(np.flatnonzero(steps == -1) + 1, h, top, left, height)
+    if starts.size > 1:
+        # A box as tall as the image: a run reaching the bottom row goes on at the top of the next column.
+        joined = ends[:-1] == starts[1:]
+        starts = starts[np.concatenate([[True], ~joined])]
+        ends = ends[np.concatenate([~joined, [True]])]
+    total = height * width
+    bounds = np.empty(2 * starts.size + 2, dtype=np.int64)
+    bounds[0], bounds[-1] = 0, total
+    bounds[1:-1:2], bounds[2:-1:2] = starts, ends
+    counts = np.diff(bounds).tolist()
+    if starts.size and ends[-1] == total:
+        counts.pop()  # the last pixel is set: no closing run of zeros, as in rle_encode
+    return {"size": [height, width], "counts": counts}
+
+
+def _image_index(padded_index: np.ndarray, h: int, top: int, left: int, height: int) -> np.ndarray:
+    """Column-major image index of positions in the column-padded box of :func:`rle_encode_box`."""
+    column, row = np.divmod(padded_index.astype(np.int64), h + 2)
+    return (left + column) * height + top + row - 1
 
 
 def rle_decode(rle: dict) -> np.ndarray:
@@ -82,9 +368,32 @@ def rle_decode(rle: dict) -> np.ndarray:
     return flat.reshape((height, width), order="F")
 
 
+def segment_annotations(mask: np.ndarray) -> Iterator[tuple[dict, list[int], int]]:
+    """(RLE, bbox ``[x, y, w, h]``, area) of each 8-connected segment of a mask, in label order."""
+    n, components, stats, _ = cv2.connectedComponentsWithStats(np.asarray(mask).astype(np.uint8), connectivity=8)
+    for k in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[k])
+        crop = components[y:y + h, x:x + w] == k
+        yield rle_encode_box(crop, y, x, mask.shape), [x, y, w, h], area
+
+
+def coco_category(project: Project) -> str:
+    """The COCO category name: the project's first label class; a project without one is refused."""
+    classes = project.settings.get("labels", {}).get("classes") or []
+    if not isinstance(classes, list) or not classes or not str(classes[0]).strip():
+        raise LabelAssistError(
+            f"{Path(project.folder) / 'project.toml'} names no label class ([labels] classes is empty); "
+            'add one, for example classes = ["cell"] (nothing was written)')
+    return str(classes[0])
+
+
 def export_coco(project: Project, out: str | Path, progress: Callable[[int, int], None] | None = None) -> ExportReport:
-    """Write ``annotations.json``: one COCO annotation (RLE) per connected segment of each latest label."""
-    out = _prepare(out)
+    """Write ``annotations.json``: one COCO annotation (RLE) per connected segment of each latest label.
+
+    A damaged label is left out (with its image entry) and listed in ``report.damaged``.
+    """
+    category = coco_category(project)
+    out = prepare_output(project, out, [COCO_FILE])
     pairs = list(project.store.latest_labels())
     coco = {
         "info": {"description": project.name, "version": __version__, "date_created": utc_now(),
@@ -92,42 +401,43 @@ def export_coco(project: Project, out: str | Path, progress: Callable[[int, int]
         "licenses": [],
         "images": [],
         "annotations": [],
-        "categories": [{"id": 1, "name": project.settings["labels"]["classes"][0], "supercategory": "object"}],
+        "categories": [{"id": 1, "name": category, "supercategory": "object"}],
     }
+    report = ExportReport()
     ann_id = 0
     for done, (sample, label) in enumerate(pairs, 1):
-        coco["images"].append({
-            "id": sample.id, "file_name": sample.name.split("#", 1)[0], "width": sample.width,
-            "height": sample.height, "frame": sample.page, "sequence": sample.sequence,
-            "labelassist": {"label_version": label.id, "author": label.author, "source": label.source,
-                            "created_at": label.created_at, "sha256": sample.hash},
-        })
-        mask = label.mask
-        n, components, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-        for k in range(1, n):
-            ann_id += 1
-            x, y, w, h, area = (int(v) for v in stats[k])
-            coco["annotations"].append({
-                "id": ann_id, "image_id": sample.id, "category_id": 1, "iscrowd": 0,
-                "segmentation": rle_encode(components == k), "area": area, "bbox": [x, y, w, h],
+        mask = decode_label(sample, label, project.store)
+        if isinstance(mask, DamagedLabel):
+            report.damaged.append(mask)
+        else:
+            coco["images"].append({
+                "id": sample.id, "file_name": sample.name.split("#", 1)[0], "width": sample.width,
+                "height": sample.height, "frame": sample.page, "sequence": sample.sequence,
+                "labelassist": {"label_version": label.id, "author": label.author, "source": label.source,
+                                "created_at": label.created_at, "sha256": sample.hash},
             })
+            for rle, bbox, area in segment_annotations(mask):
+                ann_id += 1
+                coco["annotations"].append({"id": ann_id, "image_id": sample.id, "category_id": 1, "iscrowd": 0,
+                                            "segmentation": rle, "area": area, "bbox": bbox})
+            report.labels += 1
         if progress:
             progress(done, len(pairs))
-    target = out / "annotations.json"
+    target = out / COCO_FILE
     _write(target, json.dumps(coco).encode("utf-8"))
-    project.store.log_event("export", format="coco", out=str(out), labels=len(pairs))
-    return ExportReport(written=[target], labels=len(pairs))
+    report.written.append(target)
+    _record(project, report, format="coco", out=str(out), labels=report.labels, damaged=len(report.damaged))
+    return report
 
 
-def _prepare(out: str | Path) -> Path:
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise LabelAssistError(f"{out} is a file; give a folder to export into")
+# -- writing ------------------------------------------------------------------------------------
+
+def _mkdir(folder: Path) -> None:
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise LabelAssistError(f"the export folder {out} could not be created: {exc.strerror}") from exc
-    return out
+        raise LabelAssistError(
+            f"the folder {folder} could not be created: {exc.strerror}; the labels are unchanged") from exc
 
 
 def _write(target: Path, data: bytes) -> None:
@@ -136,3 +446,8 @@ def _write(target: Path, data: bytes) -> None:
     except OSError as exc:
         raise LabelAssistError(f"{target} could not be written: {exc.strerror}; the labels are unchanged") from exc
 
+
+def write_file(target: Path, data: bytes) -> None:
+    """Write ``data`` atomically into ``target`` (its folder created), with a plain error when that fails."""
+    _mkdir(target.parent)
+    _write(target, data)
