@@ -50,6 +50,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from labelassist.errors import LabelAssistError
 from labelassist.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,15 @@ log = logging.getLogger(__name__)
 SETTINGS_FILE = "kiosk.toml"
 DEFAULT_PIN = "0000"
 PIN_ITERATIONS = 200_000
+# The on-screen keypad has the ASCII digits 0-9 only and takes at most 12 of them: a PIN outside
+# this (fullwidth or Arabic-Indic digits, superscripts) could be stored but never typed again.
+PIN_MIN_DIGITS, PIN_MAX_DIGITS = 4, 12
+_PIN = re.compile(r"[0-9]{%d,%d}" % (PIN_MIN_DIGITS, PIN_MAX_DIGITS))
+# A stored hash is SHA-256 (32 bytes); set_pin writes a 16-byte salt, 8 is the least we accept.
+PIN_HASH_BYTES, PIN_SALT_MIN_BYTES, PIN_SALT_MAX_BYTES = 32, 8, 64
+# Below 1,000 PBKDF2 rounds a stolen kiosk.toml gives the PIN away at once; above 10 million one
+# try keeps a tablet CPU busy for tens of seconds (the default, 200,000, takes about 0.1 s).
+PIN_ITERATIONS_RANGE = (1_000, 10_000_000)
 # Screens a kiosk.toml may put behind the admin PIN. "admin" is always locked; "label" (and the
 # inspection / post-processing steps of saving) can never be: labelling must always work.
 # "queue": the sample queue and its selector weights; "settings": the project settings on the
@@ -126,24 +136,104 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"kiosk settings cannot hold {type(value).__name__} values")
 
 
+class SettingsError(LabelAssistError):
+    """kiosk.toml cannot be changed safely (unreadable, or written in a form we cannot edit);
+    the file was left as it was."""
+
+
 def update(values: dict[str, dict[str, Any]], home: Path | None = None) -> Path:
     """Change some keys of kiosk.toml in place, keeping everything else IT staff wrote
-    (comments, order, unknown keys); creates the file when there is none."""
+    (comments, order, unknown keys); creates the file when there is none.
+
+    Raises
+    ------
+    SettingsError
+        The file cannot be read or parsed (the message names the line), or a section is written
+        in a form that cannot be edited line by line (an inline table, dotted keys). The file is
+        then left byte for byte as it was: rewriting it would lose every other setting.
+    """
     path = settings_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        text = path.read_text(encoding="utf-8") if path.is_file() else ""
-        tomllib.loads(text)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        log.error("kiosk settings %s could not be read (%s); writing a new file", path, exc)
-        text = ""
+    text = _read_for_update(path)
     if not text:
         text = "# Label Assistant kiosk settings. The admin PIN is stored as a salted PBKDF2 hash only.\n"
+    before = tomllib.loads(text)
     for section, items in values.items():
+        if section in before and not _has_header(text, section):
+            raise SettingsError(f"{path}: [{section}] is written as an inline table or with dotted keys, which "
+                                f"cannot be changed safely; write it as a [{section}] section of its own lines; "
+                                "nothing was changed")
         text = _update_section(text, section, items)
-    tomllib.loads(text)  # never write a file the app could not read back
-    atomic_write_text(path, text)
+    _check_written(path, text, values)  # never write a file the app could not read back as meant
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)  # the old file stays whole when this fails
+    except OSError as exc:
+        log.error("kiosk settings %s could not be written", path, exc_info=True)
+        raise SettingsError(f"{path} could not be written ({exc.strerror or exc}); nothing was changed") from None
     return path
+
+
+def _read_for_update(path: Path) -> str:
+    """The text of kiosk.toml ("" when there is none); SettingsError when it cannot be read or parsed."""
+    try:
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path} is not UTF-8 text; save it as UTF-8, then try again; nothing was changed") \
+            from None
+    except OSError as exc:
+        raise SettingsError(f"{path} cannot be read: {exc.strerror or exc}; nothing was changed") from None
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: {toml_error(text, exc)}; fix that line, then try again; "
+                            "nothing was changed") from None
+    return text
+
+
+_WHERE = re.compile(r"\s*\(at (?:line (\d+), column \d+|end of document)\)\s*$")
+
+
+def toml_error(text: str, exc: tomllib.TOMLDecodeError) -> str:
+    """A TOML parse error in plain words, naming and quoting its line.
+
+    For example ``line 3 (folder = "D:\\Labels") is not valid TOML: Unescaped '\\' in a string``.
+    tomllib ends its message with "(at line L, column C)" or "(at end of document)"; the line is
+    quoted (shortened, control characters escaped) so IT staff see at once what to fix.
+    """
+    message = str(exc)
+    match = _WHERE.search(message)
+    if not match:
+        return f"it is not valid TOML: {message}"
+    reason = message[:match.start()].strip()
+    lines = text.splitlines()
+    number = int(match.group(1)) if match.group(1) else max(len(lines), 1)
+    shown = lines[number - 1].strip() if 0 < number <= len(lines) else ""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    # The usual cause: a Windows path typed with single backslashes inside double quotes.
+    hint = ' (write Windows paths as "D:/Labels" or "D:\\\\Labels")' if "\\" in shown and (
+        "escape" in reason.lower()) else ""
+    quoted = f" ({shown})" if shown else ""
+    return f"line {number}{quoted} is not valid TOML: {reason}{hint}"
+
+
+def _has_header(text: str, section: str) -> bool:
+    return any((m := _HEADER.match(line)) and m.group(1).strip() == section for line in text.splitlines())
+
+
+def _check_written(path: Path, text: str, values: dict[str, dict[str, Any]]) -> None:
+    """The new text parses and holds exactly the values asked for (else SettingsError, nothing written)."""
+    try:
+        after = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        after = {}
+    for section, items in values.items():
+        table = after.get(section)
+        if not isinstance(table, dict) or any(table.get(k) != v for k, v in items.items()):
+            log.error("kiosk settings %s: the change of [%s] did not read back; not written", path, section)
+            raise SettingsError(f"{path}: [{section}] is written in a form that cannot be changed safely; write "
+                                f"it as a plain [{section}] section with one key per line; nothing was changed")
 
 
 _HEADER = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
@@ -175,14 +265,14 @@ def _hash(pin: str, salt: bytes, iterations: int) -> bytes:
 
 
 def valid_pin(pin: str) -> bool:
-    """A PIN is 4 to 12 digits (entered on the on-screen keypad)."""
-    return isinstance(pin, str) and pin.isdigit() and 4 <= len(pin) <= 12
+    """A PIN is 4 to 12 ASCII digits 0-9: exactly what the on-screen keypad can type."""
+    return isinstance(pin, str) and _PIN.fullmatch(pin) is not None
 
 
 def set_pin(pin: str, home: Path | None = None) -> Path:
     """Store a new admin PIN (salted PBKDF2 hash); returns the settings file."""
     if not valid_pin(pin):
-        raise ValueError("the PIN must be 4 to 12 digits")
+        raise ValueError(f"the PIN must be {PIN_MIN_DIGITS} to {PIN_MAX_DIGITS} digits 0-9")
     salt = secrets.token_bytes(16)
     path = update({"admin": {"pin_salt": salt.hex(), "pin_hash": _hash(pin, salt, PIN_ITERATIONS).hex(),
                              "pin_iterations": PIN_ITERATIONS}}, home)  # IT staff's comments stay
@@ -198,18 +288,49 @@ def pin_is_default(home: Path | None = None) -> bool:
 
 
 def check_pin(pin: str, home: Path | None = None) -> bool:
-    """Whether ``pin`` is the admin PIN (constant-time comparison)."""
+    """Whether ``pin`` is the admin PIN (constant-time comparison); False when the stored hash is damaged."""
     admin = load(home)["admin"]
     if not admin["pin_hash"]:
         return hmac.compare_digest(pin.encode(), DEFAULT_PIN.encode())
-    try:
-        salt = bytes.fromhex(admin["pin_salt"])
-        expected = bytes.fromhex(admin["pin_hash"])
-    except ValueError:
-        log.error("the admin PIN hash in %s is damaged; set a new PIN with 'labelassist kiosk set-pin'",
-                  settings_path(home))
+    damage = pin_hash_problems(admin)
+    if damage:
+        log.error("the admin PIN hash in %s is damaged (%s); set a new PIN with 'labelassist kiosk set-pin'",
+                  settings_path(home), "; ".join(damage))
         return False
-    return hmac.compare_digest(_hash(pin, salt, int(admin["pin_iterations"])), expected)
+    salt, expected = bytes.fromhex(admin["pin_salt"]), bytes.fromhex(admin["pin_hash"])
+    return hmac.compare_digest(_hash(pin, salt, admin["pin_iterations"]), expected)
+
+
+def _hex_problem(name: str, value: Any, low: int, high: int) -> str | None:
+    """What is wrong with a hex-encoded byte string of ``low`` to ``high`` bytes, or None."""
+    if not isinstance(value, str):
+        return f"{name} must be a quoted hex string, not {type(value).__name__}"
+    if not value:
+        return f"{name} is empty"
+    if not re.fullmatch(r"(?:[0-9a-fA-F]{2})+", value):
+        return f"{name} is not hex (digits 0-9 and letters a-f, in pairs)"
+    size = len(value) // 2
+    if not low <= size <= high:
+        wanted = f"{low} bytes" if low == high else f"{low} to {high} bytes"
+        return f"{name} holds {size} bytes, it must hold {wanted} ({2 * low} hex digits" + \
+            ("" if low == high else f" or more, up to {2 * high}") + ")"
+    return None
+
+
+def pin_hash_problems(admin: dict[str, Any]) -> list[str]:
+    """What is wrong with a stored PIN hash (``[admin]`` of kiosk.toml), in plain words; [] when
+    no PIN is set or the hash, salt and iteration count can be used."""
+    if not admin.get("pin_hash"):
+        return []
+    out = [p for p in (_hex_problem("pin_hash", admin.get("pin_hash"), PIN_HASH_BYTES, PIN_HASH_BYTES),
+                       _hex_problem("pin_salt", admin.get("pin_salt"), PIN_SALT_MIN_BYTES, PIN_SALT_MAX_BYTES))
+           if p]
+    iterations = admin.get("pin_iterations")
+    low, high = PIN_ITERATIONS_RANGE
+    # bool is an int in Python: "pin_iterations = true" is not a count
+    if not isinstance(iterations, int) or isinstance(iterations, bool) or not low <= iterations <= high:
+        out.append(f"pin_iterations must be a whole number from {low:,} to {high:,}, not {iterations!r}")
+    return out
 
 
 # --------------------------------------------------------------------------- data, exports, locks
@@ -330,9 +451,14 @@ def problems(home: Path | None = None) -> list[str]:
     path = settings_path(home)
     if path.is_file():
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            return [f"{path} cannot be read: {exc}"]
+            text = path.read_text(encoding="utf-8")
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            return [f"{path}: {toml_error(text, exc)}"]
+        except UnicodeDecodeError:
+            return [f"{path} is not UTF-8 text: save it as UTF-8"]
+        except OSError as exc:
+            return [f"{path} cannot be read: {exc.strerror or exc}"]
         for section, values in raw.items():
             if section not in DEFAULTS:
                 out.append(f"unknown section [{section}] (known: {', '.join(DEFAULTS)})")
@@ -343,6 +469,9 @@ def problems(home: Path | None = None) -> list[str]:
                     if key not in DEFAULTS[section]:
                         out.append(f"unknown key {key!r} in [{section}]")
     settings = load(home)
+    damage = pin_hash_problems(settings["admin"])
+    out += [f"[admin] {p}: the admin PIN cannot be checked (set it again with 'labelassist kiosk set-pin')"
+            for p in damage]
     if not settings["admin"]["pin_hash"]:
         out.append(f"no admin PIN is set: the default {DEFAULT_PIN} opens the Admin screen "
                    "(set one with 'labelassist kiosk set-pin')")
@@ -365,5 +494,6 @@ def problems(home: Path | None = None) -> list[str]:
 
 
 __all__ = ["DEFAULT_PIN", "DEFAULTS", "LOCKABLE_SCREENS", "load", "save", "update", "set_pin", "check_pin",
-           "pin_is_default", "valid_pin", "settings_path", "data_folder", "project_folder",
+           "pin_is_default", "valid_pin", "pin_hash_problems", "SettingsError", "toml_error", "settings_path",
+           "data_folder", "project_folder",
            "export_destinations", "removable_mounts", "locked_screens", "is_locked", "problems", "toml_value"]

@@ -6,6 +6,12 @@ Kiosk mode (the default): fullscreen, Escape and the window's close request are 
 the screensaver is held off; only "Exit kiosk" on the Admin screen (behind the admin
 PIN, see :mod:`labelassist.kiosk_settings`) leaves.
 
+The lock is against people, not the operating system: SIGTERM, SIGHUP and SIGINT (a
+shutdown, a logout, ``systemctl stop``; on Windows Ctrl+Break and the console's close,
+log-off and shutdown events) save and close instead (:class:`SystemStop`): the session
+worker's queue drains (the stroke journal, pending saves), the session, store and lock
+are closed (the exit backup is taken) and the process exits 0 within 2 s.
+
 Keyboard shortcuts on the Label screen (the detachable keyboard; never needed)::
 
     B brush   E eraser   L lasso   P polygon   F fill   T tap-to-segment
@@ -25,7 +31,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
+import time
+import weakref
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -37,6 +47,9 @@ def configure_kivy(windowed: bool) -> None:
     """Kivy settings that must be made before ``kivy.core.window`` is imported."""
     os.environ.setdefault("KIVY_NO_ARGS", "1")           # Kivy must not parse our argv
     os.environ.setdefault("KIVY_NO_CONSOLELOG", "1")     # our log setup owns the console
+    # SDL turns SIGINT/SIGTERM into a window close request, which the kiosk vetoes: the
+    # operating system's stop would be refused. The app handles those signals itself.
+    os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
     from kivy.config import Config
 
     # Mouse without the red multitouch emulation dots; right button pans instead.
@@ -54,8 +67,6 @@ from kivy.core.window import Window  # noqa: E402
 from kivy.factory import Factory  # noqa: E402
 from kivy.lang import Builder  # noqa: E402
 from kivy.properties import BooleanProperty, StringProperty  # noqa: E402
-from kivy.uix.label import Label  # noqa: E402
-from kivy.uix.popup import Popup  # noqa: E402
 from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
 from labelassist.ui import screens  # noqa: E402
@@ -75,6 +86,235 @@ def load_kv() -> None:
     if not _kv_loaded:
         Builder.load_file(str(KV_FILE))
         _kv_loaded = True
+
+
+# The operating system's requests to stop (shutdown, logout, "systemctl stop", a closed
+# terminal): never vetoed, unlike a person's close request. SIGBREAK is Windows' Ctrl+Break.
+STOP_SIGNALS = ("SIGTERM", "SIGHUP", "SIGINT", "SIGBREAK")
+# systemd, logind and Windows give a stopping app a few seconds before they kill it: the
+# worker's queue and the closing of the session and store get this long after the signal...
+CLOSE_BUDGET_S = 1.5
+# ...a UI thread that has not begun to close by then (stuck in a long call) is not waited for:
+# a helper thread closes instead...
+UI_GRACE_S = 0.4
+# ...and the process ends by this time at the latest, whatever still runs (the database is
+# crash-safe: what was committed stays, and every finished stroke was committed)...
+EXIT_DEADLINE_S = 1.9
+# ...or this long after the work was put away, when the UI thread has not left its loop by then.
+EXIT_GRACE_S = 0.5
+
+
+def signal_names(names=STOP_SIGNALS) -> list[str]:
+    """The stop signals this platform has (SIGHUP is POSIX only, SIGBREAK Windows only)."""
+    return [name for name in names if hasattr(signal, name)]
+
+
+class SystemStop:
+    """The operating system asked the kiosk to stop: save, close and exit within 2 s.
+
+    :meth:`request` is all a signal handler does (it sets an event: no locks the interrupted
+    code could hold, no Kivy calls). The UI thread notices within a frame (:meth:`LabelAssistApp.
+    _poll_system_stop`) and closes the project (:meth:`LabelAssistApp.close_work`) with a
+    deadline; a watcher thread is the fallback when the UI thread is stuck and ends the process
+    at :data:`EXIT_DEADLINE_S` if it is still there.
+
+    Parameters
+    ----------
+    app : LabelAssistApp
+    """
+
+    def __init__(self, app: "LabelAssistApp"):
+        # A weak reference: the app owns this object, and an app that ended must be freed as
+        # before (its widgets with it), not kept by a reference cycle until the next collection.
+        self._app = weakref.ref(app)
+        self.reason = ""
+        self.started = 0.0  # time.monotonic() of the request
+        self.requested = threading.Event()
+        self.signals: list[str] = []  # every stop signal received, the first request's or not
+        self._previous: dict[int, object] = {}
+        self._console_handler = None
+        self._watcher: threading.Thread | None = None
+
+    # -- asking ----------------------------------------------------------------------------
+    def request(self, reason: str) -> None:
+        """Ask for a clean stop (safe in a signal handler and from any thread); later requests are ignored."""
+        if self.requested.is_set():
+            return
+        self.reason = reason
+        self.started = time.monotonic()
+        self.requested.set()
+
+    def deadline(self) -> float:
+        """When the closing must be done (monotonic seconds)."""
+        return self.started + CLOSE_BUDGET_S
+
+    def _on_signal(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        self.signals.append(name)
+        self.request(name)
+
+    def signalled(self, wait_s: float = 0.0) -> bool:
+        """Whether a stop signal came, waiting up to ``wait_s`` for one still on its way (UI thread:
+        a signal's Python handler runs there, between two steps of this wait)."""
+        end = time.monotonic() + wait_s
+        while not self.signals and time.monotonic() < end:
+            time.sleep(0.01)
+        return bool(self.signals)
+
+    # -- installing ------------------------------------------------------------------------
+    def install(self) -> list[str]:
+        """Handle the stop signals (main thread only) and start the watcher; the names installed."""
+        installed = []
+        if threading.current_thread() is threading.main_thread():
+            for name in signal_names():
+                number = getattr(signal, name)
+                try:
+                    self._previous[number] = signal.signal(number, self._on_signal)
+                    installed.append(name)
+                except (OSError, ValueError, RuntimeError):  # a signal this process may not handle
+                    log.warning("%s cannot be handled here: a stop by it will not save first", name)
+        self._console_handler = _windows_console_handler(self.request, self._app().closed)
+        if self._console_handler is not None:
+            installed.append("console close/logoff/shutdown")
+        self._watcher = threading.Thread(target=self._watch, name="system-stop", daemon=True)
+        self._watcher.start()
+        log.info("a stop by %s saves and closes first", ", ".join(installed) or "the system")
+        return installed
+
+    def uninstall(self) -> None:
+        """Give the signals back to their previous handlers (the app ended without a system stop)."""
+        if self.requested.is_set() or threading.current_thread() is not threading.main_thread():
+            return  # the process is on its way out: a second signal must not kill it mid-way
+        for number, previous in self._previous.items():
+            try:
+                signal.signal(number, previous if previous is not None else signal.SIG_DFL)
+            except (OSError, ValueError, TypeError):
+                pass
+        self._previous.clear()
+
+    # -- the fallback ----------------------------------------------------------------------
+    def _watch(self) -> None:
+        """Wait for a request; close when the UI thread does not, and end the process at the deadline."""
+        self.requested.wait()
+        app = self._app()
+        if app is None:
+            return
+        # Before the event loop runs (the project still opening) there is nothing to close from
+        # here: build() is still making the session; the deadline below still holds.
+        if not app.closed.wait(UI_GRACE_S) and app.loop_started and not app.closing_started:
+            log.warning("%s: the screen is busy; closing the project from a helper thread", self.reason)
+            app.close_work(self.deadline())
+        deadline = self.started + EXIT_DEADLINE_S
+        app.closed.wait(max(0.0, deadline - time.monotonic()))
+        time.sleep(max(0.0, min(time.monotonic() + EXIT_GRACE_S, deadline) - time.monotonic()))
+        # Still here: the UI thread did not leave its loop (stuck in a long call, or a plug-in
+        # thread keeps the process alive). End it: everything that could be closed is closed.
+        code = 0 if app.closed_cleanly else 1
+        log.warning("%s: the app did not end by itself %.1f s after the signal; ending it (exit %d)", self.reason,
+                    time.monotonic() - self.started, code)
+        logging.shutdown()
+        os._exit(code)
+
+
+DISPLAY_LOST = "the display server went away"
+# Xlib keeps one connection-lost handler per process: the current one (a ctypes callback must
+# stay referenced while installed) and the one it replaced.
+_X_HANDLER: list = []
+
+
+def _x11_loaded() -> bool:
+    """Whether this process talks to an X server through libX11 (SDL's x11 driver; under cage it is
+    Xwayland). Read from the process's own memory map, so nothing is loaded only to ask."""
+    try:
+        with open("/proc/self/maps", encoding="ascii", errors="replace") as maps:
+            return any("libX11.so" in line for line in maps)
+    except OSError:
+        return False
+
+
+def install_display_lost_handler(on_lost) -> bool:
+    """Linux: when the X server goes away, call ``on_lost()`` (which must end the process) instead
+    of Xlib's default, which ends it at once with exit(1).
+
+    At a shutdown or "systemctl stop" every process of the kiosk's unit gets SIGTERM at once:
+    the display server (Xwayland under cage) is gone within milliseconds, and Xlib's default
+    would end the app before it closed the project. True when installed.
+    """
+    if not sys.platform.startswith("linux") or not _x11_loaded():
+        return False
+    try:
+        import ctypes
+
+        lib = ctypes.CDLL("libX11.so.6")  # already loaded by SDL: the same library, the same handler
+        prototype = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+
+        @prototype
+        def handler(display):
+            try:
+                on_lost()
+            except BaseException:  # noqa: BLE001 - an error here must still end the process below
+                log.exception("closing after the display server went away failed")
+            os._exit(1)  # never return into Xlib: it would exit(1) without closing anything
+            return 0
+
+        lib.XSetIOErrorHandler.restype = ctypes.c_void_p
+        lib.XSetIOErrorHandler.argtypes = [prototype]
+        previous = lib.XSetIOErrorHandler(handler)
+        if not _X_HANDLER:
+            _X_HANDLER.append(previous)  # Xlib's own, given back by uninstall_display_lost_handler
+        _X_HANDLER[1:] = [handler]
+        return True
+    except (OSError, AttributeError):
+        log.warning("the X server's going away cannot be handled: a shutdown may not save first", exc_info=True)
+        return False
+
+
+def uninstall_display_lost_handler() -> None:
+    """Give Xlib its default connection-lost handler back (the app ended normally)."""
+    if len(_X_HANDLER) < 2:
+        return
+    try:
+        import ctypes
+
+        lib = ctypes.CDLL("libX11.so.6")
+        lib.XSetIOErrorHandler.argtypes = [ctypes.c_void_p]
+        lib.XSetIOErrorHandler(_X_HANDLER[0])
+    except (OSError, AttributeError):
+        return
+    del _X_HANDLER[1:]  # the callback may be freed now that Xlib no longer holds it
+
+
+def _windows_console_handler(request, closed: threading.Event):
+    """Windows: the console window closed, the user logging off, the system shutting down.
+
+    Windows ends the process when the handler returns (or after about 5 s), so the handler
+    waits for the project to be closed. Returns the registered callback (it must stay
+    referenced), or None elsewhere or when it cannot be registered. Ctrl+C and Ctrl+Break
+    are left to Python's SIGINT and SIGBREAK handlers.
+    """
+    if os.name != "nt":
+        return None
+    try:
+        import ctypes
+        from ctypes import wintypes
+
+        events = {2: "CTRL_CLOSE_EVENT", 5: "CTRL_LOGOFF_EVENT", 6: "CTRL_SHUTDOWN_EVENT"}
+
+        @ctypes.WINFUNCTYPE(wintypes.BOOL, wintypes.DWORD)
+        def handler(event):
+            name = events.get(int(event))
+            if name is None:
+                return False  # Ctrl+C / Ctrl+Break: the next handler (Python's signals)
+            request(name)
+            closed.wait(EXIT_DEADLINE_S)
+            return True
+
+        if not ctypes.windll.kernel32.SetConsoleCtrlHandler(handler, True):
+            return None
+        return handler
+    except Exception:  # noqa: BLE001 - a missing console API leaves the signals only
+        log.warning("the Windows console stop events cannot be handled", exc_info=True)
+        return None
 
 
 class LabelAssistApp(App):
@@ -116,6 +356,16 @@ class LabelAssistApp(App):
         self.session = None
         self.worker: SessionWorker | None = None
         self._leaving = False
+        # Closing the open project happens once, whoever gets there first (the UI thread at
+        # on_stop, or the system-stop watcher when the UI thread is stuck).
+        self.closed = threading.Event()
+        self.closing_started = False
+        self.closed_cleanly = False
+        self._close_lock = threading.Lock()
+        self.system_stop = SystemStop(self)
+        self._message_popup = None
+        self._stop_noticed = False
+        self.loop_started = False  # on_start ran: the project is open, the event loop runs
         # Bumped at every project switch: results the old session's worker still delivers
         # to the UI thread are dropped (they belong to the project that was closed).
         self.generation = 0
@@ -290,23 +540,130 @@ class LabelAssistApp(App):
 
         return kiosk_settings.load(self.home)
 
+    def run(self):
+        """Run the kiosk until it is left from Admin or the operating system stops it."""
+        self.system_stop.install()
+        try:
+            super().run()
+        finally:
+            self.system_stop.uninstall()
+            if getattr(self, "_display_handler", False) and not self.system_stop.requested.is_set():
+                uninstall_display_lost_handler()
+
+    def on_start(self):
+        # A frame is 1/60 s: a stop signal is acted on well within the 2 s the system gives.
+        Clock.schedule_interval(self._poll_system_stop, 0.05)
+        app = weakref.ref(self)
+        self._display_handler = install_display_lost_handler(
+            lambda: app() is not None and app()._display_lost())  # the window exists now: so does libX11
+        self.loop_started = True
+
+    def _display_lost(self) -> None:
+        """The X server went away (stopping with the system, or crashed): no screen any more. Close
+        the project within the stop budget and end the process (called on the UI thread, inside
+        Xlib: nothing here may draw). Exit 0 when the system asked the app to stop first."""
+        stop = self.system_stop
+        stop.request(DISPLAY_LOST)  # a stop signal that came first keeps its name
+        log.warning("%s%s: closing the project", DISPLAY_LOST,
+                    "" if stop.reason == DISPLAY_LOST else f" after {stop.reason}")
+        self._stop_noticed = self._leaving = True
+        self.close_work(stop.deadline())
+        # At a shutdown the display server and the app are signalled together: the display may be
+        # gone a moment before the app's own SIGTERM arrives. Without any signal it crashed: exit 1.
+        code = 0 if self.closed_cleanly and stop.signalled(wait_s=0.2) else 1
+        log.info("%s: closed %s after %.2f s; ending (exit %d)", stop.reason,
+                 "cleanly" if self.closed_cleanly else "in part", time.monotonic() - stop.started, code)
+        logging.shutdown()
+        os._exit(code)
+
+    def _poll_system_stop(self, dt) -> None:
+        stop = self.system_stop
+        if not stop.requested.is_set() or self._stop_noticed:
+            return
+        self._stop_noticed = True
+        log.info("%s received: saving and closing (the kiosk lock is against people, not the system)",
+                 stop.reason)
+        if self.root is not None:
+            self.root.disabled = True  # no new strokes or taps while the work is put away
+        self._leaving = True
+        self.close_work(stop.deadline())
+        log.info("%s: closed %s after %.2f s", stop.reason, "cleanly" if self.closed_cleanly else "in part",
+                 time.monotonic() - stop.started)
+        self.stop()
+
     def on_stop(self):
         Window.unbind(on_request_close=self.on_request_close, on_key_down=self.on_key_down)
-        if self.root is not None:
-            self.root.get_screen("label").stop()
-        if self.worker is not None:
-            self.worker.close()  # queued saves reach disk first
-        if self.session is not None:
-            self.session.close()
-        if self.project is not None:
-            self.project.close()
+        stop = self.system_stop
+        self.close_work(stop.deadline() if stop.requested.is_set() else None)
+
+    def close_work(self, deadline: float | None = None) -> None:
+        """The open project's work reaches disk, then its session, store and lock are closed.
+
+        Once per app, whoever calls first (later calls wait for the first to end). In order: the
+        last stroke's journal write, the session worker's queue (journal writes, saves), the
+        session (its exit backup), the store, the lock.
+
+        Parameters
+        ----------
+        deadline : float, optional
+            ``time.monotonic()`` by which to be done (a system stop): work not done by then is
+            left (logged); what was committed stays, as after a power cut. None: as long as it takes.
+        """
+        with self._close_lock:
+            first, self.closing_started = not self.closing_started, True
+        if not first:
+            self.closed.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            return
+        if self.root is not None and threading.current_thread() is threading.main_thread():
+            self._put_label_screen_away(wait=deadline is None)
+        if deadline is None:
+            self._close_now()
+            return
+        # In a helper thread, so that a long step (a pre-label still being prepared, a big exit
+        # backup) cannot hold this thread past the deadline. The worker's queue holds the last
+        # stroke's journal write: it drains first.
+        closer = threading.Thread(target=self._close_now, name="close-project", daemon=True)
+        closer.start()
+        closer.join(max(0.0, deadline - time.monotonic()))
+        if closer.is_alive():
+            log.warning("closing the project took longer than the system allows; what was committed is kept "
+                        "(every finished stroke is in the journal)")
+
+    def _put_label_screen_away(self, wait: bool) -> None:
+        """No more delayed writes from the Label screen; with ``wait`` its view is remembered and
+        the last stroke's journal write waited for (UI thread only)."""
+        try:
+            label = self.root.get_screen("label")
+            label.stop()
+            if wait and self.worker is not None and not self.worker.closed:
+                label.leave_project()
+        except Exception:  # noqa: BLE001 - the worker's queue still drains below
+            log.exception("the Label screen could not be put away")
+
+    def _close_now(self) -> None:
+        try:
+            if self.worker is not None:
+                self.worker.close()  # queued journal writes and saves reach disk first
+            if self.session is not None:
+                self.session.close()  # the exit backup
+            if self.project is not None:
+                self.project.close()  # closes the store, releases the lock
+            self.closed_cleanly = True
+        except Exception:  # noqa: BLE001 - stopping must go on; the details are in the log
+            log.exception("the project was not closed cleanly")
+        finally:
+            self.closed.set()
 
     def go(self, name: str) -> None:
         self.root.current = name
 
     # -- kiosk lock -------------------------------------------------------------------------
     def on_request_close(self, *args, **kwargs):
-        """Vetoes closing the window in kiosk mode (returns True) unless the admin chose to leave."""
+        """Vetoes closing the window in kiosk mode (returns True) unless the admin chose to leave.
+
+        A close request comes from a person (the window's close button, Alt+F4); the operating
+        system's stop comes as a signal (:class:`SystemStop`) and is never vetoed.
+        """
         if self.kiosk and not self._leaving:
             log.info("close request vetoed (kiosk mode)")
             self.show_error("To leave the kiosk, open Admin and enter the PIN.")
@@ -320,15 +677,20 @@ class LabelAssistApp(App):
         self.stop()
 
     def show_error(self, message: str) -> None:
-        """A plain sentence in big type; details went to the log."""
-        label = Label(text=message, font_size="28sp", halign="center", valign="middle")
-        label.bind(size=lambda w, s: setattr(w, "text_size", s))
-        popup = Popup(title="Label Assistant", title_size="28sp", content=label, size_hint=(0.6, 0.4))
-        popup.open()
+        """A plain sentence in big type with an OK button (kiosk.kv ``MessagePopup``); details
+        went to the log. One message box at a time: a new message replaces the one shown."""
+        popup = self._message_popup
+        if popup is None or popup.parent is None:
+            popup = Factory.MessagePopup(title="Label Assistant")
+            self._message_popup = popup
+            popup.open()
+        popup.message = message
         self.status = message
 
     # -- keyboard ---------------------------------------------------------------------------
     def on_key_down(self, window, key, scancode, codepoint, modifiers):
+        if self.system_stop.requested.is_set():
+            return True  # closing: no new edits
         if key == 27:  # Escape: never leaves the app; cancels a polygon being drawn
             if self.root.current == "label":
                 canvas = self.root.get_screen("label").canvas_widget
@@ -369,12 +731,15 @@ def run(folder, windowed: bool = False) -> int:
         os.environ["LABELASSIST_WINDOWED"] = "1"
     ExceptionManager.add_handler(KeepRunning())
     try:
-        LabelAssistApp(folder, windowed=windowed).run()
+        app = LabelAssistApp(folder, windowed=windowed)
+        app.run()
     except Exception:  # noqa: BLE001 - the log has the details, the caller an exit code
         log.exception("the kiosk stopped on an error")
         print("The kiosk stopped on an error; see the log file.", file=sys.stderr)
         return 1
+    if app.system_stop.requested.is_set() and not app.closed_cleanly:
+        return 1  # stopped by the system before everything was closed (the log says what)
     return 0
 
 
-__all__ = ["LabelAssistApp", "run", "configure_kivy"]
+__all__ = ["LabelAssistApp", "SystemStop", "run", "configure_kivy"]

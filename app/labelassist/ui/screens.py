@@ -1044,7 +1044,7 @@ class AdminScreen(KioskScreen):
                 self.new_pin_entered(self.entered)
             else:
                 self.try_unlock(self.entered)
-        elif len(self.entered) < 12:
+        elif len(self.entered) < kiosk_settings.PIN_MAX_DIGITS:
             self.entered += text
 
     def change_pin(self):
@@ -1052,12 +1052,12 @@ class AdminScreen(KioskScreen):
         self._new_pin = None
         self.entered = ""
         self.keypad_for_new_pin = True
-        self.message = "Type the new PIN (4 to 12 digits), then OK."
+        self.message = f"Type the new PIN ({kiosk_settings.PIN_MIN_DIGITS} to {kiosk_settings.PIN_MAX_DIGITS} digits), then OK."
 
     def new_pin_entered(self, pin: str) -> None:
         self.entered = ""
         if not kiosk_settings.valid_pin(pin):
-            self.message = "A PIN is 4 to 12 digits. Type the new PIN again."
+            self.message = f"A PIN is {kiosk_settings.PIN_MIN_DIGITS} to {kiosk_settings.PIN_MAX_DIGITS} digits. Type the new PIN again."
             return
         if self._new_pin is None:
             self._new_pin = pin
@@ -1067,7 +1067,12 @@ class AdminScreen(KioskScreen):
             self._new_pin = None
             self.message = "The two PINs differ. Type the new PIN again."
             return
-        kiosk_settings.set_pin(pin, self.app.home)
+        try:
+            kiosk_settings.set_pin(pin, self.app.home)
+        except kiosk_settings.SettingsError as exc:  # e.g. kiosk.toml cannot be read: it is left as it is
+            self._new_pin = None
+            self.message = f"The PIN was not changed: {exc}"
+            return
         self.keypad_for_new_pin = False
         self.message = "The new admin PIN is saved."
         self.refresh()
@@ -1296,8 +1301,19 @@ class AdminScreen(KioskScreen):
         target = folder / f"labelassist-{self.app.session.project.name}".replace(" ", "_").replace(":", "")
         self.message = f"Exporting to {target}..."
         self.app.worker.submit(export_png, self.app.session.project, target,
-                               on_done=lambda r: setattr(self, "message", f"Exported {r.labels} labels to {target}."),
+                               on_done=lambda r: setattr(self, "message", self.export_message(r, target)),
                                on_error=self.app.show_error)
+
+    @staticmethod
+    def export_message(report, target: Path) -> str:
+        """What an export did, in plain words: damaged labels are named, never hidden behind a count."""
+        text = f"Exported {report.labels} labels to {target}."
+        if report.damaged:
+            names = ", ".join(d.sample.name for d in report.damaged[:3])
+            more = f" and {len(report.damaged) - 3} more" if len(report.damaged) > 3 else ""
+            text += (f" {len(report.damaged)} label(s) could not be read and were left out ({names}{more});"
+                     " earlier versions are kept, and an administrator can put a backup back.")
+        return text
 
 
 __all__ = ["HomeScreen", "ProjectRow", "IconButton", "IconToggleButton", "IconView", "IconShape", "QueueScreen",
