@@ -145,7 +145,7 @@ class ModelCard:
         for key in ("held_out", "validation"):
             part = self.metrics.get(key)
             value = part.get("dsc_mean") if isinstance(part, dict) else None
-            if isinstance(value, (int, float)):
+            if _number(value):
                 return float(value)
         return None
 
@@ -167,6 +167,11 @@ class ModelCard:
             kinds_t = kinds if isinstance(kinds, tuple) else (kinds,)
             if not isinstance(node, kinds_t) or (isinstance(node, bool) and bool not in kinds_t):
                 problems.append(f"'{path}' must be {_kind_names(kinds)}, got {node!r}")
+                return default
+            if isinstance(node, float) and not math.isfinite(node):
+                # JSON readers take NaN and Infinity; NaN then passes every range check below
+                # (threshold NaN: every pre-label empty; scale NaN: a resize error).
+                problems.append(f"'{path}' must be a finite number, got {node!r}")
                 return default
             return node
 
@@ -264,6 +269,9 @@ def read_card(path: str | os.PathLike) -> ModelCard:
         raise ModelError(f"the model card {path.name} does not exist") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"the model card {path.name} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise ModelError(f"the model card {path.name} is not a usable card: it is nested too deeply to "
+                         "read") from None
     return ModelCard.from_dict(raw, where=f"the model card {path.name}")
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import errno
+import math
 import os
 import stat
 import tomllib
@@ -94,12 +95,67 @@ _FREE_KEYS = {("selector", "weights"), ("selector", "params"), ("inspection", "w
               ("inspection", "params"), ("prelabel", "params")}
 
 
+# Deeper than any setting needs (a step's parameter table inside the pipeline list is 4 levels):
+# a file nested deeper is refused before anything walks it recursively.
+MAX_SETTINGS_DEPTH = 32
+
+
+def _dotted(path: tuple) -> str:
+    """``('selector', 'params', 'x', 0)`` -> ``selector.params.x[1]`` (list items counted from 1)."""
+    text = ""
+    for part in path:
+        text += f"[{part + 1}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _field(path: tuple) -> str:
+    """A setting's name as people read it: ``'sigma' in item 2 of preprocess.pipeline``.
+
+    Items of a list (pipeline steps, post-processing suggestions) are counted from 1, as
+    the pre-processing messages count them.
+    """
+    last = max((i for i, part in enumerate(path) if isinstance(part, int)), default=None)
+    if last is None:
+        return f"'{_dotted(path)}'"
+    item = f"item {path[last] + 1} of {_dotted(path[:last])}"
+    return f"'{_dotted(path[last + 1:])}' in {item}" if path[last + 1:] else item
+
+
+def _check_values(raw: Any, where: str) -> None:
+    """Refuse nesting deeper than :data:`MAX_SETTINGS_DEPTH` and numbers that are NaN or infinite.
+
+    Walks every value, in the free sections (step parameters, plug-in steps' tables) too, without
+    recursion, so that one line names the first bad field wherever it is.
+
+    Raises
+    ------
+    ProjectError
+        Naming the field, e.g. ``'sigma' in item 1 of preprocess.pipeline``.
+    """
+    stack: list[tuple[tuple, Any]] = [((), raw)]
+    while stack:
+        path, value = stack.pop()
+        if len(path) > MAX_SETTINGS_DEPTH:
+            raise ProjectError(f"{where}: the settings under '{_dotted(path[:3])}' are nested more than "
+                               f"{MAX_SETTINGS_DEPTH} levels deep; no setting needs that")
+        if isinstance(value, float) and not math.isfinite(value):
+            # NaN passes every range check (all comparisons are false) and inf overflows ints.
+            raise ProjectError(f"{where}: {_field(path)} must be a finite number, got {value!r}")
+        if isinstance(value, dict):
+            stack.extend((path + (str(k),), v) for k, v in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend((path + (i,), v) for i, v in reversed(list(enumerate(value))))
+
+
 def validate_settings(raw: dict[str, Any], where: str = SETTINGS_FILE) -> dict[str, Any]:
     """Merge ``raw`` over :data:`DEFAULT_SETTINGS`, checking names and types.
 
     Returns the complete settings; raises ProjectError naming the first key
-    that is unknown or of the wrong type.
+    that is unknown or of the wrong type, a number that is NaN or infinite, a
+    whole-number setting given a fraction, or nesting deeper than
+    :data:`MAX_SETTINGS_DEPTH`.
     """
+    _check_values(raw, where)
 
     def merge(default: Any, value: Any, path: tuple[str, ...]) -> Any:
         dotted = ".".join(path)
@@ -122,6 +178,9 @@ def validate_settings(raw: dict[str, Any], where: str = SETTINGS_FILE) -> dict[s
             ok = isinstance(value, bool)
         elif isinstance(default, (int, float)):
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if ok and isinstance(default, int) and value != int(value):
+                # A count (backup.keep, a seed, a pixel area) given a fraction: say so, do not round.
+                raise ProjectError(f"{where}: '{dotted}' must be a whole number, got {value!r}")
         else:
             ok = isinstance(value, type(default))
         if not ok:
@@ -139,7 +198,7 @@ def _check_weights(settings: dict[str, Any], where: str) -> None:
     for section in ("selector", "inspection"):
         weights = settings[section]["weights"]
         for name, w in weights.items():
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
                 raise ProjectError(f"{where}: weight {section}.weights.{name} must be a number ≥ 0, got {w!r}")
         if weights and sum(weights.values()) <= 0:
             raise ProjectError(f"{where}: the {section} weights add up to 0; give at least one a positive weight")
@@ -393,8 +452,9 @@ class Project:
         return cache.get(f"{sample.hash}_{sample.page}", lambda: self.read_image(sample))
 
     def resolve(self, stored_path: str) -> Path:
-        """The absolute location of a sample's file."""
-        path = Path(stored_path)
+        """The absolute location of a sample's file (a non-UTF-8 name is stored percent-encoded:
+        :func:`labelassist.images.path_to_text`)."""
+        path = Path(images.text_to_path(stored_path))
         return path if path.is_absolute() else Path(os.path.normpath(self.folder / path))
 
 
@@ -407,13 +467,25 @@ _HEADER = """\
 
 
 def read_settings(path: Path) -> dict[str, Any]:
-    """Read and validate ``project.toml``."""
+    """Read and validate ``project.toml``.
+
+    Raises
+    ------
+    ProjectError
+        One plain line when the file cannot be read, is not TOML, is nested too deeply for the
+        TOML reader, or holds a setting :func:`validate_settings` refuses.
+    """
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ProjectError(f"{path} is not valid TOML: {exc}") from exc
+    except RecursionError:
+        # tomllib reads nested arrays and inline tables recursively: thousands of '[' end here.
+        raise ProjectError(f"{path} is not a usable settings file: its values are nested too deeply to read "
+                           "(no setting needs more than a few levels)") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ProjectError(f"{path} could not be read: {exc}") from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ProjectError(f"{path} could not be read: {reason}") from exc
     return validate_settings(raw, where=path.name)
 
 

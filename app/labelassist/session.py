@@ -27,7 +27,7 @@ import numpy as np
 from labelassist.backup import BackupSchedule
 from labelassist.errors import ImageReadError, LabelAssistError
 from labelassist.project import Project
-from labelassist.store import LabelVersion, Sample
+from labelassist.store import DamagedLabelError, LabelVersion, Sample
 from labelassist.workflow import features as feature_mod
 from labelassist.workflow import inspect as inspect_mod
 from labelassist.workflow import postprocess, preprocess, selector
@@ -602,7 +602,11 @@ class Session:
         label = self.store.latest_label(row[0])
         if label is None or (label.height, label.width) != (sample.height, sample.width):
             return None
-        return label.mask
+        try:
+            return label.mask
+        except DamagedLabelError as exc:  # a damaged neighbour is no pre-label, not a failed sample
+            log.warning("no previous-frame pre-label for %s: %s", sample.name, exc)
+            return None
 
     def _run_prelabel(self, method: str, image: np.ndarray, context: PrelabelContext) -> Prelabel:
         params = dict(self.settings["prelabel"]["params"].get(method, {}))

@@ -53,6 +53,7 @@ import sqlite3
 import stat
 import tempfile
 import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -233,6 +234,10 @@ class Sample:
 _OPTIONAL_SAMPLE_COLUMNS = {"id", "added_at", "mtime_ns"}
 
 
+class DamagedLabelError(StoreError):
+    """A stored label version whose mask blob no longer decodes."""
+
+
 @dataclass(frozen=True)
 class LabelVersion:
     """One saved version of a sample's label. ``mask`` is decoded lazily."""
@@ -259,7 +264,14 @@ class LabelVersion:
         """The label as a ``(height, width)`` bool array."""
         if self.codec != CODEC:
             raise StoreError(f"label version {self.id} uses an unknown mask encoding {self.codec!r}")
-        return decode_mask(self.blob, self.height, self.width)
+        try:
+            return decode_mask(self.blob, self.height, self.width)
+        except (zlib.error, ValueError) as exc:
+            # Disk damage inside a blob (integrity_check does not look into blobs): a plain error
+            # naming the version, never a zlib message, wherever the mask is read.
+            raise DamagedLabelError(
+                f"label version {self.id} is damaged (its stored mask no longer decompresses); earlier "
+                "versions are kept, and 'labelassist restore' puts a backup back") from exc
 
 
 _SAMPLE_COLUMNS = [f for f in Sample.__dataclass_fields__]

@@ -120,25 +120,54 @@ def export_job(project, out_zip: str | os.PathLike, *, validation_fraction: floa
     Raises
     ------
     LabelAssistError
-        When the project has fewer than 2 readable labelled samples.
+        When the project has fewer than 2 readable labelled samples, ``validation_fraction`` is
+        not in [0, 1), ``out_zip`` is a folder, a sample's image or lies inside the project folder
+        (``PROJECT/labels.sqlite`` would be replaced by the zip), or the zip cannot be written.
+        Nothing is written then. A sample whose image cannot be read or whose stored label is
+        damaged is left out and named in ``skipped``.
     """
+    from labelassist.export import prepare_output
+
     out_zip = Path(out_zip)
+    if not (isinstance(validation_fraction, (int, float)) and 0.0 <= validation_fraction < 1.0):
+        raise LabelAssistError(f"the validation share must be at least 0 and below 1 (0.2 holds out a fifth), "
+                               f"got {validation_fraction}")
+    if out_zip.is_dir():
+        raise LabelAssistError(f"{out_zip} is a folder; give the name of the zip to write, e.g. job.zip "
+                               "(nothing was written)")
     pairs = list(project.store.latest_labels())
     if len(pairs) < 2:
         raise LabelAssistError(f"a training job needs at least 2 labelled images; the project has {len(pairs)}")
-    if not 0.0 <= validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must lie in [0, 1), got {validation_fraction}")
+    # The same guard as an export: never over a sample's image, never into the project folder.
+    out_zip = prepare_output(project, out_zip.absolute().parent, [out_zip.name]) / out_zip.name
     tmp = out_zip.with_name(f".{out_zip.name}.tmp")
+    try:
+        return _write_job(project, out_zip, tmp, pairs, validation_fraction, seed, config, progress)
+    except OSError as exc:
+        raise LabelAssistError(f"the training job {out_zip} could not be written: {exc.strerror or exc} "
+                               "(nothing was written)") from exc
+
+
+def _write_job(project, out_zip: Path, tmp: Path, pairs: list, validation_fraction: float, seed: int,
+               config: dict[str, Any] | None, progress: Callable[[int, int], None] | None) -> JobSummary:
+    """Write the zip to ``tmp``, then rename it to ``out_zip`` (see :func:`export_job`)."""
+    from labelassist.export import DamagedLabel, decode_label
+
     items, skipped, shapes = [], [], []
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
             for done, (sample, label) in enumerate(pairs, start=1):
+                # A damaged label is left out and named; it must not stop the job for the others.
+                mask = decode_label(sample, label, project.store)
+                if isinstance(mask, DamagedLabel):
+                    skipped.append(f"{sample.name}: its latest label (version {label.id}) is damaged "
+                                   f"({mask.reason})")
+                    continue
                 try:
                     image = project.read_image(sample)
                 except ImageReadError as exc:
                     skipped.append(f"{sample.name}: {exc}")
                     continue
-                mask = label.mask
                 if mask.shape != image.shape[:2]:
                     skipped.append(f"{sample.name}: its label is {mask.shape[1]}x{mask.shape[0]} but the image is "
                                    f"{image.shape[1]}x{image.shape[0]}")

@@ -41,17 +41,32 @@ the kiosk:
 
 Built-in steps and steps from installed packages (entry points) are called
 directly, with no overhead.
+
+Plug-ins are also kept from doing harm without meaning to:
+
+* a plug-in may not take the name of a built-in step: that one step is
+  refused, logged and listed with the plug-ins that were not loaded
+  (:attr:`Registry.failed_plugins`, key ``"file.py (step 'name')"``), the rest
+  of the file loads;
+* what a plug-in file prints while it loads goes to the log, and the helper
+  processes print nothing, so a command's output (``--json`` too) stays its own;
+* what a plug-in file's step returns is checked against its kind's contract
+  (type, shape, dtype, finite values) and a wrong result is a PluginError naming
+  the step and the file, not a Python error later on.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import dataclasses
 import functools
 import importlib
 import importlib.metadata
 import importlib.util
 import io
 import logging
+import math
 import multiprocessing
 import multiprocessing.connection
 import pickle
@@ -118,7 +133,10 @@ class Param:
         if self.type in (int, float):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise PluginError(f"{where}: parameter '{self.name}' must be a number, got {value!r}")
-            if self.type is int and float(value) != int(value):
+            if isinstance(value, float) and not math.isfinite(value):
+                # NaN passes every range check (its comparisons are all false); inf has no int.
+                raise PluginError(f"{where}: parameter '{self.name}' must be a finite number, got {value!r}")
+            if self.type is int and isinstance(value, float) and not value.is_integer():
                 raise PluginError(f"{where}: parameter '{self.name}' must be a whole number, got {value!r}")
             value = self.type(value)
             if self.low is not None and value < self.low or self.high is not None and value > self.high:
@@ -199,6 +217,14 @@ class Registry:
 
         def decorate(func: Callable) -> Callable:
             step_name = name or func.__name__
+            clash = self._clash(kind, step_name)
+            if clash is not None:
+                # Refused, not replaced: a plug-in that silently swaps a built-in step changes what
+                # every project computes under a name people trust.
+                where = f"{self._loading.split(':', 1)[-1]} (step '{step_name}')"
+                self.failed_plugins[where] = clash
+                log.warning("plug-in %s was not loaded: %s", where, clash)
+                return func
             call = func
             if self._loading_file is not None and not _IN_HELPER:
                 call = _InHelper(self, self._loading_file, kind, step_name, func)
@@ -213,6 +239,20 @@ class Registry:
             return func
 
         return decorate
+
+    def _clash(self, kind: str, name: str) -> str | None:
+        """Why a plug-in may not register ``name`` under ``kind`` (None when it may).
+
+        A plug-in may not take the name of a built-in step. A plug-in step may replace another
+        plug-in's step of the same name, as before: in one process the steps of a project opened
+        earlier are still registered when the next project's plug-ins load, and the newly opened
+        project's own file must win.
+        """
+        existing = self.steps[kind].get(name)
+        if existing is None or self._loading == "builtin" or existing.source != "builtin":
+            return None
+        return (f"a built-in {kind} step is already called '{name}' and a plug-in cannot replace it; "
+                "rename the plug-in's step")
 
     def get(self, kind: str, name: str) -> Step:
         """Return the step, or raise PluginError listing what exists."""
@@ -242,6 +282,9 @@ class Registry:
         one that takes longer than :data:`PLUGIN_LOAD_TIMEOUT_S` is skipped.
         """
         path = Path(path)
+        # The built-ins first: a plug-in's step is checked against them (see _clash), and a
+        # built-in module imported during the plug-in's import must not count as the plug-in's.
+        self._ensure_builtins()
         if probe and not _IN_HELPER:
             problem = probe_plugin_files([path]).get(path)
             if problem is not None:
@@ -257,7 +300,8 @@ class Registry:
                 raise ImportError("not a Python module")
             module = importlib.util.module_from_spec(spec)
             sys.modules[module_name] = module
-            spec.loader.exec_module(module)
+            with _output_to_log(path):
+                spec.loader.exec_module(module)
             return True
         except BaseException as exc:  # noqa: BLE001 - a plug-in must never take the session down
             if isinstance(exc, KeyboardInterrupt):
@@ -307,6 +351,24 @@ class Registry:
         return failed
 
 
+@contextlib.contextmanager
+def _output_to_log(path: Path):
+    """What a plug-in file prints while it is imported goes to the log, not the terminal.
+
+    A command's output is for the user (and for scripts reading ``--json``): a plug-in's
+    greeting or a library's warning printed at import would break both. Python-level only
+    (``sys.stdout``/``sys.stderr``), so other threads' descriptors are left alone.
+    """
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+        try:
+            yield
+        finally:
+            text = captured.getvalue().strip()
+            if text:
+                log.info("plug-in %s printed while loading:\n%s", path, text[:4000])
+
+
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, SyntaxError):
         return f"syntax error on line {exc.lineno}: {exc.msg}"
@@ -323,10 +385,19 @@ def _spawn():
     return multiprocessing.get_context("spawn")
 
 
-def _child_setup() -> None:
-    """In a helper process: Ctrl-C is the parent's business, and a dead parent ends the child."""
+def _child_setup(quiet: bool = False) -> None:
+    """In a helper process: Ctrl-C is the parent's business, and a dead parent ends the child.
+
+    The child's log records go nowhere: what it finds goes back through the pipe, and the parent
+    logs it to the log file (a child's record would otherwise reach the terminal through
+    logging's last-resort handler, traceback and all). With ``quiet`` its output is dropped too
+    (the probe: the parent's own import of the same file prints whatever the file prints).
+    """
     global _IN_HELPER
     _IN_HELPER = True
+    logging.getLogger().addHandler(logging.NullHandler())
+    if quiet:
+        _drop_output()
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     except (ValueError, OSError):  # pragma: no cover - not the main thread
@@ -340,6 +411,25 @@ def _child_setup() -> None:
             os._exit(1)
 
         threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def _drop_output() -> None:
+    """Send this process's stdout and stderr to the null device, at the descriptor level too
+    (a crash message written by C code or by the interpreter at exit bypasses ``sys.stderr``)."""
+    import os
+
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    for stream, fd in ((sys.stdout, 1), (sys.stderr, 2)):
+        try:
+            if stream is not None:
+                stream.flush()
+            os.dup2(null, fd)
+        except (OSError, ValueError):
+            pass
+    os.close(null)
 
 
 def probe_plugin_files(paths: list[Path], timeout: float | None = None) -> dict[Path, str | None]:
@@ -398,7 +488,7 @@ def probe_plugin_files(paths: list[Path], timeout: float | None = None) -> dict[
 
 
 def _probe_main(conn, paths: list[str]) -> None:
-    _child_setup()
+    _child_setup(quiet=True)
     REGISTRY._ensure_builtins()  # numpy, OpenCV...: not counted against the first plug-in
     for index, path in enumerate(paths):
         conn.send(("start", index))
@@ -459,8 +549,12 @@ def _error_info(exc: BaseException) -> tuple:
 
 
 def _helper_main(conn) -> None:
-    """The plug-in helper process: load plug-in files as needed, call steps, send results back."""
-    _child_setup()
+    """The plug-in helper process: load plug-in files as needed, call steps, send results back.
+
+    Its output is dropped: what a step prints would land in the middle of a command's output
+    (and break ``--json``); its errors come back through the pipe and the parent logs them.
+    """
+    _child_setup(quiet=True)
     loaded: dict[str, tuple] = {}
     while True:
         try:
@@ -580,7 +674,7 @@ class _InHelper:
             outcome = registry._helper.call(payload, timeout)
         status, value = outcome
         if status == "ok":
-            return value
+            return _checked_result(self.kind, args, value, self._describe())
         if status == "timeout":
             message = f"{self._describe()} did not finish within {timeout:g} s and was stopped"
             registry._stopped[(self.kind, self.name)] = message
@@ -603,6 +697,99 @@ class _InHelper:
         raise PluginError(f"{self._describe()} failed: {line}")
 
 
+def _describe_value(value: Any) -> str:
+    """What a step returned, in a few words (never its pixels)."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return f"a {value.dtype} array of shape {value.shape}"
+    return "None" if value is None else f"a {type(value).__name__}"
+
+
+def _checked_array(value: Any, shape: tuple, what: str, describe: str, kinds: str = "b") -> Any:
+    """``value`` as an array of ``shape`` whose dtype kind is in ``kinds``, else PluginError."""
+    import numpy as np
+
+    if not isinstance(value, np.ndarray) or value.shape != tuple(shape) or value.dtype.kind not in kinds:
+        raise PluginError(f"{describe} returned {_describe_value(value)} as its {what}; "
+                          f"expected {'a bool' if kinds == 'b' else 'a numeric'} array of shape {tuple(shape)}")
+    if value.dtype.kind == "f" and not np.isfinite(value).all():
+        raise PluginError(f"{describe} returned NaN or infinite values in its {what}")
+    return value
+
+
+def _checked_result(kind: str, args: tuple, value: Any, describe: str) -> Any:
+    """A plug-in file's step result checked against its kind's contract (see the module docstring).
+
+    A wrong result would otherwise fail later, far from the plug-in, as a Python error with no
+    name attached ("unexpected error: ValueError: masks differ in size"); here it becomes one
+    PluginError naming the step and its file. A pre-label mask of integers is accepted as
+    non-zero = foreground (a common way to write a mask), any other dtype is refused.
+
+    Raises
+    ------
+    PluginError
+        The result does not fit: wrong type, shape or dtype, NaN, or a score outside [0, 1].
+    """
+    import numpy as np
+
+    if kind == "preprocess":
+        image = np.asarray(args[0])
+        out = _checked_array(value, image.shape, "image", describe, kinds="f")
+        if out.dtype != np.float32:
+            raise PluginError(f"{describe} returned {_describe_value(value)}; expected float32 {image.shape}")
+        return out
+    if kind == "prelabel":
+        from labelassist.workflow.prelabel import Prelabel
+
+        shape = np.asarray(args[0]).shape[:2]
+        if not isinstance(value, Prelabel):
+            raise PluginError(f"{describe} returned {_describe_value(value)}; a pre-label step returns a Prelabel "
+                              f"(mask of shape {shape}, probability or None, method)")
+        mask = value.mask
+        if isinstance(mask, np.ndarray) and mask.dtype.kind in "iu" and mask.shape == shape:
+            mask = mask != 0
+        mask = _checked_array(mask, shape, "mask", describe)
+        probability = value.probability
+        if probability is not None:
+            probability = _checked_array(probability, shape, "probability", describe, kinds="f")
+            if probability.size and not (probability.min() >= 0.0 and probability.max() <= 1.0):
+                raise PluginError(f"{describe} returned a probability outside [0, 1]")
+        if mask is value.mask:
+            return value
+        return dataclasses.replace(value, mask=mask)
+    if kind == "postprocess":
+        from labelassist.workflow.postprocess import Change
+
+        shape = np.asarray(args[0]).shape
+        if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], Change)):
+            raise PluginError(f"{describe} returned {_describe_value(value)}; a post-processing step returns "
+                              "(mask, Change)")
+        _checked_array(value[0], shape, "mask", describe)
+        return value
+    if kind == "inspect":
+        from labelassist.workflow.inspect import Check
+
+        if not isinstance(value, Check):
+            raise PluginError(f"{describe} returned {_describe_value(value)}; an inspection step returns a Check")
+        score = value.score
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
+            raise PluginError(f"{describe} returned a score of {score!r}; a Check's score lies between 0 and 1")
+        return value
+    if kind == "selector":
+        n = len(args[0])
+        try:
+            scores = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise PluginError(f"{describe} returned {_describe_value(value)}; a selector strategy returns "
+                              f"{n} scores between 0 and 1") from None
+        if scores.shape != (n,) or not np.isfinite(scores).all():
+            raise PluginError(f"{describe} returned {_describe_value(scores)}; a selector strategy returns "
+                              f"{n} finite scores between 0 and 1")
+        return value
+    return value
+
+
 def _call_in_thread(func: Callable, args: tuple, kwargs: dict, timeout: float) -> tuple[str, Any]:
     # Fallback when the arguments cannot be sent to the helper process: a thread cannot be
     # killed, so a hung call is abandoned (it goes on in the background) and reported.
@@ -622,7 +809,8 @@ def _call_in_thread(func: Callable, args: tuple, kwargs: dict, timeout: float) -
     return ("ok", box["ok"]) if "ok" in box else ("raised", box["raised"])
 
 
-def _stop_helper() -> None:
+def stop_helper() -> None:
+    """Stop the plug-in helper process, if one runs (at exit; a later call starts a fresh one)."""
     if REGISTRY._helper is not None:
         REGISTRY._helper.stop()
 
@@ -631,4 +819,4 @@ REGISTRY = Registry()
 register = REGISTRY.register
 get = REGISTRY.get
 names = REGISTRY.names
-atexit.register(_stop_helper)
+atexit.register(stop_helper)
