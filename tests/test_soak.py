@@ -139,3 +139,56 @@ def test_acknowledged_saves_survive_readers_and_kills(tmp_path, datasets):
     assert not readers.failures, readers.failures[:3]
     assert all(n >= 1 for n in readers.runs.values()), readers.runs
     _check_acknowledged(db, acked)
+
+
+@pytest.mark.gui
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (make test runs it under xvfb-run)")
+def test_the_real_ui_keeps_every_acknowledged_save_with_readers_and_kills(tmp_path, datasets):
+    """Once more with the real kiosk UI under Xvfb: pen strokes and taps on "Save & next" while
+    the five readers loop; SIGKILL at random moments; every acknowledged save is there after each."""
+    data = tmp_path / "tablet"
+    images = tmp_path / "images"
+    images.mkdir()
+    for src in sorted((datasets / "scratch_assay" / "images").iterdir())[:12]:
+        (images / src.name).symlink_to(src)
+    project = data / "soak"
+    assert main(["init", str(project), "--images", str(images)]) == 0
+    env = dict(os.environ, KIVY_NO_ARGS="1", KIVY_HOME=str(tmp_path / "kivy"), LABELASSIST_WINDOWED="1",
+               LABELASSIST_HOME=str(tmp_path / "home"))
+    rng = random.Random(7)
+    acked: dict[int, tuple[int, str]] = {}
+    kills, started = 0, time.monotonic()
+    target = int(os.environ.get("LABELASSIST_UI_SOAK_SAVES", "20"))
+    with Readers(project, tmp_path / "out", tmp_path / "home") as readers:
+        while len(acked) < target:
+            assert time.monotonic() - started < 900, f"only {len(acked)} saves through the UI in 15 minutes"
+            app = subprocess.Popen([sys.executable, str(HERE / "ui_soak_driver.py"), str(project),
+                                    "--home", str(tmp_path / "home")], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL, text=True)
+            lines: list[str] = []
+            reader = threading.Thread(target=lambda: lines.extend(iter(app.stdout.readline, "")), daemon=True)
+            reader.start()
+            # Kill after a random number of acknowledged saves (1-3) plus a random moment of the next one.
+            wanted = rng.randint(1, 3)
+            deadline = time.monotonic() + 180
+            while sum(line.startswith("ACK") for line in lines) < wanted and app.poll() is None \
+                    and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert app.poll() is None, "the kiosk app ended by itself"
+            time.sleep(rng.uniform(0.0, 1.5))
+            app.send_signal(signal.SIGKILL)
+            app.wait()
+            reader.join(timeout=10)
+            kills += 1
+            for line in lines:
+                if line.startswith("ACK "):
+                    _, sample_id, label_id, digest = line.split()
+                    acked[int(label_id)] = (int(sample_id), digest)
+            _check_acknowledged(db := project / "labels.sqlite", acked)
+    stats = {"kills": kills, "acknowledged_saves": len(acked), "reader_runs": readers.runs,
+             "reader_failures": len(readers.failures), "seconds": round(time.monotonic() - started, 1)}
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "ui_soak_stats.json").write_text(json.dumps(stats, indent=2))
+    print(stats)
+    assert not readers.failures, readers.failures[:3]
+    _check_acknowledged(db, acked)

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 from importlib import resources
 from pathlib import Path
 
@@ -33,16 +34,17 @@ def _open(path: str):
 
 
 def cmd_init(args) -> int:
+    from labelassist.images import printable
     from labelassist.importer import import_images
     from labelassist.project import Project
 
     for source in args.images:
         if not Path(source).exists():
-            raise LabelAssistError(f"{source} does not exist; nothing was created")
+            raise LabelAssistError(f"{printable(source)} does not exist; nothing was created")
     if args.masks and not Path(args.masks).is_dir():
-        raise LabelAssistError(f"the mask folder {args.masks} does not exist; nothing was created")
+        raise LabelAssistError(f"the mask folder {printable(args.masks)} does not exist; nothing was created")
     with Project.create(args.project, name=args.name) as project:
-        print(f"created project {project.name!r} in {project.folder}")
+        print(printable(f"created project {project.name!r} in {project.folder}"))
         with ProgressBar("reading images") as bar:
             report = import_images(project, args.images, masks=args.masks, author=args.author, progress=bar)
         return _print_import(report)
@@ -61,6 +63,11 @@ def cmd_import(args) -> int:
 def _print_import(report) -> int:
     for line in report.lines():
         print(line)
+    problem = report.problem_line()
+    if problem:
+        # Last, on stderr where a failure is read: why it was done in part and what was added
+        # (a stop part-way never says "nothing was changed").
+        print(f"labelassist: {problem}", file=sys.stderr)
     return EXIT_OK if report.ok else EXIT_PARTIAL
 
 
@@ -73,6 +80,14 @@ def cmd_relink(args) -> int:
             report = relink(project, args.source, progress=bar)
         print(f"found {report.relinked} moved image{'s' * (report.relinked != 1)} again "
               f"({report.files_checked} files checked)")
+        if report.unreadable:
+            from labelassist.images import printable
+
+            # Skipped, not fatal: one unreadable file must not stop the search for the others.
+            shown = ", ".join(printable(p) for p in report.unreadable[:5])
+            more = f" and {len(report.unreadable) - 5} more" if len(report.unreadable) > 5 else ""
+            print(f"skipped {len(report.unreadable)} file{'s' * (len(report.unreadable) != 1)} that could not "
+                  f"be read: {shown}{more}")
         if report.still_missing:
             shown = ", ".join(report.still_missing[:5])
             more = f" and {len(report.still_missing) - 5} more" if len(report.still_missing) > 5 else ""
@@ -91,17 +106,20 @@ def cmd_status(args) -> int:
         if args.json:
             print(json.dumps(status, indent=2))
         else:
+            from labelassist.textout import safe  # names come from files: no raw control characters
+
             total = counts["samples"]
             pct = 100.0 * counts["labelled"] / total if total else 0.0
-            print(f"{project.name} ({project.folder})")
+            print(f"{safe(project.name)} ({safe(project.folder)})")
             print(f"  samples         {total}")
             print(f"  labelled        {counts['labelled']} ({pct:.0f} %)")
             print(f"  sequences       {counts['sequences']}")
             print(f"  label versions  {counts['label_versions']}")
             if missing:
-                print(f"  missing files   {missing} (run 'labelassist relink {args.project} FOLDER')")
+                print(f"  missing files   {missing} (run 'labelassist relink {safe(args.project)} FOLDER')")
             if changed:
-                names = ", ".join(s.name for s in changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+                names = ", ".join(safe(s.name) for s in changed[:5]) + (
+                    f" and {len(changed) - 5} more" if len(changed) > 5 else "")
                 print(f"  changed files   {len(changed)} (replaced after import; their labels are kept but "
                       f"not used: {names})")
         return EXIT_OK
@@ -117,16 +135,50 @@ def cmd_export(args) -> int:
             else:
                 report = export_coco(project, args.out, progress=bar)
         print(f"exported {report.labels} label{'s' * (report.labels != 1)} to {Path(args.out).absolute()}")
-        return EXIT_OK
+        if report.not_logged:
+            # Exporting from a write-protected stick is a normal use: the files stand, only the log lacks it.
+            print("labelassist: note: this export is not in the project's event log (the project could not be "
+                  "written); the exported files are complete", file=sys.stderr)
+        for line in damaged_lines(report.damaged, project.folder):
+            print(f"labelassist: {line}", file=sys.stderr)
+        return EXIT_PARTIAL if report.damaged else EXIT_OK
 
 
 def _session(project, background: bool = False):
     from labelassist.session import Session
 
+    from labelassist.textout import safe
+
     session = Session(project, background=background, own=False)
     for name, reason in session.plugin_errors.items():
-        print(f"plug-in {name} was skipped: {reason}", file=sys.stderr)
+        print(f"plug-in {safe(name)} was skipped: {safe(reason)}", file=sys.stderr)
     return session
+
+
+def _count(text: str) -> int:
+    """argparse type: a whole number of 1 or more (``select --top``, ``evaluate box --samples``...).
+
+    0 or a negative count is a wrong argument (exit 2), not an empty answer that reads like
+    "every sample is labelled".
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _share(text: str) -> float:
+    """argparse type: a share of at least 0 and below 1 (``job export --validation``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0.0 <= value < 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1 (0.2 holds out a fifth), got {text}")
+    return value
 
 
 def cmd_select(args) -> int:
@@ -142,11 +194,13 @@ def cmd_select(args) -> int:
                                "frame": r.sample.frame, "score": round(r.score, 6),
                                "scores": {k: round(v, 6) for k, v in r.scores.items()}} for r in ranked], indent=2))
         else:
+            from labelassist.textout import safe  # names come from files: no raw control characters
+
             if not ranked:
                 print("every sample is labelled")
             for k, r in enumerate(ranked, 1):
-                detail = ", ".join(f"{name} {v:.2f}" for name, v in r.scores.items())
-                print(f"{k:3d}. {r.sample.name:<32} score {r.score:.3f}  ({detail})")
+                detail = ", ".join(f"{safe(name)} {v:.2f}" for name, v in r.scores.items())
+                print(f"{k:3d}. {safe(r.sample.name):<32} score {r.score:.3f}  ({detail})")
         if session.missing:
             print(f"{len(session.missing)} images are missing and were not ranked "
                   f"(run 'labelassist relink')", file=sys.stderr)
@@ -169,68 +223,83 @@ def _pick_samples(project, names: list[str] | None):
 
 
 def cmd_prelabel(args) -> int:
-    import cv2
     import numpy as np
 
+    from labelassist.export import (DamagedLabel, damaged_lines, decode_label, encode_png, plan_mask_names,
+                                    prepare_output, write_file)
     from labelassist.workflow.metrics import dice
 
     with _open(args.project) as project, _session(project) as session:
         samples = _pick_samples(project, args.samples)
-        out = Path(args.out) if args.out else None
-        if out:
-            out.mkdir(parents=True, exist_ok=True)
-        scores = []
+        # Every output path is checked before the first pre-label runs: never over an image, never
+        # into the project folder (see export.prepare_output).
+        names = plan_mask_names(samples)
+        out = prepare_output(project, args.out, names) if args.out else None
+        scores, damaged = [], []
         with ProgressBar(f"pre-labelling with {args.method}") as bar:
             for done, sample in enumerate(samples, 1):
                 result = session.prelabel(sample.id, args.method)
                 line = f"{sample.name}: {int(result.mask.sum())} foreground pixels"
                 label = project.store.latest_label(sample.id)
-                if label is not None:
-                    scores.append(dice(result.mask, label.mask))
+                saved = None if label is None else decode_label(sample, label, project.store)
+                if isinstance(saved, DamagedLabel):
+                    damaged.append(saved)  # named below; the pre-label itself is still good
+                    line += ", no DSC (the saved label is damaged)"
+                elif saved is not None:
+                    scores.append(dice(result.mask, saved))
                     line += f", DSC {scores[-1]:.3f} against the saved label"
                 if result.note:
                     line += f" ({result.note})"
                 if out:
-                    from labelassist.export import mask_file_name
-                    from labelassist.fileio import atomic_write_bytes
-
-                    target = out / mask_file_name(sample)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    atomic_write_bytes(target, cv2.imencode(".png", result.mask.astype(np.uint8) * 255)[1].tobytes())
+                    write_file(out / names[done - 1], encode_png(result.mask, sample.name))
                 print(line)
                 bar(done, len(samples))
         if scores:
             print(f"mean DSC {float(np.mean(scores)):.3f} over {len(scores)} labelled samples")
-        return EXIT_OK
+        for line in damaged_lines(damaged, project.folder):
+            print(f"labelassist: {line}", file=sys.stderr)
+        return EXIT_PARTIAL if damaged else EXIT_OK
 
 
 def cmd_evaluate_prelabel(args) -> int:
     from labelassist import evaluation
 
+    from labelassist.textout import safe  # method names may come from plug-in files
+
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    plot = Path(args.plot) if args.plot else None
     if args.project:
         if args.images or args.masks:
             raise LabelAssistError("give either PROJECT or --images and --masks, not both")
         with _open(args.project) as project, _session(project) as session:
+            if plot:  # checked before the (long) evaluation: never over an image or into the project
+                from labelassist.export import prepare_output
+
+                plot = prepare_output(project, plot.absolute().parent, [plot.name]) / plot.name
+                _check_plot_target(plot, ())
             with ProgressBar("evaluating pre-labels") as bar:
                 result = session.evaluate_prelabels(methods=methods, progress=bar)
             threshold = float(project.settings["prelabel"]["min_dsc"])
     elif args.masks and not args.images:
         if methods and methods != ["previous"]:
             raise LabelAssistError("with --masks alone only the 'previous' pre-label can be measured (no pixels)")
+        if plot:
+            _check_plot_target(plot, (Path(args.masks),))
         with ProgressBar("evaluating pre-labels") as bar:
             result = evaluation.evaluate_masks_only(Path(args.masks), progress=bar)
         threshold = args.min_dsc
     else:
         if not (args.images and args.masks):
             raise LabelAssistError("give a PROJECT, or --images DIR and --masks DIR (or --masks DIR alone)")
+        if plot:
+            _check_plot_target(plot, (Path(args.images), Path(args.masks)))
         with ProgressBar("evaluating pre-labels") as bar:
             result = evaluation.evaluate_folders(Path(args.images), Path(args.masks), methods, progress=bar)
         threshold = args.min_dsc
-    if args.plot:
+    if plot:
         source = Path(args.project or args.masks).absolute()
         name = source.parent.name if source.name in ("masks", "images") else source.name
-        evaluation.plot_evaluation(result, Path(args.plot), title=name)
+        _write_plot(lambda target: evaluation.plot_evaluation(result, target, title=name), plot)
     best = result.best(threshold)
     if args.json:
         payload = result.to_dict()
@@ -240,10 +309,50 @@ def cmd_evaluate_prelabel(args) -> int:
         return EXIT_OK
     print(f"{'method':<12} {'n':>4} {'DSC mean':>9} {'median':>7} {'q1':>6} {'q3':>6} {'effort':>7} {'ms/img':>8}")
     for s in result.ranking():
-        print(f"{s.method:<12} {s.n:>4} {s.dice_mean:>9.3f} {s.dice_median:>7.3f} {s.dice_q1:>6.3f} "
+        print(f"{safe(s.method):<12} {s.n:>4} {s.dice_mean:>9.3f} {s.dice_median:>7.3f} {s.dice_q1:>6.3f} "
               f"{s.dice_q3:>6.3f} {s.effort_mean:>7.3f} {s.ms_mean:>8.1f}")
-    print(f"best: {best}" if best else f"no method reaches a DSC of {threshold:.2f}: pre-labelling stays off")
+    print(f"best: {safe(best)}" if best else f"no method reaches a DSC of {threshold:.2f}: pre-labelling stays off")
     return EXIT_OK
+
+
+def _check_plot_target(plot: Path, folders: tuple[Path, ...]) -> None:
+    """Refuse a ``--plot`` file that would replace a folder, an input image or mask, or cannot be written.
+
+    Checked before the evaluation runs, so a bad path costs nothing and changes nothing.
+    """
+    target = plot.absolute()
+    if target.is_dir():
+        raise LabelAssistError(f"--plot {plot} is a folder; give a file name such as dsc.png (nothing was written)")
+    resolved = target.resolve()
+    for folder in folders:
+        inputs = folder.resolve()
+        if resolved == inputs or inputs in resolved.parents:
+            raise LabelAssistError(f"--plot {plot} is inside the input folder {folder}; give a file outside it "
+                                   "(nothing was written)")
+    parent = target.parent
+    if not parent.is_dir():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LabelAssistError(f"the folder {parent} for --plot could not be created: "
+                                   f"{exc.strerror or exc} (nothing was written)") from exc
+    if not os.access(parent, os.W_OK):
+        raise LabelAssistError(f"--plot {plot} cannot be written: the folder {parent} is not writable "
+                               "(nothing was written)")
+
+
+def _write_plot(draw, plot: Path) -> None:
+    """Draw into a temporary file beside ``plot``, then rename it over ``plot`` (never half a file)."""
+    tmp = plot.with_name(f".{plot.name}.tmp")
+    try:
+        draw(tmp)
+        os.replace(tmp, plot)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise LabelAssistError(f"the plot {plot} could not be written: {exc.strerror or exc}") from exc
 
 
 def cmd_evaluate_box(args) -> int:
@@ -264,12 +373,15 @@ def cmd_evaluate_box(args) -> int:
         payload["box_model_installed"] = installed
         print(json.dumps(payload, indent=2))
         return EXIT_OK
+    from labelassist.textout import safe  # the reason may quote a model card's name
+
     print(f"{'method':<10} {'objects':>7} {'DSC mean':>9} {'ms/box':>8}")
     for method in sorted(result.methods, key=lambda m: -result.mean_dice(m)):
-        print(f"{method:<10} {result.objects(method):>7} {result.mean_dice(method):>9.3f} {result.mean_ms(method):>8.1f}")
+        print(f"{safe(method):<10} {result.objects(method):>7} {result.mean_dice(method):>9.3f} "
+              f"{result.mean_ms(method):>8.1f}")
     if not installed:
         print("no box-prompt model is installed (models/build_litemedsam.py export): GrabCut only")
-    print(f"a drawn box runs {choice.method} ({choice.reason})")
+    print(f"a drawn box runs {safe(choice.method)} ({safe(choice.reason)})")
     return EXIT_OK
 
 
@@ -283,13 +395,15 @@ def cmd_evaluate_selector(args) -> int:
     if len(args.images) != len(args.masks):
         raise LabelAssistError("give one --masks folder for each --images folder")
     pairs = list(zip(args.images, args.masks))
+    if args.plot:  # before the experiment: a bad path costs nothing and never replaces an input
+        _check_plot_target(Path(args.plot), tuple(Path(f) for f in [*args.images, *args.masks]))
     result = experiments.evaluate_selector(
         pairs if len(pairs) > 1 else pairs[0][0], masks=None if len(pairs) > 1 else pairs[0][1],
         budget=args.budget, strategies=[s.strip() for s in args.strategies.split(",")], seeds=args.seeds,
         test_fraction=args.test_fraction, epochs=args.epochs, scale=args.scale, sequence_ids=args.sequence_ids,
         progress=None if args.json else _say)
     if args.plot:
-        experiments.plot_selector(result, Path(args.plot))
+        _write_plot(lambda tmp: experiments.plot_selector(result, tmp), Path(args.plot))
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.table())
     return EXIT_OK
 
@@ -297,11 +411,13 @@ def cmd_evaluate_selector(args) -> int:
 def cmd_simulate(args) -> int:
     from labelassist import experiments
 
+    if args.plot:
+        _check_plot_target(Path(args.plot), (Path(args.project), Path(args.ground_truth)))
     result = experiments.simulate(args.project, args.ground_truth, retrain_every=args.retrain_every,
                                   epochs=args.epochs, limit=args.limit, scale=args.scale, in_place=args.in_place,
                                   progress=None if args.json else _say)
     if args.plot:
-        experiments.plot_simulation(result, Path(args.plot))
+        _write_plot(lambda tmp: experiments.plot_simulation(result, tmp), Path(args.plot))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return EXIT_OK
@@ -314,15 +430,22 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_inspect(args) -> int:
+    from labelassist.export import DamagedLabel, damaged_lines, decode_label
+
     with _open(args.project) as project, _session(project) as session:
-        rows = []
+        rows, damaged = [], []
         pairs = list(project.store.latest_labels())
         with ProgressBar("inspecting labels") as bar:
             for done, (sample, label) in enumerate(pairs, 1):
-                report = session.inspect(label.mask)
-                rows.append((sample, label, report))
+                # A damaged label is named and skipped: it must not hide the other labels' results.
+                mask = decode_label(sample, label, project.store)
+                if isinstance(mask, DamagedLabel):
+                    damaged.append(mask)
+                else:
+                    rows.append((sample, label, session.inspect(mask)))
                 bar(done, len(pairs))
         warned = [r for r in rows if r[2] is not None and r[2].warning]
+        code = EXIT_PARTIAL if damaged else EXIT_OK
         if args.json:
             print(json.dumps({
                 "labels": len(rows), "warnings": len(warned),
@@ -334,15 +457,20 @@ def cmd_inspect(args) -> int:
                     "failed": [] if rep is None else [{"check": c.name, "message": c.message,
                                                         "score": round(c.score, 6)} for c in rep.failed],
                 } for s, lab, rep in rows],
+                "damaged": [{"sample_id": d.sample.id, "name": d.sample.name, "label_version": d.label_id,
+                             "message": d.line(project.folder)} for d in damaged],
             }, indent=2))
-            return EXIT_OK
-        for sample, label, report in rows:
-            if report is None:
-                print(f"{sample.name}: nothing to check (set the priors in project.toml)")
-            elif report.warning:
-                print(f"{sample.name}: WARNING γ={report.score:.2f}: " + "; ".join(c.message for c in report.failed))
-        print(f"{len(warned)} of {len(rows)} labels warn (γ ≤ {project.settings['inspection']['gamma0']})")
-        return EXIT_OK
+        else:
+            for sample, label, report in rows:
+                if report is None:
+                    print(f"{sample.name}: nothing to check (set the priors in project.toml)")
+                elif report.warning:
+                    print(f"{sample.name}: WARNING γ={report.score:.2f}: "
+                          + "; ".join(c.message for c in report.failed))
+            print(f"{len(warned)} of {len(rows)} labels warn (γ ≤ {project.settings['inspection']['gamma0']})")
+        for line in damaged_lines(damaged, project.folder):
+            print(f"labelassist: {line}", file=sys.stderr)
+        return code
 
 
 def cmd_job_export(args) -> int:
@@ -353,12 +481,20 @@ def cmd_job_export(args) -> int:
         with ProgressBar("writing the training job") as bar:
             summary = export_job(project, Path(args.out), validation_fraction=args.validation, seed=args.seed,
                                  config=config, progress=bar)
-        print(f"wrote {summary.path.absolute()}: {len(summary.train)} training and {len(summary.validation)} "
-              f"validation samples, {summary.bytes / 1e6:.1f} MB"
-              + (f"; {len(summary.skipped)} left out (image missing)" if summary.skipped else ""))
+        from labelassist.textout import safe  # paths and sample names come from files
+
+        print(f"wrote {safe(summary.path.absolute())}: {len(summary.train)} training and "
+              f"{len(summary.validation)} validation samples, {summary.bytes / 1e6:.1f} MB"
+              + (f"; {len(summary.skipped)} left out" if summary.skipped else ""))
         print("train it where a GPU is (python train.py, see its README), then: "
-              f"labelassist model import {args.project} model.onnx")
-        return EXIT_OK
+              f"labelassist model import {safe(args.project)} model.onnx")
+        # Left-out samples make the job "done in part" (exit 3), each named, like an export.
+        for line in summary.skipped[:10]:
+            print(f"labelassist: left out {safe(line)}", file=sys.stderr)
+        if len(summary.skipped) > 10:
+            print(f"labelassist: and {len(summary.skipped) - 10} more left out (listed in the job's job.json)",
+                  file=sys.stderr)
+        return EXIT_PARTIAL if summary.skipped else EXIT_OK
 
 
 def cmd_model_import(args) -> int:
@@ -377,7 +513,9 @@ def cmd_model_import(args) -> int:
                     "import again with --accept-suggested-card, or give --card FILE")
             card = suggested
         report = models.install_model(project, Path(args.model), card=card, max_seconds=args.max_seconds)
-        print(report.message)
+        from labelassist.textout import safe  # the card's name and version are whatever its file says
+
+        print(safe(report.message))
         return EXIT_OK
 
 
@@ -452,18 +590,36 @@ def demo_project(folder: Path | None = None) -> Path:
     from labelassist.project import SETTINGS_FILE, Project
 
     folder = folder or data_home() / "demo-project"
+    if folder.exists() and not folder.is_dir():
+        raise LabelAssistError(f"the demo folder {folder} is a file, not a folder; nothing was created")
     if (folder / SETTINGS_FILE).exists():
         with Project.open(folder):
             pass  # opening checks it is whole
         return folder
+    # Only our own leftovers (a demo whose creation was interrupted) may already be there:
+    # the demo never writes its images and project into a folder of someone else's files.
+    try:
+        foreign = sorted(p.name for p in folder.iterdir() if p.name not in ("images", "LICENSE-images")) \
+            if folder.is_dir() else []
+    except OSError as exc:
+        raise LabelAssistError(f"the demo folder {folder} cannot be read ({exc.strerror}); nothing was created") \
+            from exc
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise LabelAssistError(f"the demo folder {folder} is not empty and holds no demo project ({shown}); "
+                               "choose an empty or new folder; nothing was created")
     shipped = resources.files("labelassist") / "demo"
     with resources.as_file(shipped) as demo_dir:
         # The package folder may be read-only or vanish with an update: keep a copy with the project.
         images = folder / "images"
-        images.mkdir(parents=True, exist_ok=True)
-        for src in sorted((demo_dir / "images").iterdir()):
-            shutil.copy2(src, images / src.name)
-        shutil.copy2(demo_dir / "LICENSE", folder / "LICENSE-images")
+        try:
+            images.mkdir(parents=True, exist_ok=True)
+            for src in sorted((demo_dir / "images").iterdir()):
+                shutil.copy2(src, images / src.name)
+            shutil.copy2(demo_dir / "LICENSE", folder / "LICENSE-images")
+        except OSError as exc:
+            raise LabelAssistError(f"the demo project could not be created in {folder}: "
+                                   f"{exc.strerror or exc}") from exc
         with Project.create(folder, name="Demo: T98G cells") as project:
             import_images(project, [images], masks=demo_dir / "masks", author="demo")
     return folder
@@ -488,6 +644,9 @@ def cmd_kiosk(args) -> int:
         for problem in problems:
             print(f"  problem: {problem}")
         print("  no problems found" if not problems else f"  {len(problems)} problem(s)")
+        if problems:  # scripts that only look at stderr still get the what and why in one line
+            print(f"labelassist: error: kiosk settings: {len(problems)} problem(s), the first: {problems[0]}",
+                  file=sys.stderr)
         return EXIT_OK if not problems else EXIT_ERROR
     if args.project == "start":
         # What the tablet's kiosk shell runs: the project kiosk.toml names, else the demo.
@@ -513,7 +672,9 @@ def _set_pin(args) -> int:
         if getpass.getpass("the same PIN again: ") != pin:
             raise LabelAssistError("the two PINs differ; nothing was changed")
     if not kiosk_settings.valid_pin(pin):
-        raise LabelAssistError("a PIN is 4 to 12 digits; nothing was changed")
+        # only what the on-screen keypad can type: a PIN it cannot enter locks the admin out
+        raise LabelAssistError(f"a PIN is {kiosk_settings.PIN_MIN_DIGITS} to {kiosk_settings.PIN_MAX_DIGITS} "
+                               "digits 0-9 (what the keypad can type); nothing was changed")
     path = kiosk_settings.set_pin(pin)
     print(f"admin PIN stored (salted hash) in {path}")
     return EXIT_OK
@@ -576,16 +737,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("export", help="export the latest label of every sample",
-                       description="PNG masks named like their images (0/255), or COCO JSON with RLE segmentations.")
+                       description="PNG masks named like their images (0/255), or COCO JSON with RLE segmentations. "
+                                   "A label whose stored data is damaged is named and left out (exit 3).")
     p.add_argument("project", metavar="PROJECT")
     p.add_argument("--format", choices=["png", "coco"], default="png")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="a folder outside the project that does not hold the images (checked before writing)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("select", help="the selector's ranking of unlabelled samples",
                        description="Rank the unlabelled samples with the project's selector weights.")
     p.add_argument("project", metavar="PROJECT")
-    p.add_argument("--top", type=int, default=10, metavar="K", help="how many to list (default 10)")
+    p.add_argument("--top", type=_count, default=10, metavar="K", help="how many to list (default 10)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_select)
 
@@ -595,7 +758,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", metavar="PROJECT")
     p.add_argument("--method", required=True, metavar="M", help="otsu, previous, onnx or a plug-in's name")
     p.add_argument("--samples", nargs="+", metavar="NAME", help="sample names (as 'status' lists them) or ids")
-    p.add_argument("--out", metavar="DIR", help="write each pre-label as a PNG mask here")
+    p.add_argument("--out", metavar="DIR", help="write each pre-label as a PNG mask here (a folder outside the "
+                                                "project that does not hold the images)")
     p.set_defaults(func=cmd_prelabel)
 
     p = sub.add_parser("evaluate", help="measure pre-labels against known masks")
@@ -620,7 +784,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "box-prompt model (LiteMedSAM, when installed) and with GrabCut, and compare the DSC per "
                     "object. With prelabel.box_method = 'auto' the better one is what a drawn box runs.")
     q.add_argument("project", metavar="PROJECT")
-    q.add_argument("--samples", type=int, default=4, help="newest labelled samples to use (default 4, what the "
+    q.add_argument("--samples", type=_count, default=4, help="newest labelled samples to use (default 4, what the "
                                                           "session measures for 'auto')")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_evaluate_box)
@@ -682,9 +846,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "project's pre-processing and a self-contained PyTorch training script.")
     q.add_argument("project", metavar="PROJECT")
     q.add_argument("--out", required=True, metavar="ZIP")
-    q.add_argument("--validation", type=float, default=0.2, help="fraction of labelled samples held out")
+    q.add_argument("--validation", type=_share, default=0.2, help="fraction of labelled samples held out")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--epochs", type=int, help="training epochs (default: the script's)")
+    q.add_argument("--epochs", type=_count, help="training epochs (default: the script's)")
     q.set_defaults(func=cmd_job_export)
 
     p = sub.add_parser("model", help="install a pre-label model")
@@ -733,6 +897,81 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command and return its exit code (0 done, 1 error, 2 wrong arguments, 3 done in part).
+
+    With ``argv`` None the command line is the process's own (the console script, ``python -m
+    labelassist``, the bundle): then the process also ends here once the command is done, even when
+    a plug-in left a thread running (:func:`_end_despite_threads`). Called with ``argv`` (tests,
+    other Python code) it returns and leaves the process alone.
+    """
+    _tolerant_output()
+    before = set(threading.enumerate())
+    code = _run(argv)
+    if argv is None:
+        _end_despite_threads(code, before)
+    return code
+
+
+def _tolerant_output() -> None:
+    """Make printing never fail on encoding: a character the terminal's encoding lacks (γ on a
+    cp1252 console) is written as an escape (``\\u03b3``) instead of raising UnicodeEncodeError
+    half-way through a command's output."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)  # None: no console, or not a text stream
+        if reconfigure is None:
+            continue
+        try:
+            reconfigure(errors="backslashreplace")
+        except (ValueError, OSError, AttributeError):
+            pass
+
+
+# Seconds the threads a command leaves behind get to finish before the process ends anyway.
+_STRAY_THREAD_GRACE_S = 2.0
+
+
+def _end_despite_threads(code: int, before: set) -> None:
+    """End the process with ``code`` when a non-daemon thread started during the command still runs.
+
+    Python waits for every non-daemon thread before a process exits, so one a plug-in starts and
+    never stops (at import, in the parent process) would keep every command from ending. The
+    command's own work is done when it returns (projects and stores are closed by then), so such
+    a thread gets a short grace period, then the output is flushed, the log closed, the plug-in
+    helper process stopped, and the process ends with ``os._exit``. Marking the threads as daemons
+    instead is not possible once they run, and it would not cover threads started by libraries;
+    when no such thread is left, nothing happens and Python's normal exit (atexit handlers) runs.
+    """
+    import time
+
+    deadline = time.monotonic() + _STRAY_THREAD_GRACE_S
+    stray = []
+    for thread in threading.enumerate():
+        if thread in before or thread.daemon or thread is threading.current_thread():
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            stray.append(thread.name)
+    if not stray:
+        return
+    log.warning("ending the process although thread(s) %s still run (started during the command, "
+                "e.g. by a plug-in)", ", ".join(stray))
+    from labelassist.workflow import registry
+
+    registry.stop_helper()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    logging.shutdown()
+    os._exit(code)
+
+
+def _run(argv: list[str] | None) -> int:
+    """Parse ``argv`` and run the command; every error ends as one plain line (details in the log)."""
+    from labelassist.textout import safe  # messages quote names read from files
+
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(data_home() / "logs", verbose=args.verbose)
@@ -747,7 +986,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except LabelAssistError as exc:
         log.error("%s", exc, exc_info=True)
-        print(f"labelassist: error: {exc}", file=sys.stderr)
+        print(f"labelassist: error: {safe(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("labelassist: stopped", file=sys.stderr)
@@ -761,6 +1000,6 @@ def main(argv: list[str] | None = None) -> int:
         return 141
     except Exception as exc:  # noqa: BLE001 - never a stack trace for the user
         log.exception("unexpected error")
-        print(f"labelassist: unexpected error: {type(exc).__name__}: {exc} (details in {log_file()})",
+        print(f"labelassist: unexpected error: {type(exc).__name__}: {safe(exc)} (details in {log_file()})",
               file=sys.stderr)
         return EXIT_ERROR
