@@ -203,7 +203,10 @@ def test_bad_input(layout, setup, code, words):
     if code == 1:
         assert snapshot(layout.root) == before, "a refused command wrote, created or changed a file"
     lines = [line for line in result.err.splitlines() if line.strip()]
-    assert lines and all(len(line.splitlines()) == 1 for line in lines)
+    if code == 1:  # a refusal: one plain line
+        assert len(lines) == 1, lines
+    else:  # done in part: one plain line for each label left out, each from the app
+        assert lines and all(line.startswith("labelassist: ") for line in lines), lines
 
 
 def test_damaged_label_leaves_the_others_exported_exactly(layout):
@@ -350,3 +353,31 @@ def test_coco_export_of_a_speckled_mask_decodes_to_it(layout):
             flat[start:stop] += 1
     assert flat.max() == 1 and np.array_equal(flat.reshape(mask.shape, order="F").astype(bool), mask)
     print(f"coco export of a 2048² speckled label: {seconds:.1f} s")
+
+
+def test_outputs_never_replace_files_this_app_did_not_write(layout, tmp_path):
+    """Review findings: ``prelabel --out`` into the ground-truth mask folder replaced hand-drawn
+    masks; ``export --out`` into another project's image folder replaced its originals; a file
+    output over another project's labels.sqlite replaced that database. Each is refused with one
+    plain line and nothing changes; exporting again into a folder an export made still works."""
+    home = tmp_path / "home"
+    other = tmp_path / "other"
+    shutil.copytree(layout.images, tmp_path / "other-images")
+    with Project.create(other) as project:
+        import_images(project, [tmp_path / "other-images"])
+    before = snapshot(tmp_path)
+    refused = [
+        ("prelabel", layout.project, "--method", "otsu", "--out", layout.masks),  # the ground truth
+        ("export", layout.project, "--out", tmp_path / "other-images"),  # another project's images
+        ("export", layout.project, "--out", other / "exports"),  # inside another project
+        ("job", "export", layout.project, "--out", other / "labels.sqlite"),  # another project's database
+    ]
+    for argv in refused:
+        result = run_cli(*argv, home=home)
+        assert_plain_failure(result, 1)
+        assert len([line for line in result.err.splitlines() if line.strip()]) == 1, result.err
+        assert snapshot(tmp_path) == before, f"{argv[0]} changed a file"
+    out = tmp_path / "masks-out"
+    for _ in range(2):  # an export may replace what an earlier export wrote there
+        assert run_cli("export", layout.project, "--out", out, home=home).code == 0
+    assert (out / "000.png").is_file()

@@ -200,3 +200,30 @@ def test_an_image_replaced_in_place_is_noticed_and_its_labels_kept(tmp_path, dat
             with pytest.raises(ImageReadError, match="its labels are kept"):
                 session.open(first.id)
     assert labels_digest(folder) == before
+
+
+def test_two_images_of_one_size_and_time_swapped_by_name_are_noticed(tmp_path, datasets):
+    """Review finding: files of one acquisition often share size and modification time (unzipped,
+    copied with times kept); swapped by name they passed the size-and-time check."""
+    import cv2
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for src in sorted((datasets / "scratch_assay" / "images").iterdir())[:2]:
+        cv2.imwrite(str(images / (src.stem + ".bmp")), cv2.imread(str(src), cv2.IMREAD_GRAYSCALE))
+    stamp = 1_700_000_000_000_000_000
+    for path in images.iterdir():
+        os.utime(path, ns=(stamp, stamp))
+    folder = tmp_path / "p"
+    assert main(["init", str(folder), "--images", str(images)]) == 0
+    a, b = images / "000.bmp", images / "001.bmp"
+    a.rename(tmp_path / "swap")
+    b.rename(a)
+    (tmp_path / "swap").rename(b)
+    for path in (a, b):
+        os.utime(path, ns=(stamp, stamp))
+    result = run_cli("status", folder, "--json", home=tmp_path / "home")
+    assert result.code == 0, result.err
+    import json
+
+    assert sorted(json.loads(result.out)["changed"]) == ["000.bmp", "001.bmp"]

@@ -65,8 +65,10 @@ def test_init_with_masks_then_export_reproduces_the_masks(capsys, tmp_path, data
     assert (st["samples"], st["labelled"], st["label_versions"], st["sequences"]) == (n, n, n, 1)
     code, out, err = run(capsys, "export", tmp_path / "p", "--format", "png", "--out", tmp_path / "out")
     assert code == 0, err
-    exported = sorted(p.name for p in (tmp_path / "out").iterdir())
+    # Beside the masks, the hidden list of what the export wrote there (so it never replaces anything else).
+    exported = sorted(p.name for p in (tmp_path / "out").iterdir() if p.name != ".labelassist-export.json")
     assert exported == sorted(p.name for p in (src / "masks").iterdir())
+    assert json.loads((tmp_path / "out" / ".labelassist-export.json").read_text())["files"] == exported
     for original in (src / "masks").iterdir():
         a = cv2.imread(str(original), cv2.IMREAD_UNCHANGED)
         b = cv2.imread(str(tmp_path / "out" / original.name), cv2.IMREAD_UNCHANGED)

@@ -17,6 +17,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from labelassist.cli import main
@@ -276,3 +277,85 @@ def test_read_only_media_show_labels_still_in_the_wal(project, tmp_path):
         assert labels_digest(stick) == digest
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+NORMAL_EXIT = """
+    import subprocess, sys
+    import numpy as np
+    from pathlib import Path
+    from labelassist.errors import StoreError
+    from labelassist.store import Store
+    db = Path(sys.argv[1]) / "labels.sqlite"
+    store = Store(db)
+    sample = store.samples()[0]
+    store.save_label(sample.id, np.ones((sample.height, sample.width), bool), source="manual")
+    open(db, "rb").read(16)  # a plain reader: the process no longer holds SQLite's locks
+    try:
+        with store.writing("a label"):  # another program checkpoints and deletes the -wal meanwhile
+            store.conn.execute("INSERT INTO labels (sample_id, created_at, author, source, codec, height, width,"
+                               " mask, area) SELECT sample_id, created_at, author, 'orphan', codec, height, width,"
+                               " mask, area FROM labels LIMIT 1")
+            subprocess.run([sys.executable, "-m", "labelassist", "status", sys.argv[1]], capture_output=True)
+    except StoreError as exc:
+        print("refused", exc, flush=True)
+    store.close()
+    other = [sys.executable, "-c", OTHER, str(db)]
+    subprocess.run(other, check=True)
+    print("others saved", flush=True)
+    sys.exit(0)  # an ordinary exit: the interpreter shuts down and frees what it can
+"""
+OTHER = """
+import sys, numpy as np
+from labelassist.store import Store
+other = Store(sys.argv[1])
+for s in other.samples()[1:4]:
+    other.save_label(s.id, np.ones((s.height, s.width), bool), source="manual")
+other.close()
+"""
+
+
+def test_the_abandoned_connection_never_checkpoints_over_later_saves(project):
+    """After the guard fired, the process must never checkpoint that connection, not even at an
+    ordinary exit: that would copy its orphaned log over pages other programs committed since
+    (found by review: three acknowledged labels of another program were silently gone)."""
+    code = NORMAL_EXIT.replace("OTHER,", repr(OTHER) + ",")
+    run = _child(code, str(project))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.startswith("refused") and "others saved" in run.stdout, run.stdout
+    with Store(project / "labels.sqlite") as store:
+        rows = store.conn.execute("SELECT source FROM labels ORDER BY id").fetchall()
+        assert [r[0] for r in rows] == ["manual"] * 4, rows
+        assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+RELINK = """
+    import os, sqlite3, sys
+    from pathlib import Path
+    data, project = Path(sys.argv[1]), Path(sys.argv[1]) / "p"
+    db = project / "labels.sqlite"
+    opened = []
+    def hook(event, args):
+        if event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
+            if "labels.sqlite" in os.fsdecode(args[0]):
+                opened.append(os.fsdecode(args[0]))
+    sys.addaudithook(hook)
+    from labelassist.cli import main
+    code = main(["relink", str(project), str(data)])
+    print("opened", opened, "code", code, flush=True)
+"""
+
+
+def test_relink_never_hashes_the_database_it_holds_open(project, tmp_path):
+    """``relink`` hashed every file of the right size under SOURCE; with the project inside SOURCE
+    that opened labels.sqlite (or its -wal/-shm) with plain I/O in the process holding it (review)."""
+    db = project / "labels.sqlite"
+    size = db.stat().st_size
+    conn = sqlite3.connect(db)
+    name = conn.execute("SELECT path FROM samples ORDER BY id LIMIT 1").fetchone()[0]
+    # A missing image whose recorded size is the database's: the only candidate of that size is the database.
+    conn.execute("UPDATE samples SET file_size = ?, path = 'gone/' || path WHERE path = ?", (size, name))
+    conn.commit()
+    conn.close()
+    run = _child(RELINK, str(project.parent), env={"LABELASSIST_HOME": str(tmp_path / "home")})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "opened [] code 3" in run.stdout, run.stdout  # still missing (exit 3), and the database never opened

@@ -24,7 +24,7 @@ import numpy as np
 
 from labelassist import __version__
 from labelassist.errors import LabelAssistError, StoreError
-from labelassist.fileio import atomic_write_bytes
+from labelassist.fileio import atomic_write_bytes, atomic_write_text
 from labelassist.project import Project
 from labelassist.store import LabelVersion, Sample, Store, utc_now
 
@@ -131,9 +131,52 @@ def _identity(path: str | Path) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
+def resolve_path(path: Path) -> Path:
+    """``path.resolve()``, with a symlink loop as a plain error (Python 3.11 raises RuntimeError)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as exc:
+        raise LabelAssistError(f"{path} cannot be used: {exc} (a loop of links?); nothing was written") from None
+
+
 def _path_key(path: Path) -> str:
     """A resolved path as a comparable string; case-folded because a FAT stick or NTFS ignores case."""
-    return os.path.normcase(str(path.resolve())).casefold()
+    return os.path.normcase(str(resolve_path(path))).casefold()
+
+
+# Database files of any project: never an output, whatever folder they are in.
+_STORE_NAMES = ("labels.sqlite", "labels.sqlite-wal", "labels.sqlite-shm", "labels.sqlite-journal")
+# Written into an export folder: the names this app wrote there, so a later export may replace
+# them and nothing else (a folder of ground-truth masks or another project's images is never overwritten).
+EXPORT_MARKER = ".labelassist-export.json"
+
+
+def project_holding(folder: Path) -> Path | None:
+    """The project folder ``folder`` is (or lies inside), of any project: by ``project.toml`` or
+    ``labels.sqlite`` beside it, looked at with ``os.stat`` only (the POSIX lock rule)."""
+    for up in (folder, *folder.parents):
+        if any(os.path.lexists(up / name) for name in ("project.toml", "labels.sqlite")):
+            return up
+    return None
+
+
+def refuse_project_files(target: Path) -> None:
+    """Refuse an output path that is a label database or lies in any project's folder."""
+    if target.name.lower() in _STORE_NAMES:
+        raise LabelAssistError(f"{target} is a label database; give another file name (nothing was written)")
+    holder = project_holding(resolve_path(target.parent) if target.parent.exists() else target.parent.absolute())
+    if holder is not None:
+        raise LabelAssistError(f"{target} would be inside the project folder {holder}; give a place outside "
+                               "every project (nothing was written)")
+
+
+def _claimed(out: Path) -> set[str]:
+    """Names an earlier export wrote into ``out`` (from its marker file; empty when none)."""
+    try:
+        data = json.loads((out / EXPORT_MARKER).read_text(encoding="utf-8"))
+        return {str(n) for n in data.get("files", [])}
+    except (OSError, ValueError, AttributeError):
+        return set()
 
 
 @dataclass(frozen=True)
@@ -160,7 +203,7 @@ class _Guard:
                 source_ids.setdefault(ident, sample.name)
             source_keys.setdefault(_path_key(path), sample.name)
         folder = Path(project.folder)
-        return cls(folder.resolve(), _identity(folder), source_ids, source_keys)
+        return cls(resolve_path(folder), _identity(folder), source_ids, source_keys)
 
     def inside_project(self, folder: Path) -> bool:
         """Whether ``folder`` is the project folder or lies inside it.
@@ -168,7 +211,7 @@ class _Guard:
         By resolved path (symlinks), and by identity of each existing folder on the way up, which
         also catches a bind mount or another spelling of the name on a case-insensitive disk.
         """
-        resolved = folder.resolve()
+        resolved = resolve_path(folder)
         if resolved == self.project or self.project in resolved.parents:
             return True
         if self.project_id is None:
@@ -183,12 +226,16 @@ class _Guard:
         return self.source_keys.get(_path_key(target))
 
 
-def prepare_output(project: Project, out: str | Path, names: Iterable[str]) -> Path:
+def prepare_output(project: Project, out: str | Path, names: Iterable[str], claim: bool = True) -> Path:
     """Check an output folder and the relative ``names`` to be written there, then create the folder.
 
     Refuses (LabelAssistError, one plain line) before anything is written or created when ``out``
-    is a file, is the project folder or inside it, or when any output path would be a sample's
-    source image (also through a symlink, a hard link or a differently-cased name).
+    is a file, is the project folder or inside it, lies in any other project's folder, when an
+    output would be a label database, or when any output path would be a sample's source image
+    (also through a symlink, a hard link or a differently-cased name). With ``claim`` (exports of
+    many files), an existing file is replaced only if an earlier export wrote it (the folder's
+    marker file lists what this app wrote there): a folder of ground-truth masks or another
+    project's images is never overwritten. The names are added to the marker before writing.
 
     Returns
     -------
@@ -218,10 +265,27 @@ def prepare_output(project: Project, out: str | Path, names: Iterable[str]) -> P
             raise LabelAssistError(
                 f"{target} is the image of sample {image} itself (masks are named like their images); "
                 f"give a folder that does not hold the images (nothing was written)")
+    names = list(names)
+    for rel in names:
+        refuse_project_files(out / rel)
+    if claim:
+        claimed = _claimed(out)
+        foreign = [rel for rel in names if os.path.lexists(out / rel) and rel not in claimed]
+        if foreign:
+            raise LabelAssistError(
+                f"{out} already holds {foreign[0]}"
+                + (f" and {len(foreign) - 1} more file(s)" if len(foreign) > 1 else "")
+                + " that this app did not write there; give an empty or new folder (nothing was written)")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LabelAssistError(f"the folder {out} could not be created: {exc.strerror}") from exc
+    if claim:
+        try:
+            atomic_write_text(out / EXPORT_MARKER, json.dumps(
+                {"written_by": "labelassist", "files": sorted(_claimed(out) | set(names))}, indent=1))
+        except OSError as exc:
+            raise LabelAssistError(f"the folder {out} could not be written: {exc.strerror}") from exc
     return out
 
 

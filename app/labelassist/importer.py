@@ -553,7 +553,9 @@ def relink(project: Project, source: str | Path, progress: Progress | None = Non
         Path(root) / name
         for root, dirs, files in os.walk(source, onerror=lambda exc: unlisted.append(str(exc.filename)))
         for name in files
-        if not name.startswith(".")
+        # Only files an import could have taken: never a database (labels.sqlite, its -wal/-shm,
+        # a backup), which this process must not open with plain file I/O (the POSIX lock rule).
+        if not name.startswith(".") and Path(name).suffix.lower() in images.IMAGE_EXTENSIONS | images.VIDEO_EXTENSIONS
     ]
     report.unreadable.extend(unlisted)
     candidates = [p for p in candidates if _size(p) in sizes]

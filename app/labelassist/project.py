@@ -297,6 +297,7 @@ class Project:
         self.store = store
         self._lock: ProjectLock | None = None
         self._verified: dict[Path, tuple[int, int]] = {}  # files whose hash was checked: (size, mtime)
+        self._stamps: set[tuple[int, int]] | None = None  # see _shared_stamps
 
     # -- life cycle -------------------------------------------------------------------------
     @classmethod
@@ -425,7 +426,12 @@ class Project:
         if st.st_size != sample.file_size:
             return True
         seen = (st.st_size, st.st_mtime_ns)
-        if sample.mtime_ns == st.st_mtime_ns or self._verified.get(path) == seen:
+        if self._verified.get(path) == seen:
+            return False
+        # The recorded time vouches for the file unless another image of the project shares its
+        # size and time (one acquisition unzipped or copied with times kept): two such files
+        # swapped by name would pass, so those are hashed.
+        if sample.mtime_ns == st.st_mtime_ns and (sample.file_size, sample.mtime_ns) not in self._shared_stamps():
             return False
         try:
             same = images.file_hash(path) == sample.hash
@@ -434,6 +440,12 @@ class Project:
         if same:
             self._verified[path] = seen
         return not same
+
+    def _shared_stamps(self) -> set[tuple[int, int]]:
+        """(size, modification time) pairs recorded for more than one file of the project."""
+        if self._stamps is None:
+            self._stamps = self.store.shared_file_stamps()
+        return self._stamps
 
     def changed_images(self) -> list[Sample]:
         """Samples whose file was replaced or edited in place since import (for ``status``)."""

@@ -346,7 +346,10 @@ class Store:
             else:
                 self._configure()
                 self._migrate()
-                self._identity = self._files_identity()
+                identity = self._files_identity()
+                # Some network file systems report no inode numbers (0): there the guard cannot
+                # tell files apart and stays off rather than refusing every save.
+                self._identity = identity if all(i is not None and i[1] != 0 for i in identity) else None
         except sqlite3.DatabaseError as exc:
             conn.close()
             if "not a database" in str(exc).lower():
@@ -468,6 +471,7 @@ class Store:
             log.critical("%s: %s while this process had it open (identity %s, now %s)", self.path,
                          self._lost, self._identity, self._files_identity())
             self._rescue()
+            _abandon(self.conn)
         if self._lost is not None:
             done = ("this save may not be on disk" if saved else "nothing was changed")
             raise StoreError(
@@ -496,8 +500,8 @@ class Store:
         """Write deferred events and close the connection (SQLite checkpoints the WAL)."""
         if self._lost is not None:
             # Closing would checkpoint the orphaned log into the main file and then delete the
-            # -wal at its path, which is now another connection's: leave it open until exit.
-            _ABANDONED.append(self.conn)
+            # -wal at its path, which is now another connection's: it stays open until the
+            # process ends (see _abandon).
             return
         try:
             self.flush_events()
@@ -573,6 +577,23 @@ class Store:
         rows = self.conn.execute(f"SELECT {', '.join(_SAMPLE_COLUMNS)} FROM samples ORDER BY {order}")
         return [Sample(*r) for r in rows]
 
+    def sample_ids(self) -> list[int]:
+        """The id of every sample (no other column is read)."""
+        return [r[0] for r in self.conn.execute("SELECT id FROM samples")]
+
+    def sample_at(self, sequence: str, frame: int) -> int | None:
+        """The id of the sample at ``frame`` of ``sequence``, or None when there is none."""
+        row = self.conn.execute("SELECT id FROM samples WHERE sequence = ? AND frame = ?",
+                                (sequence, frame)).fetchone()
+        return None if row is None else int(row[0])
+
+    def shared_file_stamps(self) -> set[tuple[int, int]]:
+        """(file size, modification time) pairs recorded for more than one file of the project."""
+        rows = self.conn.execute(
+            "SELECT file_size, mtime_ns FROM samples WHERE mtime_ns IS NOT NULL"
+            " GROUP BY file_size, mtime_ns HAVING count(DISTINCT path) > 1")
+        return {(int(size), int(mtime)) for size, mtime in rows}
+
     def find_sample(self, file_hash: str, page: int = 0) -> Sample | None:
         """The sample with this content hash and page, if the project has it."""
         row = self.conn.execute(
@@ -586,6 +607,13 @@ class Store:
             old = self.conn.execute("SELECT path FROM samples WHERE id = ?", (sample_id,)).fetchone()
             self.conn.execute("UPDATE samples SET path = ? WHERE id = ?", (path, sample_id))
             self._log(actor, "relink", sample_id=sample_id, details={"from": old[0] if old else None, "to": path})
+
+    def set_sample_paths(self, paths: dict[int, str], what: str = "the image locations") -> None:
+        """Point many samples at new file locations in one transaction (not logged: for a
+        project's working copy, whose samples point back at the original images)."""
+        with self.writing(what):
+            self.conn.executemany("UPDATE samples SET path = ? WHERE id = ?",
+                                  [(path, sid) for sid, path in paths.items()])
 
     def renumber_frames(self, sequences: set[str] | None = None, key=None) -> None:
         """Give each sequence frames 0..n-1 in ``key`` order.
@@ -865,6 +893,54 @@ class Store:
             "flagged": one("SELECT count(*) FROM flags"),
             "events": one("SELECT count(*) FROM events"),
         }
+
+
+def _abandon(conn: sqlite3.Connection) -> None:
+    """Make sure ``conn`` never checkpoints, not even when the interpreter shuts down.
+
+    A connection whose ``-wal`` was deleted under it must never reach a checkpoint: closing it
+    would copy its orphaned log into the *current* main file (overwriting pages other processes
+    committed since) and delete the ``-wal`` at its path. So checkpoint-on-close is switched off
+    (``SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE``), automatic checkpoints too, and the object is kept
+    alive by a reference count that is never given back (a list entry alone is dropped at
+    interpreter shutdown): the operating system closes its files when the process ends.
+    """
+    import ctypes
+
+    try:
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+    except sqlite3.Error:
+        pass
+    if hasattr(conn, "setconfig"):  # Python 3.12+
+        conn.setconfig(sqlite3.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, True)
+    else:
+        _no_checkpoint_on_close(conn)
+    _ABANDONED.append(conn)
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(conn))
+
+
+def _no_checkpoint_on_close(conn: sqlite3.Connection) -> None:
+    """``sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL)`` for Python < 3.12.
+
+    The ``sqlite3 *`` handle is the first field after the object header of CPython's connection
+    object; the function comes from the SQLite library this process already uses.
+    """
+    import ctypes
+    import ctypes.util
+    import _sqlite3
+
+    try:
+        handle = ctypes.c_void_p.from_address(id(conn) + object.__basicsize__).value
+        lib = ctypes.CDLL(_sqlite3.__file__)
+        if not hasattr(lib, "sqlite3_db_config"):
+            lib = ctypes.CDLL(ctypes.util.find_library("sqlite3"))
+        lib.sqlite3_db_config.restype = ctypes.c_int
+        done = lib.sqlite3_db_config(ctypes.c_void_p(handle), ctypes.c_int(1006), ctypes.c_int(1),
+                                     ctypes.c_void_p(None))
+        if done != 0:
+            log.error("checkpoint-on-close could not be switched off (SQLite said %d)", done)
+    except (OSError, AttributeError, TypeError, ValueError):
+        log.exception("checkpoint-on-close could not be switched off")
 
 
 def _size(path: Path) -> int:
