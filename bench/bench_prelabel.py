@@ -15,7 +15,8 @@ import numpy as np
 from skimage import filters, segmentation
 
 from timing import median_ms  # bench/timing.py (bench/ is on sys.path when run)
-from labelassist.images import read_image, read_mask, to_display
+from labelassist.images import read_image, read_mask
+from labelassist.intensity import to_display
 from labelassist.workflow.evaluate import simulate_prompts
 from labelassist.workflow.prelabel import PrelabelContext, flood, grabcut, otsu, texture, watershed
 

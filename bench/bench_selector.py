@@ -133,7 +133,8 @@ def bench_features(repeats: int) -> list[dict]:
     """extract_features on real images vs scikit-image's anti-aliased resize of the display image."""
     from skimage.transform import resize
 
-    from labelassist.images import read_image, to_display
+    from labelassist.images import read_image
+    from labelassist.intensity import to_display
 
     rows = []
     for label, path in [

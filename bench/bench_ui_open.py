@@ -50,7 +50,6 @@ from pathlib import Path
 
 os.environ.setdefault("KIVY_NO_ARGS", "1")
 os.environ.setdefault("KIVY_HOME", tempfile.mkdtemp(prefix="kivy-bench-"))
-os.environ.setdefault("LABELASSIST_WINDOWED", "1")
 os.environ.setdefault("KIVY_NO_CONSOLELOG", "1")
 
 REPO = Path(__file__).resolve().parents[1]

@@ -150,7 +150,7 @@ def test_ui_killed_right_after_save_and_next_keeps_the_label_and_resumes_at_the_
     from test_ui_label import make_project  # imports Kivy: only here, not for the headless rounds
 
     project = make_project(tmp_path, count=3)
-    env = dict(os.environ, KIVY_NO_ARGS="1", KIVY_HOME=str(tmp_path / "kivy"), LABELASSIST_WINDOWED="1")
+    env = dict(os.environ, KIVY_NO_ARGS="1", KIVY_HOME=str(tmp_path / "kivy"))
     driver = [sys.executable, str(Path(__file__).with_name("ui_crash_driver.py")), str(project),
               "--home", str(tmp_path / "home")]
     app = subprocess.Popen(driver + ["--script", "savenext", "--out", str(tmp_path / "drawn.npy")],

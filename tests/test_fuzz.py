@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from labelassist import images
 from labelassist.errors import ImageReadError, LabelAssistError, MaskError
 from labelassist.importer import import_images
-from labelassist.project import DEFAULT_SETTINGS, Project, dump_toml, validate_settings
+from labelassist.project import DEFAULT_SETTINGS, Project, validate_settings
+from labelassist.tomlout import dump_toml
 from labelassist.session import Session
 
 # Random examples on a developer's machine (new cases each run); a fixed, reproducible set in CI

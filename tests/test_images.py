@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from labelassist import images
+from labelassist import images, intensity
 from labelassist.errors import ImageReadError, MaskError
 
 # (set, first image, shape, dtype, number of images, sequence id)
@@ -172,7 +172,7 @@ def test_lzw_tiff_written_by_opencv_reads(datasets, tmp_path):
 
 
 def test_rgb_tiff_and_planar_tiff(datasets, tmp_path):
-    grey = images.to_display(_frames(datasets, 1)[0])
+    grey = intensity.to_display(_frames(datasets, 1)[0])
     rgb = np.dstack([grey, 255 - grey, grey // 2])
     tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
     tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(rgb, -1, 0), photometric="rgb", planarconfig="separate")
@@ -373,10 +373,10 @@ def test_truncated_jpeg_is_refused_although_opencv_decodes_it(datasets, tmp_path
 def test_to_display_uint16_maps_percentiles(datasets):
     image = images.read_image(datasets / "usiigaci_phase" / "images" / "001.tif")
     lo, hi = np.percentile(image, (0.5, 99.5))
-    wlo, whi = images.display_window(image)
+    wlo, whi = intensity.percentile_window(image)
     span = hi - lo
     assert abs(wlo - lo) < 0.01 * span and abs(whi - hi) < 0.01 * span  # subsampled, so close not equal
-    shown = images.to_display(image)
+    shown = intensity.to_display(image)
     assert shown.dtype == np.uint8 and shown.shape == image.shape
     assert 0.002 < np.mean(shown == 0) < 0.01
     assert 0.002 < np.mean(shown == 255) < 0.01
@@ -386,8 +386,8 @@ def test_to_display_uint16_maps_percentiles(datasets):
 
 def test_to_display_uint8_unchanged_and_explicit_window(datasets):
     image = images.read_image(datasets / "scratch_assay" / "images" / "000.png")
-    assert images.to_display(image) is image
-    stretched = images.to_display(image, (50, 150))
+    assert intensity.to_display(image) is image
+    stretched = intensity.to_display(image, (50, 150))
     assert stretched[image <= 50].max() == 0 and stretched[image >= 150].min() == 255
 
 
@@ -398,25 +398,25 @@ def test_to_display_constant_and_non_finite(datasets):
         (np.zeros((30, 40), np.float32), 0),
         (np.full((30, 40), 7.5, np.float32), 255),
     ]:
-        lo, hi = images.display_window(constant)
+        lo, hi = intensity.percentile_window(constant)
         assert hi > lo
-        shown = images.to_display(constant)
+        shown = intensity.to_display(constant)
         assert shown.dtype == np.uint8 and np.all(shown == expected)
 
     frame = _frames(datasets, 1)[0].astype(np.float32)
-    clean = images.to_display(frame)
+    clean = intensity.to_display(frame)
     noisy = frame.copy()
     noisy[100:110, 100:110] = np.nan
     noisy[200, 200] = np.inf
     noisy[201, 201] = -np.inf
-    window = images.display_window(noisy)
+    window = intensity.percentile_window(noisy)
     assert np.all(np.isfinite(window))
-    shown = images.to_display(noisy)
+    shown = intensity.to_display(noisy)
     assert np.all(shown[100:110, 100:110] == 0)
     assert shown[200, 200] == 255 and shown[201, 201] == 0
     keep = np.isfinite(noisy)
     assert np.abs(shown[keep].astype(int) - clean[keep]).max() <= 2
-    assert images.display_window(np.full((4, 4), np.nan, np.float32)) == (0.0, 1.0)
+    assert intensity.percentile_window(np.full((4, 4), np.nan, np.float32)) == (0.0, 1.0)
 
 
 def test_thumbnail_size_and_aspect(datasets):

@@ -326,7 +326,7 @@ def test_prelabel_step_uses_model(tmp_path, image):
     result = onnx_prelabel(image, PrelabelContext(model=model))
     assert result.method == "onnx" and result.mask.shape == image.shape
     assert 0.0 <= mean_entropy(result.probability) <= 1.0
-    assert 0.0 <= model.uncertainty(image) <= 1.0
+    assert 0.0 <= mean_entropy(model.predict(image)) <= 1.0
 
 
 # --------------------------------------------------------------------------- shipped models

@@ -22,7 +22,7 @@ from labelassist.images import read_mask
 from labelassist.importer import import_images
 from labelassist.project import Project
 from labelassist.session import Session
-from labelassist.workflow import registry as registry_mod
+from labelassist.workflow import plugin_sandbox
 from labelassist.workflow.registry import REGISTRY
 
 LOAD_S = 3.0   # load time-out in these tests (the product default is 10 s)
@@ -80,7 +80,7 @@ def _stored(project: Project) -> list[tuple]:
 
 @pytest.fixture
 def short_limits(monkeypatch):
-    monkeypatch.setattr(registry_mod, "PLUGIN_LOAD_TIMEOUT_S", LOAD_S)
+    monkeypatch.setattr(plugin_sandbox, "PLUGIN_LOAD_TIMEOUT_S", LOAD_S)
     monkeypatch.setattr(REGISTRY, "plugin_timeout_s", CALL_S)
     REGISTRY.names("prelabel")  # the built-in steps are registered before the snapshot
     steps = {kind: dict(found) for kind, found in REGISTRY.steps.items()}
@@ -215,7 +215,7 @@ def test_arguments_that_cannot_go_to_the_helper_run_in_a_thread_under_the_same_t
 
 def test_builtin_steps_stay_direct_calls():
     step = REGISTRY.get("prelabel", "otsu")
-    assert not isinstance(step.func, registry_mod._InHelper)
+    assert not isinstance(step.func, plugin_sandbox._InHelper)
     assert step.source == "builtin"
 
 

@@ -7,7 +7,8 @@ import tomllib
 import pytest
 
 from labelassist.errors import ImageReadError, ProjectError
-from labelassist.project import DEFAULT_SETTINGS, Project, dump_toml, validate_settings
+from labelassist.project import DEFAULT_SETTINGS, Project, validate_settings
+from labelassist.tomlout import dump_toml
 
 
 def test_new_project_settings_round_trip(tmp_path):

@@ -7,7 +7,8 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from labelassist.errors import PluginError
-from labelassist.images import read_image, read_mask, to_display
+from labelassist.images import read_image, read_mask
+from labelassist.intensity import to_display
 from labelassist.workflow import registry
 from labelassist.workflow import selector as sel
 from labelassist.workflow.features import (

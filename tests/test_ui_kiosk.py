@@ -33,7 +33,7 @@ needs_display = pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs 
 @needs_display
 def test_killing_the_process_after_a_stroke_and_restarting_restores_it(tmp_path):
     project = make_project(tmp_path, count=2)
-    env = dict(os.environ, KIVY_NO_ARGS="1", KIVY_HOME=str(tmp_path / "kivy"), LABELASSIST_WINDOWED="1")
+    env = dict(os.environ, KIVY_NO_ARGS="1", KIVY_HOME=str(tmp_path / "kivy"))
     driver = [sys.executable, str(HERE / "ui_driver.py"), str(project), "--home", str(tmp_path / "home")]
 
     app = subprocess.Popen(driver + ["--script", "stroke", "--out", str(tmp_path / "drawn.npy")],
@@ -161,7 +161,6 @@ def _start_driver(tmp_path: Path, project: Path, mode: str, signame: str = "", b
                PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
     if display is not None:
         env["DISPLAY"] = display
-    env.pop("LABELASSIST_WINDOWED", None)
     return subprocess.Popen([sys.executable, str(script), str(project), str(tmp_path / "home"),
                              str(tmp_path / "drawn.npy"), mode, signame, str(busy_s)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 os.environ.setdefault("KIVY_NO_ARGS", "1")
 os.environ.setdefault("KIVY_HOME", tempfile.mkdtemp(prefix="kivy-home-"))
-os.environ.setdefault("LABELASSIST_WINDOWED", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

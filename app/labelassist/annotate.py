@@ -123,9 +123,6 @@ class LabelLayer:
             a, b, c, d = self._dirty
             self._dirty = (min(a, x0), min(b, y0), max(c, x1), max(d, y1))
 
-    def mark_all_dirty(self) -> None:
-        self._dirty = (0, 0, self.width, self.height)
-
     def take_dirty(self) -> Rect | None:
         """The rectangle changed since the last call (None when nothing changed), and reset it."""
         dirty, self._dirty = self._dirty, None

@@ -11,26 +11,20 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
 import threading
-from importlib import resources
 from pathlib import Path
 
 from labelassist import __version__
+from labelassist.cli_evaluate import (cmd_evaluate_box, cmd_evaluate_prelabel, cmd_evaluate_selector, cmd_inspect,
+                                      cmd_prelabel, cmd_select, cmd_simulate)
+from labelassist.cli_support import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, open_project
 from labelassist.errors import LabelAssistError
 from labelassist.logsetup import log_file, setup_logging
+from labelassist.paths import data_home
 from labelassist.progress import ProgressBar
 
 log = logging.getLogger("labelassist.cli")
-
-EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 3
-
-
-def _open(path: str):
-    from labelassist.project import Project
-
-    return Project.open(path)
 
 
 def cmd_init(args) -> int:
@@ -53,7 +47,7 @@ def cmd_init(args) -> int:
 def cmd_import(args) -> int:
     from labelassist.importer import import_images
 
-    with _open(args.project) as project:
+    with open_project(args.project) as project:
         project.lock("labelassist import")
         with ProgressBar("reading images") as bar:
             report = import_images(project, args.sources, masks=args.masks, author=args.author, progress=bar)
@@ -74,7 +68,7 @@ def _print_import(report) -> int:
 def cmd_relink(args) -> int:
     from labelassist.importer import relink
 
-    with _open(args.project) as project:
+    with open_project(args.project) as project:
         project.lock("labelassist relink")
         with ProgressBar("looking for moved images") as bar:
             report = relink(project, args.source, progress=bar)
@@ -97,7 +91,7 @@ def cmd_relink(args) -> int:
 
 
 def cmd_status(args) -> int:
-    with _open(args.project) as project:
+    with open_project(args.project) as project:
         counts = project.store.counts()
         missing = sum(1 for s in project.store.samples() if not project.resolve(s.path).is_file())
         changed = project.changed_images()
@@ -128,7 +122,7 @@ def cmd_status(args) -> int:
 def cmd_export(args) -> int:
     from labelassist.export import damaged_lines, export_coco, export_png
 
-    with _open(args.project) as project:
+    with open_project(args.project) as project:
         with ProgressBar(f"exporting {args.format}") as bar:
             if args.format == "png":
                 report = export_png(project, args.out, progress=bar)
@@ -142,17 +136,6 @@ def cmd_export(args) -> int:
         for line in damaged_lines(report.damaged, project.folder):
             print(f"labelassist: {line}", file=sys.stderr)
         return EXIT_PARTIAL if report.damaged else EXIT_OK
-
-
-def _session(project, background: bool = False):
-    from labelassist.session import Session
-
-    from labelassist.textout import safe
-
-    session = Session(project, background=background, own=False)
-    for name, reason in session.plugin_errors.items():
-        print(f"plug-in {safe(name)} was skipped: {safe(reason)}", file=sys.stderr)
-    return session
 
 
 def _count(text: str) -> int:
@@ -181,302 +164,10 @@ def _share(text: str) -> float:
     return value
 
 
-def cmd_select(args) -> int:
-    with _open(args.project) as project, _session(project) as session:
-        with ProgressBar("computing features") as bar:
-            session.update_features(progress=bar)
-        if project.settings["selector"]["weights"].get("uncertainty", 0) > 0:
-            with ProgressBar("model predictions for the uncertainty") as bar:
-                session.update_uncertainty(progress=bar)
-        ranked = session.ranking(top=args.top)
-        if args.json:
-            print(json.dumps([{"sample_id": r.sample.id, "name": r.sample.name, "sequence": r.sample.sequence,
-                               "frame": r.sample.frame, "score": round(r.score, 6),
-                               "scores": {k: round(v, 6) for k, v in r.scores.items()}} for r in ranked], indent=2))
-        else:
-            from labelassist.textout import safe  # names come from files: no raw control characters
-
-            if not ranked:
-                print("every sample is labelled")
-            for k, r in enumerate(ranked, 1):
-                detail = ", ".join(f"{safe(name)} {v:.2f}" for name, v in r.scores.items())
-                print(f"{k:3d}. {safe(r.sample.name):<32} score {r.score:.3f}  ({detail})")
-        if session.missing:
-            print(f"{len(session.missing)} images are missing and were not ranked "
-                  f"(run 'labelassist relink')", file=sys.stderr)
-        return EXIT_OK
-
-
-def _pick_samples(project, names: list[str] | None):
-    samples = project.store.samples()
-    if not names:
-        return samples
-    by_name = {s.name: s for s in samples}
-    by_id = {str(s.id): s for s in samples}
-    picked = []
-    for name in names:
-        sample = by_name.get(name) or by_id.get(name)
-        if sample is None:
-            raise LabelAssistError(f"the project has no sample called {name!r} (give a name as 'status' lists it, or an id)")
-        picked.append(sample)
-    return picked
-
-
-def cmd_prelabel(args) -> int:
-    import numpy as np
-
-    from labelassist.export import (DamagedLabel, damaged_lines, decode_label, encode_png, plan_mask_names,
-                                    prepare_output, write_file)
-    from labelassist.workflow.metrics import dice
-
-    with _open(args.project) as project, _session(project) as session:
-        samples = _pick_samples(project, args.samples)
-        # Every output path is checked before the first pre-label runs: never over an image, never
-        # into the project folder (see export.prepare_output).
-        names = plan_mask_names(samples)
-        out = prepare_output(project, args.out, names) if args.out else None
-        scores, damaged = [], []
-        with ProgressBar(f"pre-labelling with {args.method}") as bar:
-            for done, sample in enumerate(samples, 1):
-                result = session.prelabel(sample.id, args.method)
-                line = f"{sample.name}: {int(result.mask.sum())} foreground pixels"
-                label = project.store.latest_label(sample.id)
-                saved = None if label is None else decode_label(sample, label, project.store)
-                if isinstance(saved, DamagedLabel):
-                    damaged.append(saved)  # named below; the pre-label itself is still good
-                    line += ", no DSC (the saved label is damaged)"
-                elif saved is not None:
-                    scores.append(dice(result.mask, saved))
-                    line += f", DSC {scores[-1]:.3f} against the saved label"
-                if result.note:
-                    line += f" ({result.note})"
-                if out:
-                    write_file(out / names[done - 1], encode_png(result.mask, sample.name))
-                print(line)
-                bar(done, len(samples))
-        if scores:
-            print(f"mean DSC {float(np.mean(scores)):.3f} over {len(scores)} labelled samples")
-        for line in damaged_lines(damaged, project.folder):
-            print(f"labelassist: {line}", file=sys.stderr)
-        return EXIT_PARTIAL if damaged else EXIT_OK
-
-
-def cmd_evaluate_prelabel(args) -> int:
-    from labelassist import evaluation
-
-    from labelassist.textout import safe  # method names may come from plug-in files
-
-    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
-    plot = Path(args.plot) if args.plot else None
-    if args.project:
-        if args.images or args.masks:
-            raise LabelAssistError("give either PROJECT or --images and --masks, not both")
-        with _open(args.project) as project, _session(project) as session:
-            if plot:  # checked before the (long) evaluation: never over an image or into the project
-                from labelassist.export import prepare_output
-
-                plot = prepare_output(project, plot.absolute().parent, [plot.name]) / plot.name
-                _check_plot_target(plot, ())
-            with ProgressBar("evaluating pre-labels") as bar:
-                result = session.evaluate_prelabels(methods=methods, progress=bar)
-            threshold = float(project.settings["prelabel"]["min_dsc"])
-    elif args.masks and not args.images:
-        if methods and methods != ["previous"]:
-            raise LabelAssistError("with --masks alone only the 'previous' pre-label can be measured (no pixels)")
-        if plot:
-            _check_plot_target(plot, (Path(args.masks),))
-        with ProgressBar("evaluating pre-labels") as bar:
-            result = evaluation.evaluate_masks_only(Path(args.masks), progress=bar)
-        threshold = args.min_dsc
-    else:
-        if not (args.images and args.masks):
-            raise LabelAssistError("give a PROJECT, or --images DIR and --masks DIR (or --masks DIR alone)")
-        if plot:
-            _check_plot_target(plot, (Path(args.images), Path(args.masks)))
-        with ProgressBar("evaluating pre-labels") as bar:
-            result = evaluation.evaluate_folders(Path(args.images), Path(args.masks), methods, progress=bar)
-        threshold = args.min_dsc
-    if plot:
-        source = Path(args.project or args.masks).absolute()
-        name = source.parent.name if source.name in ("masks", "images") else source.name
-        _write_plot(lambda target: evaluation.plot_evaluation(result, target, title=name), plot)
-    best = result.best(threshold)
-    if args.json:
-        payload = result.to_dict()
-        payload["best"] = best
-        payload["min_dsc"] = threshold
-        print(json.dumps(payload, indent=2))
-        return EXIT_OK
-    print(f"{'method':<12} {'n':>4} {'DSC mean':>9} {'median':>7} {'q1':>6} {'q3':>6} {'effort':>7} {'ms/img':>8}")
-    for s in result.ranking():
-        print(f"{safe(s.method):<12} {s.n:>4} {s.dice_mean:>9.3f} {s.dice_median:>7.3f} {s.dice_q1:>6.3f} "
-              f"{s.dice_q3:>6.3f} {s.effort_mean:>7.3f} {s.ms_mean:>8.1f}")
-    print(f"best: {safe(best)}" if best else f"no method reaches a DSC of {threshold:.2f}: pre-labelling stays off")
-    return EXIT_OK
-
-
-def _check_plot_target(plot: Path, folders: tuple[Path, ...]) -> None:
-    """Refuse a ``--plot`` file that would replace a folder, an input image or mask, or cannot be written.
-
-    Checked before the evaluation runs, so a bad path costs nothing and changes nothing.
-    """
-    target = plot.absolute()
-    if target.is_dir():
-        raise LabelAssistError(f"--plot {plot} is a folder; give a file name such as dsc.png (nothing was written)")
-    resolved = target.resolve()
-    for folder in folders:
-        inputs = folder.resolve()
-        if resolved == inputs or inputs in resolved.parents:
-            raise LabelAssistError(f"--plot {plot} is inside the input folder {folder}; give a file outside it "
-                                   "(nothing was written)")
-    parent = target.parent
-    if not parent.is_dir():
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LabelAssistError(f"the folder {parent} for --plot could not be created: "
-                                   f"{exc.strerror or exc} (nothing was written)") from exc
-    if not os.access(parent, os.W_OK):
-        raise LabelAssistError(f"--plot {plot} cannot be written: the folder {parent} is not writable "
-                               "(nothing was written)")
-
-
-def _write_plot(draw, plot: Path) -> None:
-    """Draw into a temporary file beside ``plot``, then rename it over ``plot`` (never half a file)."""
-    tmp = plot.with_name(f".{plot.name}.tmp")
-    try:
-        draw(tmp)
-        os.replace(tmp, plot)
-    except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise LabelAssistError(f"the plot {plot} could not be written: {exc.strerror or exc}") from exc
-
-
-def cmd_evaluate_box(args) -> int:
-    from labelassist.session import BOX_EVALUATION_SAMPLES
-
-    with _open(args.project) as project, _session(project) as session:
-        installed = session.box_segmenter() is not None
-        # The session's own measurement (what 'auto' decides on) when it is the one asked for.
-        choice = session.box_choice() if args.samples == BOX_EVALUATION_SAMPLES else None
-        result = choice.evaluation if choice is not None else None
-        if result is None:
-            with ProgressBar("comparing tap-to-segment methods") as bar:
-                result = session.evaluate_box_prompts(limit=args.samples, progress=bar)
-            choice = choice or session.box_choice()
-    if args.json:
-        payload = result.to_dict()
-        payload["choice"] = {"method": choice.method, "reason": choice.reason}
-        payload["box_model_installed"] = installed
-        print(json.dumps(payload, indent=2))
-        return EXIT_OK
-    from labelassist.textout import safe  # the reason may quote a model card's name
-
-    print(f"{'method':<10} {'objects':>7} {'DSC mean':>9} {'ms/box':>8}")
-    for method in sorted(result.methods, key=lambda m: -result.mean_dice(m)):
-        print(f"{safe(method):<10} {result.objects(method):>7} {result.mean_dice(method):>9.3f} "
-              f"{result.mean_ms(method):>8.1f}")
-    if not installed:
-        print("no box-prompt model is installed (models/build_litemedsam.py export): GrabCut only")
-    print(f"a drawn box runs {safe(choice.method)} ({safe(choice.reason)})")
-    return EXIT_OK
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def cmd_evaluate_selector(args) -> int:
-    from labelassist import experiments
-
-    if len(args.images) != len(args.masks):
-        raise LabelAssistError("give one --masks folder for each --images folder")
-    pairs = list(zip(args.images, args.masks))
-    if args.plot:  # before the experiment: a bad path costs nothing and never replaces an input
-        _check_plot_target(Path(args.plot), tuple(Path(f) for f in [*args.images, *args.masks]))
-    result = experiments.evaluate_selector(
-        pairs if len(pairs) > 1 else pairs[0][0], masks=None if len(pairs) > 1 else pairs[0][1],
-        budget=args.budget, strategies=[s.strip() for s in args.strategies.split(",")], seeds=args.seeds,
-        test_fraction=args.test_fraction, epochs=args.epochs, scale=args.scale, sequence_ids=args.sequence_ids,
-        progress=None if args.json else _say)
-    if args.plot:
-        _write_plot(lambda tmp: experiments.plot_selector(result, tmp), Path(args.plot))
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result.table())
-    return EXIT_OK
-
-
-def cmd_simulate(args) -> int:
-    from labelassist import experiments
-
-    if args.plot:
-        _check_plot_target(Path(args.plot), (Path(args.project), Path(args.ground_truth)))
-    result = experiments.simulate(args.project, args.ground_truth, retrain_every=args.retrain_every,
-                                  epochs=args.epochs, limit=args.limit, scale=args.scale, in_place=args.in_place,
-                                  progress=None if args.json else _say)
-    if args.plot:
-        _write_plot(lambda tmp: experiments.plot_simulation(result, tmp), Path(args.plot))
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-        return EXIT_OK
-    print(f"{'labels':<10} {'effort':>7} {'DSC':>6}  pre-labels")
-    for block in result.blocks():
-        effort = "-" if block["effort_mean"] is None else f"{block['effort_mean']:.2f}"
-        methods = ", ".join(f"{m or 'none'} {n}" for m, n in block["methods"].items())
-        print(f"{block['labels']:<10} {effort:>7} {block['dsc_mean']:>6.2f}  {methods}")
-    return EXIT_OK
-
-
-def cmd_inspect(args) -> int:
-    from labelassist.export import DamagedLabel, damaged_lines, decode_label
-
-    with _open(args.project) as project, _session(project) as session:
-        rows, damaged = [], []
-        pairs = list(project.store.latest_labels())
-        with ProgressBar("inspecting labels") as bar:
-            for done, (sample, label) in enumerate(pairs, 1):
-                # A damaged label is named and skipped: it must not hide the other labels' results.
-                mask = decode_label(sample, label, project.store)
-                if isinstance(mask, DamagedLabel):
-                    damaged.append(mask)
-                else:
-                    rows.append((sample, label, session.inspect(mask)))
-                bar(done, len(pairs))
-        warned = [r for r in rows if r[2] is not None and r[2].warning]
-        code = EXIT_PARTIAL if damaged else EXIT_OK
-        if args.json:
-            print(json.dumps({
-                "labels": len(rows), "warnings": len(warned),
-                "gamma0": project.settings["inspection"]["gamma0"],
-                "results": [{
-                    "sample_id": s.id, "name": s.name, "label_version": lab.id,
-                    "score": None if rep is None else round(rep.score, 6),
-                    "warning": bool(rep is not None and rep.warning),
-                    "failed": [] if rep is None else [{"check": c.name, "message": c.message,
-                                                        "score": round(c.score, 6)} for c in rep.failed],
-                } for s, lab, rep in rows],
-                "damaged": [{"sample_id": d.sample.id, "name": d.sample.name, "label_version": d.label_id,
-                             "message": d.line(project.folder)} for d in damaged],
-            }, indent=2))
-        else:
-            for sample, label, report in rows:
-                if report is None:
-                    print(f"{sample.name}: nothing to check (set the priors in project.toml)")
-                elif report.warning:
-                    print(f"{sample.name}: WARNING γ={report.score:.2f}: "
-                          + "; ".join(c.message for c in report.failed))
-            print(f"{len(warned)} of {len(rows)} labels warn (γ ≤ {project.settings['inspection']['gamma0']})")
-        for line in damaged_lines(damaged, project.folder):
-            print(f"labelassist: {line}", file=sys.stderr)
-        return code
-
-
 def cmd_job_export(args) -> int:
     from labelassist.training.job import export_job
 
-    with _open(args.project) as project:
+    with open_project(args.project) as project:
         config = {"epochs": args.epochs} if args.epochs else None
         with ProgressBar("writing the training job") as bar:
             summary = export_job(project, Path(args.out), validation_fraction=args.validation, seed=args.seed,
@@ -500,7 +191,7 @@ def cmd_job_export(args) -> int:
 def cmd_model_import(args) -> int:
     from labelassist import models
 
-    with _open(args.project) as project:
+    with open_project(args.project) as project:
         card = None
         if args.card:
             card = Path(args.card)
@@ -522,7 +213,7 @@ def cmd_model_import(args) -> int:
 def cmd_backup(args) -> int:
     from labelassist.backup import backup_now
 
-    with _open(args.project) as project:
+    with open_project(args.project) as project:
         path = backup_now(project.store, project.backup_dir, keep=int(project.settings["backup"]["keep"]))
         print(f"backed up to {path}")
         return EXIT_OK
@@ -575,57 +266,9 @@ def cmd_bench(args) -> int:
     return subprocess.call([sys.executable, str(script), *flags])
 
 
-def data_home() -> Path:
-    """Where the app keeps its own data (demo project, logs): LABELASSIST_HOME or the platform's place."""
-    if os.environ.get("LABELASSIST_HOME"):
-        return Path(os.environ["LABELASSIST_HOME"])
-    if os.name == "nt":
-        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "LabelAssist"
-    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "labelassist"
-
-
-def demo_project(folder: Path | None = None) -> Path:
-    """Create (or reuse) the demo project from the images shipped inside the package."""
-    from labelassist.importer import import_images
-    from labelassist.project import SETTINGS_FILE, Project
-
-    folder = folder or data_home() / "demo-project"
-    if folder.exists() and not folder.is_dir():
-        raise LabelAssistError(f"the demo folder {folder} is a file, not a folder; nothing was created")
-    if (folder / SETTINGS_FILE).exists():
-        with Project.open(folder):
-            pass  # opening checks it is whole
-        return folder
-    # Only our own leftovers (a demo whose creation was interrupted) may already be there:
-    # the demo never writes its images and project into a folder of someone else's files.
-    try:
-        foreign = sorted(p.name for p in folder.iterdir() if p.name not in ("images", "LICENSE-images")) \
-            if folder.is_dir() else []
-    except OSError as exc:
-        raise LabelAssistError(f"the demo folder {folder} cannot be read ({exc.strerror}); nothing was created") \
-            from exc
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise LabelAssistError(f"the demo folder {folder} is not empty and holds no demo project ({shown}); "
-                               "choose an empty or new folder; nothing was created")
-    shipped = resources.files("labelassist") / "demo"
-    with resources.as_file(shipped) as demo_dir:
-        # The package folder may be read-only or vanish with an update: keep a copy with the project.
-        images = folder / "images"
-        try:
-            images.mkdir(parents=True, exist_ok=True)
-            for src in sorted((demo_dir / "images").iterdir()):
-                shutil.copy2(src, images / src.name)
-            shutil.copy2(demo_dir / "LICENSE", folder / "LICENSE-images")
-        except OSError as exc:
-            raise LabelAssistError(f"the demo project could not be created in {folder}: "
-                                   f"{exc.strerror or exc}") from exc
-        with Project.create(folder, name="Demo: T98G cells") as project:
-            import_images(project, [images], masks=demo_dir / "masks", author="demo")
-    return folder
-
-
 def cmd_demo(args) -> int:
+    from labelassist.demo_project import demo_project
+
     folder = demo_project(Path(args.folder) if args.folder else None)
     print(f"demo project: {folder}")
     if args.no_open:
@@ -652,9 +295,11 @@ def cmd_kiosk(args) -> int:
         # What the tablet's kiosk shell runs: the project kiosk.toml names, else the demo.
         folder = kiosk_settings.project_folder()
         if folder is None:
+            from labelassist.demo_project import demo_project
+
             folder = demo_project()
         args.project = str(folder)
-    with _open(args.project):
+    with open_project(args.project):
         pass  # refuse a folder that is not a project before any window opens
     return _open_kiosk(Path(args.project), args)
 

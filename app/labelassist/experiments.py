@@ -491,9 +491,7 @@ def _working_copy(project_dir: Path, into: Path):
     finally:
         src.close()
     work = Project.open(into)
-    with work.store.conn:
-        work.store.conn.executemany("UPDATE samples SET path = ? WHERE id = ?",
-                                    [(path, sid) for sid, path in where.items()])
+    work.store.set_sample_paths(where)
     return work
 
 

@@ -9,8 +9,8 @@ Everything the application knows about image files goes through this module:
   rely on;
 * :func:`discover` walks the folders a user imports and groups their frames
   into sequences;
-* :func:`display_window`, :func:`to_display` and :func:`thumbnail` turn any
-  supported image into 8-bit pixels for the screen.
+* :func:`thumbnail` turns any supported image into small 8-bit pixels for
+  the screen (the conversion itself lives in :mod:`labelassist.intensity`).
 
 Arrays returned by :func:`read_image` are ``(H, W)`` grey or ``(H, W, 3)`` RGB
 with dtype ``uint8``, ``uint16`` or ``float32``; nothing else leaves this module.
@@ -43,6 +43,7 @@ import numpy as np
 import tifffile
 
 from labelassist.errors import ImageReadError, MaskError
+from labelassist.intensity import percentile_window, to_display
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -66,8 +67,6 @@ __all__ = [
     "path_to_text",
     "text_to_path",
     "printable",
-    "display_window",
-    "to_display",
     "thumbnail",
     "ThumbnailCache",
 ]
@@ -757,7 +756,7 @@ def read_image(path: str | os.PathLike, page: int = 0) -> np.ndarray:
         ``float64`` and all other integer types become ``float32``, which keeps
         ``int8``/``int16`` values exactly and wider integers exactly up to
         2**24. Float images may contain NaN and infinities; they are passed
-        through (:func:`to_display` shows NaN as black).
+        through (:func:`~labelassist.intensity.to_display` shows NaN as black).
 
     Raises
     ------
@@ -1313,130 +1312,13 @@ def file_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 # --------------------------------------------------------------------------- display
 
 
-def _subsample(image: np.ndarray, max_samples: int) -> np.ndarray:
-    """A strided view with at most about ``max_samples`` values (no copy)."""
-    n = image.size  # channels count too: they share one window
-    step = max(1, int(np.ceil(np.sqrt(n / max(1, max_samples)))))
-    return image[::step, ::step]
-
-
-def _hist_percentiles(values: np.ndarray, qs: tuple[float, float]) -> list[float]:
-    """np.percentile (linear method) of 8/16-bit data through a histogram: O(n), no sort."""
-    cum = np.cumsum(np.bincount(values.ravel(), minlength=256))
-    n = int(cum[-1])
-    out = []
-    for q in qs:
-        pos = q / 100.0 * (n - 1)
-        k = int(np.floor(pos))
-        v0 = int(np.searchsorted(cum, k, side="right"))
-        v1 = int(np.searchsorted(cum, min(k + 1, n - 1), side="right"))
-        out.append(v0 + (pos - k) * (v1 - v0))
-    return out
-
-
-def display_window(
-    image: np.ndarray, low: float = 0.5, high: float = 99.5, max_samples: int = 1 << 20
-) -> tuple[float, float]:
-    """Intensity window from percentiles, for mapping an image to 8 bits.
-
-    Parameters
-    ----------
-    image : ndarray
-        ``(H, W)`` or ``(H, W, C)``, any real dtype; all channels share one window.
-    low, high : float, optional
-        Percentiles (0..100) mapped to black and white.
-    max_samples : int, optional
-        Pixels are taken on a regular grid of about this many (times the
-        channels) for speed; the percentiles of a 2048x2048 image barely move.
-
-    Returns
-    -------
-    lo, hi : float
-        Window in image units, ``hi > lo`` always. Non-finite values are
-        ignored. When the percentiles coincide, the finite minimum and maximum
-        are used; for a constant image the window is the dtype's full range for
-        integers (0 shows black) and ``[min(v, 0), max(v, 1)]`` for floats, so
-        a constant image shows black or white rather than failing.
-    """
-    image = np.asarray(image)
-    if image.dtype == np.bool_:
-        image = image.view(np.uint8)
-    sample = _subsample(image, max_samples)
-    if sample.size == 0:
-        return 0.0, 1.0
-    if sample.dtype in (np.uint8, np.uint16):
-        lo, hi = _hist_percentiles(sample, (low, high))
-        vmin, vmax = (float(sample.min()), float(sample.max())) if sample.size else (0.0, 0.0)
-    else:
-        sample = sample.astype(np.float32, copy=False)
-        sample = sample[np.isfinite(sample)]
-        if sample.size == 0:
-            return 0.0, 1.0
-        lo, hi = (float(v) for v in np.percentile(sample, (low, high)))
-        vmin, vmax = float(sample.min()), float(sample.max())
-    if hi > lo:
-        return float(lo), float(hi)
-    if vmax > vmin:
-        return vmin, vmax
-    if image.dtype.kind in "iu":
-        info = np.iinfo(image.dtype)
-        return float(min(info.min, vmin)), float(max(info.max, vmin + 1))
-    return min(vmin, 0.0), max(vmin, 1.0)
-
-
-def to_display(image: np.ndarray, window: tuple[float, float] | None = None) -> np.ndarray:
-    """Map an image to ``uint8`` for the screen: THE display conversion.
-
-    Parameters
-    ----------
-    image : ndarray
-        ``(H, W)`` or ``(H, W, C)`` of any real dtype (as :func:`read_image` returns).
-    window : (float, float), optional
-        Values mapped to 0 and 255 (linear in between, clipped outside).
-        Default: :func:`display_window` of the image.
-
-    Returns
-    -------
-    ndarray of uint8
-        Same shape. ``uint8`` input without an explicit ``window`` is returned
-        as it is (no copy). NaN shows as 0, +inf as 255, -inf as 0.
-
-    Notes
-    -----
-    ``uint16`` goes through ``cv2.addWeighted`` (one pass, saturating), floats
-    through in-place float32 arithmetic, so a 2048x2048 ``uint16`` image takes
-    a few milliseconds.
-    """
-    image = np.asarray(image)
-    if image.dtype == np.uint8 and window is None:
-        return image
-    if image.dtype == np.bool_:
-        image = image.view(np.uint8)
-    lo, hi = display_window(image) if window is None else (float(window[0]), float(window[1]))
-    if not hi > lo:
-        hi = lo + 1.0
-    scale = 255.0 / (hi - lo)
-    offset = -lo * scale
-    channels = 1 if image.ndim == 2 else image.shape[2]
-    if image.dtype in (np.uint8, np.uint16, np.int16) and channels <= 4:
-        # Integers have no NaN/inf, so OpenCV's saturating x*a + x*0 + b is exact and fast.
-        return cv2.addWeighted(image, scale, image, 0.0, offset, dtype=cv2.CV_8U)
-    out = image.astype(np.float32)  # a copy: never modify the caller's array
-    out *= np.float32(scale)
-    out += np.float32(offset + 0.5)  # +0.5 so the truncating cast below rounds
-    # fmax/fmin ignore NaN in one operand, so NaN becomes 0 here instead of an undefined cast.
-    np.fmax(out, 0.0, out=out)
-    np.fmin(out, 255.0, out=out)
-    return out.astype(np.uint8)
-
-
 def thumbnail(image: np.ndarray, max_side: int = 128) -> np.ndarray:
     """A small ``uint8`` preview with the aspect ratio kept.
 
     Parameters
     ----------
     image : ndarray
-        ``(H, W)`` or ``(H, W, 3)``, any dtype :func:`to_display` accepts.
+        ``(H, W)`` or ``(H, W, 3)``, any dtype :func:`~labelassist.intensity.to_display` accepts.
     max_side : int, optional
         Longest side of the result in pixels. Smaller images are not enlarged.
 
@@ -1448,7 +1330,7 @@ def thumbnail(image: np.ndarray, max_side: int = 128) -> np.ndarray:
     Notes
     -----
     The display window is computed on the full image, then the raw pixels are
-    shrunk with ``cv2.INTER_AREA`` and mapped through :func:`to_display`;
+    shrunk with ``cv2.INTER_AREA`` and mapped through :func:`~labelassist.intensity.to_display`;
     shrinking first keeps this cheap for large 16-bit frames.
     """
     image = np.asarray(image)
@@ -1456,7 +1338,7 @@ def thumbnail(image: np.ndarray, max_side: int = 128) -> np.ndarray:
     factor = min(1.0, max_side / max(height, width))
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
     if image.dtype in (np.uint8, np.uint16, np.float32):
-        window = None if image.dtype == np.uint8 else display_window(image)
+        window = None if image.dtype == np.uint8 else percentile_window(image)
         small = image if factor == 1.0 else cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         return np.ascontiguousarray(to_display(small, window))
     shown = to_display(image)

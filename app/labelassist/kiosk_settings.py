@@ -1,6 +1,6 @@
 """Settings of the kiosk itself (not of a project): admin PIN, data folder, exports, locks, input.
 
-They live in ``<data_home>/kiosk.toml`` (``labelassist.cli.data_home()``: ``LABELASSIST_HOME``
+They live in ``<data_home>/kiosk.toml`` (``labelassist.paths.data_home()``: ``LABELASSIST_HOME``
 or the platform's data folder). IT staff edit the commented template ``kiosk/kiosk.toml``
 before imaging a tablet (see ``kiosk/README.md``)::
 
@@ -40,7 +40,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
-import json
 import logging
 import os
 import re
@@ -52,6 +51,8 @@ from typing import Any
 
 from labelassist.errors import LabelAssistError
 from labelassist.fileio import atomic_write_text
+from labelassist.paths import data_home
+from labelassist.tomlout import toml_value
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 def settings_path(home: Path | None = None) -> Path:
     if home is None:
-        from labelassist.cli import data_home
-
         home = data_home()
     return Path(home) / SETTINGS_FILE
 
@@ -106,34 +105,6 @@ def load(home: Path | None = None) -> dict[str, dict[str, Any]]:
             if section in settings and isinstance(values, dict):
                 settings[section].update(values)
     return settings
-
-
-def save(settings: dict[str, dict[str, Any]], home: Path | None = None) -> Path:
-    """Write the kiosk settings atomically; returns the file."""
-    path = settings_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["# Label Assistant kiosk settings. The admin PIN is stored as a salted PBKDF2 hash only."]
-    for section, values in settings.items():
-        lines.append(f"\n[{section}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {toml_value(value)}")
-    atomic_write_text(path, "\n".join(lines) + "\n")
-    return path
-
-
-def toml_value(value: Any) -> str:
-    """A TOML literal for a setting: strings (Windows paths too), numbers, booleans, lists."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
-    raise TypeError(f"kiosk settings cannot hold {type(value).__name__} values")
 
 
 class SettingsError(LabelAssistError):
@@ -493,7 +464,7 @@ def problems(home: Path | None = None) -> list[str]:
     return out
 
 
-__all__ = ["DEFAULT_PIN", "DEFAULTS", "LOCKABLE_SCREENS", "load", "save", "update", "set_pin", "check_pin",
+__all__ = ["DEFAULT_PIN", "DEFAULTS", "LOCKABLE_SCREENS", "load", "update", "set_pin", "check_pin",
            "pin_is_default", "valid_pin", "pin_hash_problems", "SettingsError", "toml_error", "settings_path",
            "data_folder", "project_folder",
-           "export_destinations", "removable_mounts", "locked_screens", "is_locked", "problems", "toml_value"]
+           "export_destinations", "removable_mounts", "locked_screens", "is_locked", "problems"]

@@ -21,7 +21,7 @@ OpenCV). Every model is an ``.onnx`` file with a JSON *model card* beside it
   (used as it is) or ``"softmax"`` (class logits over the channel axis, softmax
   applied, ``output.foreground_channel`` is kept, default 1);
 * ``normalisation.kind`` is ``"percentile"`` (the image's own ``low``/``high``
-  percentiles map to 0 and 1), ``"unit"`` (:func:`labelassist.workflow.preprocess.as_float01`)
+  percentiles map to 0 and 1), ``"unit"`` (:func:`labelassist.intensity.as_float01`)
   or ``"meanstd"`` (unit, then ``(x - mean) / std``);
 * ``scale`` resizes the image before the network (0.5 = half size); the
   probability map is resized back, so :meth:`Model.predict` always answers in
@@ -54,6 +54,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from labelassist import intensity
 from labelassist.errors import LabelAssistError
 
 __all__ = [
@@ -70,7 +71,6 @@ __all__ = [
     "suggest_card",
     "check_model",
     "load_model",
-    "clear_cache",
     "physical_cores",
     "percentile_normalise",
     "install_model",
@@ -302,36 +302,7 @@ def percentile_normalise(image: np.ndarray, low: float = 0.5, high: float = 99.5
     shipped models were trained with). Non-finite pixels become 0; a flat
     image becomes all 0.
     """
-    return _percentile(_to_grey(image), low, high)
-
-
-def _to_grey(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim == 3:
-        image = image[:, :, :3].astype(np.float32)
-        image = image[:, :, 0] * 0.299 + image[:, :, 1] * 0.587 + image[:, :, 2] * 0.114
-    return image.astype(np.float32, copy=False)
-
-
-def _percentile(x: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Per-channel percentile window of a float32 array ((H, W) or (H, W, C))."""
-    if x.ndim == 3:
-        return np.stack([_percentile(x[:, :, c], low, high) for c in range(x.shape[2])], axis=2)
-    finite = np.isfinite(x)
-    if not finite.all():
-        x = np.where(finite, x, np.float32(np.nan))
-        if not finite.any():
-            return np.zeros(x.shape, np.float32)
-        lo, hi = np.nanpercentile(x, [low, high])
-    else:
-        sample = x if x.size <= 1 << 20 else x.ravel()[:: x.size // (1 << 20) + 1]
-        lo, hi = np.percentile(sample, [low, high])
-    if not hi > lo:
-        return np.zeros(x.shape, np.float32)
-    out = (x - np.float32(lo)) * np.float32(1.0 / (hi - lo))
-    out = np.nan_to_num(out, nan=0.0)
-    np.clip(out, 0.0, 1.0, out=out)
-    return out.astype(np.float32, copy=False)
+    return intensity.percentile_rescale_per_channel(intensity.to_grey_float32(image), low, high)
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -349,18 +320,16 @@ def normalise(image: np.ndarray, card: ModelCard) -> np.ndarray:
     """The network's input pixels at image resolution: (H, W) for 1 channel, (H, W, 3) for 3."""
     image = _check_image(image)
     if card.channels == 1:
-        x = _to_grey(image)
+        x = intensity.to_grey_float32(image)
     else:
         x = image[:, :, :3] if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
     kind = card.normalisation.get("kind", "percentile")
     if kind == "percentile":
-        return _percentile(x.astype(np.float32, copy=False), card.normalisation.get("low", 0.5),
-                           card.normalisation.get("high", 99.5))
-    from labelassist.workflow.preprocess import as_float01
-
+        low, high = card.normalisation.get("low", 0.5), card.normalisation.get("high", 99.5)
+        return intensity.percentile_rescale_per_channel(x.astype(np.float32, copy=False), low, high)
     if x.dtype not in (np.uint8, np.uint16, np.float32):
         x = x.astype(np.float32)
-    out = as_float01(np.ascontiguousarray(x))
+    out = intensity.as_float01(np.ascontiguousarray(x))
     if kind == "meanstd":
         mean = np.asarray(card.normalisation["mean"], np.float32)
         std = np.asarray(card.normalisation["std"], np.float32)
@@ -513,6 +482,11 @@ class Model:
     def __repr__(self) -> str:
         return f"Model({self.path.name!r}, {self.card.name!r} {self.card.version}, threads={self.threads})"
 
+    def __reduce__(self):
+        # Pickled (to the plug-in helper process) as its file, card and thread count: the ONNX
+        # Runtime session cannot travel, and it is made once per process on arrival.
+        return _arrived_model, (str(self.path), self.card.to_dict(), self.threads)
+
     @property
     def threshold(self) -> float:
         return self.card.threshold
@@ -546,16 +520,6 @@ class Model:
         np.clip(prob, 0.0, 1.0, out=prob)
         self.last_seconds = time.perf_counter() - start
         return prob
-
-    def predict_mask(self, image: np.ndarray) -> np.ndarray:
-        """``predict(image) > card.threshold`` as bool."""
-        return self.predict(image) > self.card.threshold
-
-    def uncertainty(self, image: np.ndarray) -> float:
-        """Mean pixel-wise entropy of the prediction (the ``uncertainty`` selector's score)."""
-        from labelassist.workflow.selector import mean_entropy
-
-        return mean_entropy(self.predict(image))
 
     def predict_normalised(self, x: np.ndarray, tile: int | None = None, overlap: int | None = None) -> np.ndarray:
         """Probability map of a network-ready array ((h, w) or (h, w, C) float32, already scaled).
@@ -735,9 +699,17 @@ def load_model(path: str | os.PathLike, threads: int | None = None) -> Model:
         return model
 
 
-def clear_cache() -> None:
-    with _CACHE_LOCK:
-        _CACHE.clear()
+_ARRIVED: dict[tuple, Model] = {}
+_ARRIVED_LOCK = threading.Lock()
+
+
+def _arrived_model(path: str, card: dict, threads: int) -> Model:
+    """The :class:`Model` a pickle describes, made once per process (see ``Model.__reduce__``)."""
+    key = (path, json.dumps(card, sort_keys=True, default=str), threads)
+    with _ARRIVED_LOCK:
+        if key not in _ARRIVED:
+            _ARRIVED[key] = Model(path, card=card, threads=threads)
+        return _ARRIVED[key]
 
 
 # --------------------------------------------------------------------------- import checks

@@ -29,6 +29,7 @@ from labelassist import images
 from labelassist.errors import ImageReadError, ProjectError
 from labelassist.fileio import atomic_write_text
 from labelassist.store import Sample, Store, utc_now
+from labelassist.tomlout import dump_toml
 
 SETTINGS_FILE = "project.toml"
 STORE_FILE = "labels.sqlite"
@@ -499,43 +500,3 @@ def read_settings(path: Path) -> dict[str, Any]:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise ProjectError(f"{path} could not be read: {reason}") from exc
     return validate_settings(raw, where=path.name)
-
-
-# -- a small TOML writer for the settings (tomllib only reads) ---------------------------------
-# Basic strings may not hold control characters: those without a short escape become \uXXXX.
-_TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f"}
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + "".join(_TOML_ESCAPES.get(ch) or (f"\\u{ord(ch):04x}" if ord(ch) < 0x20 or ord(ch) == 0x7F
-                                                        else ch) for ch in value) + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None) + " }"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def _toml_key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
-
-
-def dump_toml(data: dict[str, dict[str, Any]], header: str = "") -> str:
-    """Write two-level settings (tables of values) as TOML; ``None`` values are left out."""
-    lines = [header.rstrip("\n")] if header else []
-    for section, table in data.items():
-        lines.append(f"\n[{_toml_key(section)}]")
-        for key, value in table.items():
-            if value is None:
-                lines.append(f"# {key} = (not set)")
-            elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-                lines.append(f"{_toml_key(key)} = [")
-                lines.extend(f"    {_toml_value(v)}," for v in value)
-                lines.append("]")
-            else:
-                lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-    return "\n".join(lines).lstrip("\n") + "\n"

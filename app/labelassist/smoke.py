@@ -228,10 +228,8 @@ class _Driver:
         return self.app.root.get_screen("label")
 
     def _check_error_message(self):
-        from labelassist.ui.screens import ERROR_COLOR
-
         label = self.label
-        if label.message and list(label.message_color) == list(ERROR_COLOR):
+        if label.message and label.message_is_error:
             raise SmokeFailure(self.phase, f"the label screen shows an error: {label.message}")
 
     # -- steps ------------------------------------------------------------------------------
@@ -373,14 +371,13 @@ def run_smoke(keep: bool | None = None) -> int:
 
         setup_logging(home / "logs")
         step = "demo project"
-        from labelassist.cli import demo_project
+        from labelassist.demo_project import demo_project
 
         folder = demo_project(home / "demo-project")
         report.step("demo project", f"{folder}")
         step = "model"
         report.step("model", _install_model(folder))
         step = "window"
-        os.environ["LABELASSIST_WINDOWED"] = "1"
         if os.environ.get("LABELASSIST_SMOKE_KIVY_LOG") == "1":  # Kivy's own log on the console
             os.environ.pop("KIVY_NO_CONSOLELOG", None)
         from kivy.clock import Clock

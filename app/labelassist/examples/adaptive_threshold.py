@@ -11,7 +11,7 @@ import Kivy and must not touch the database.
 import cv2
 
 from labelassist.errors import PluginError
-from labelassist.images import to_display
+from labelassist.intensity import to_display
 from labelassist.workflow.prelabel import Prelabel
 from labelassist.workflow.registry import Param, register
 

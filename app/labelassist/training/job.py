@@ -139,7 +139,7 @@ def export_job(project, out_zip: str | os.PathLike, *, validation_fraction: floa
     if len(pairs) < 2:
         raise LabelAssistError(f"a training job needs at least 2 labelled images; the project has {len(pairs)}")
     # The same guard as an export: never over a sample's image, never into the project folder.
-    out_zip = prepare_output(project, out_zip.absolute().parent, [out_zip.name]) / out_zip.name
+    out_zip = prepare_output(project, out_zip.absolute().parent, [out_zip.name], claim=False) / out_zip.name
     tmp = out_zip.with_name(f".{out_zip.name}.tmp")
     try:
         return _write_job(project, out_zip, tmp, pairs, validation_fraction, seed, config, progress)

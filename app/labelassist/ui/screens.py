@@ -28,7 +28,7 @@ from kivy.app import App
 from kivy.clock import Clock
 from kivy.graphics.texture import Texture
 from kivy.metrics import dp
-from kivy.properties import (BooleanProperty, ListProperty, NumericProperty, ObjectProperty,
+from kivy.properties import (AliasProperty, BooleanProperty, ListProperty, NumericProperty, ObjectProperty,
                              StringProperty)
 from kivy.uix.behaviors import ButtonBehavior, ToggleButtonBehavior
 from kivy.uix.boxlayout import BoxLayout
@@ -38,7 +38,7 @@ from kivy.uix.recycleview.views import RecycleDataViewBehavior
 from kivy.uix.screenmanager import Screen
 from kivy.factory import Factory
 
-from labelassist import kiosk_settings
+from labelassist import eval_tables, kiosk_settings
 from labelassist.annotate import LabelLayer
 from labelassist.ui import projects as projects_mod
 from labelassist.workflow import inspect as inspect_mod
@@ -487,6 +487,15 @@ class QueueScreen(KioskScreen):
 
 
 # -- Label ------------------------------------------------------------------------------------
+def _if_alive(call) -> None:
+    """Run a call scheduled for the next frame unless its widget went away meanwhile (the app
+    closed or switched projects in between: Kivy's weak references then raise ReferenceError)."""
+    try:
+        call()
+    except ReferenceError:
+        log.debug("a scheduled view change was dropped: its screen is gone")
+
+
 class LabelScreen(KioskScreen):
     """The canvas with its tool rail; owns the open sample and its label layer."""
 
@@ -499,7 +508,11 @@ class LabelScreen(KioskScreen):
     has_proposal = BooleanProperty(False)
     sample_title = StringProperty("")
     message = StringProperty("")
-    message_color = ListProperty(list(OK_COLOR))
+    # The error state is a property of its own (the smoke test and any caller read it); the
+    # colour only shows it.
+    message_is_error = BooleanProperty(False)
+    message_color = AliasProperty(lambda self: list(ERROR_COLOR if self.message_is_error else OK_COLOR),
+                                  bind=["message_is_error"], cache=True)
     busy = BooleanProperty(False)
 
     def __init__(self, **kwargs):
@@ -603,9 +616,9 @@ class LabelScreen(KioskScreen):
         view = self._pending_view
         self._pending_view = None
         if view and view.get("sample_id") == sample.id and view.get("zoom"):
-            Clock.schedule_once(lambda dt: canvas.set_view(view["zoom"], view.get("center", (0, 0))))
+            Clock.schedule_once(lambda dt: _if_alive(lambda: canvas.set_view(view["zoom"], view.get("center", (0, 0)))))
         else:
-            Clock.schedule_once(lambda dt: canvas.fit())
+            Clock.schedule_once(lambda dt: _if_alive(lambda: canvas.fit()))
         self.app.worker.remember(sample_id=sample.id, screen="label")
 
     def _raw(self):
@@ -639,16 +652,25 @@ class LabelScreen(KioskScreen):
 
     def say(self, text: str, error: bool = False):
         self.message = text
-        self.message_color = list(ERROR_COLOR if error else OK_COLOR)
+        self.message_is_error = bool(error)
 
     # edits: each finished edit is journalled before the next one starts
     def wait_for_journal(self, timeout: float = 5.0) -> None:
+        """Wait for the previous edit's journal write (at most ``timeout`` seconds).
+
+        A failed write was reported by the worker already (``on_error``). A write still
+        running after ``timeout`` is logged here, where it happens: it stays queued, and the
+        worker's FIFO order still puts it before the next edit's write and any save.
+        """
         future, self._journal_future = self._journal_future, None
-        if future is not None:
-            try:
-                future.result(timeout=timeout)
-            except Exception:  # noqa: BLE001 - reported by the worker already
-                pass
+        if future is None:
+            return
+        try:
+            future.result(timeout=timeout)
+        except TimeoutError:  # concurrent.futures.TimeoutError is this class since Python 3.11
+            log.warning("the last edit's journal write was not done after %.1f s; it stays queued", timeout)
+        except Exception:  # noqa: BLE001 - reported by the worker already
+            pass
 
     def on_canvas_edit(self, edit):
         self.journal(edit.kind, edit.indices(), edit.pixel_values())
@@ -987,16 +1009,8 @@ def plain_box_words(text: str) -> str:
 
 
 def box_table(evaluation) -> str:
-    """A BoxEvaluation as a small fixed-width table: objects, mean DSC, ms per box."""
-    lines = [f"{'method':<18}{'objects':>8}{'mean DSC':>10}{'ms per box':>12}"]
-    for method in sorted(evaluation.methods, key=lambda m: -np.nan_to_num(evaluation.mean_dice(m), nan=-1)):
-        if not evaluation.objects(method):
-            continue
-        lines.append(f"{BOX_METHOD_NAMES.get(method, method):<18}{evaluation.objects(method):>8}"
-                     f"{evaluation.mean_dice(method):>10.2f}{evaluation.mean_ms(method):>12.0f}")
-    if len(lines) == 1:
-        return "The labels so far have no objects to draw boxes around."
-    return "\n".join(lines)
+    """A BoxEvaluation as the Admin screen's small table, the methods named as the buttons name them."""
+    return eval_tables.box_table(evaluation, detailed=False, name=lambda m: BOX_METHOD_NAMES.get(m, m))
 
 
 class AdminScreen(KioskScreen):
@@ -1277,10 +1291,7 @@ class AdminScreen(KioskScreen):
         self.evaluation_table = "Measuring... (this can take a minute)"
 
         def done(evaluation):
-            lines = [f"{'method':<12}{'images':>8}{'mean DSC':>10}{'median':>9}{'ms':>8}"]
-            for s in evaluation.ranking():
-                lines.append(f"{s.method:<12}{s.n:>8}{s.dice_mean:>10.2f}{s.dice_median:>9.2f}{s.ms_mean:>8.0f}")
-            self.evaluation_table = "\n".join(lines)
+            self.evaluation_table = eval_tables.prelabel_table(evaluation, detailed=False)
 
         self.app.worker.submit(self.app.session.evaluate_prelabels, on_done=done,
                                on_error=lambda m: setattr(self, "evaluation_table", m))

@@ -20,10 +20,10 @@ synchronous fsynced write (5-10 ms), a pre-label or GrabCut can take much longer
   ``schedule_once``, which is safe to call from another thread);
 * errors are logged with their stack trace and reach the UI as one plain sentence.
 
-Drawing never waits for this thread. The only wait is at the start of a stroke, for the
-previous stroke's journal write (see ``LabelScreen``), which is normally done long before
-the pen comes down again: that is what "every finished stroke reaches disk before the
-next starts" costs.
+Drawing never waits for this thread. The only wait is when the next stroke ends: before
+it is journalled, ``LabelScreen.journal`` waits for the previous stroke's journal write,
+which is normally done long before. That is what "every finished stroke reaches disk
+before the next one is stored" costs.
 """
 
 from __future__ import annotations

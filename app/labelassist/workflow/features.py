@@ -8,7 +8,7 @@ name the recipe so a cache made by another recipe is recomputed, never mixed.
 
 Recipe (:func:`extract_features`)
 ---------------------------------
-1. :func:`labelassist.images.to_display` (the same percentile window the
+1. :func:`labelassist.intensity.to_display` (the same percentile window the
    screen uses, so 8-bit, 16-bit and float images become comparable),
 2. grey (RGB is converted with the usual luma weights),
 3. ``cv2.resize(..., INTER_AREA)`` to 32 x 24 pixels (aspect ratio is not
@@ -27,7 +27,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from labelassist.images import to_display
+from labelassist.intensity import to_display
 
 __all__ = [
     "FEATURE_KIND",

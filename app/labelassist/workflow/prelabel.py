@@ -49,7 +49,7 @@ import cv2
 import numpy as np
 
 from labelassist.errors import PluginError
-from labelassist.images import display_window, to_display
+from labelassist.intensity import fill_non_finite, percentile_window, to_display, to_grey
 from labelassist.workflow.components import hole_mask
 from labelassist.workflow.registry import Param, register
 
@@ -158,25 +158,14 @@ def _grey(image: np.ndarray) -> np.ndarray:
         raise PluginError(f"pre-labels need a grey (H, W) or RGB (H, W, 3) image, got shape {image.shape}")
     if image.dtype.kind not in "biuf":
         raise PluginError(f"pre-labels cannot use {image.dtype} pixels")
-    if image.dtype == np.bool_:
-        image = image.view(np.uint8)
-    elif image.dtype not in (np.uint8, np.uint16, np.float32):
-        image = image.astype(np.float32)
-    if image.ndim == 3:
-        # cvtColor keeps uint8/uint16/float32, so 16-bit precision survives the conversion.
-        image = cv2.cvtColor(np.ascontiguousarray(image[:, :, :3]), cv2.COLOR_RGB2GRAY)
-    if image.dtype == np.float32:
-        finite = np.isfinite(image)
-        if not finite.all():
-            if not finite.any():
-                raise PluginError("the image is blank (no pixel has a finite value): there is nothing to pre-label")
-            values = image[finite]
-            image = np.nan_to_num(image, nan=float(values.min()), posinf=float(values.max()),
-                                  neginf=float(values.min()))
-    lo, hi, _, _ = cv2.minMaxLoc(image)
+    try:
+        grey = fill_non_finite(to_grey(image))
+    except ValueError:  # not one finite pixel
+        raise PluginError("the image is blank (no pixel has a finite value): there is nothing to pre-label") from None
+    lo, hi, _, _ = cv2.minMaxLoc(grey)
     if lo == hi:
         raise PluginError(f"the image is blank (every pixel is {lo:g}): there is nothing to pre-label")
-    return np.ascontiguousarray(image)
+    return np.ascontiguousarray(grey)
 
 
 def _empty_mask(shape: tuple[int, int]) -> np.ndarray:
@@ -815,7 +804,7 @@ def grabcut(image: np.ndarray, context: PrelabelContext | None = None, iteration
             "leaving some background outside, or scribble on the background"
         )
 
-    feats = _grabcut_features(grey, np.asarray(image), feature, texture_radius, crop, display_window(grey))
+    feats = _grabcut_features(grey, np.asarray(image), feature, texture_radius, crop, percentile_window(grey))
     scale = min(1.0, max_side / max(ch, cw))
     work = init
     if scale < 1.0:

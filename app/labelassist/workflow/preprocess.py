@@ -19,8 +19,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from labelassist import intensity
 from labelassist.errors import PluginError
-from labelassist.images import display_window
 from labelassist.workflow.registry import Param, get, register
 
 __all__ = [
@@ -36,10 +36,6 @@ __all__ = [
     "to_uint8",
 ]
 
-# Percentiles mapped to 0 and 1 when raw 16-bit or float data must be brought to [0, 1];
-# the same window as the display conversion (labelassist.images.to_display).
-DEFAULT_WINDOW = (0.5, 99.5)
-
 
 def _check_layout(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
@@ -50,62 +46,29 @@ def _check_layout(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _from_uint8(image: np.ndarray) -> np.ndarray:
-    # A true division, so that k / 255 is the float32 nearest to it and to_uint8 gives k back.
-    out = image.astype(np.float32)
-    out /= np.float32(255.0)
-    return out
-
-
-def _window01(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    # A new float32 array in every case: the caller's image is never modified.
-    out = image.astype(np.float32)
-    out -= np.float32(lo)
-    out *= np.float32(1.0 / (hi - lo))
-    # fmax/fmin map NaN to the bound instead of propagating it.
-    np.fmax(out, 0.0, out=out)
-    np.fmin(out, 1.0, out=out)
-    return out
-
-
 def as_float01(image: np.ndarray) -> np.ndarray:
-    """Bring any image to float32 in [0, 1], keeping its shape.
+    """:func:`labelassist.intensity.as_float01` of an image the steps accept.
 
     Parameters
     ----------
     image : ndarray, shape (H, W) or (H, W, 3)
-        ``bool``: 0/1. ``uint8``: divided by 255 (absolute grey levels are
-        kept). ``uint16`` and other integers: the 0.5/99.5 percentile window
-        (16-bit cameras rarely fill their range; the window is what the
-        display shows too). Floats already within [0, 1] are kept as they are
-        (so steps chain without re-stretching); other floats get the
-        percentile window. NaN becomes 0.
+        Any dtype that :func:`labelassist.images.read_image` returns, or bool.
 
     Returns
     -------
-    ndarray of float32
+    ndarray of float32 in [0, 1]
         A new array; ``image`` is not modified.
+
+    Raises
+    ------
+    PluginError
+        Another layout, an empty image, or non-numeric pixels.
     """
-    image = _check_layout(image)
-    if image.dtype == np.bool_:
-        return image.astype(np.float32)
-    if image.dtype == np.uint8:
-        return _from_uint8(image)
-    if image.dtype.kind == "f":
-        vmin, vmax = float(image.min()), float(image.max())
-        if np.isnan(vmin) or np.isnan(vmax):
-            finite = image[np.isfinite(image)]
-            vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-        if 0.0 <= vmin and vmax <= 1.0:
-            out = image.astype(np.float32)
-            np.nan_to_num(out, copy=False, nan=0.0)
-            return out
-    lo, hi = display_window(image, *DEFAULT_WINDOW)
-    return _window01(image, lo, hi)
+    return intensity.as_float01(_check_layout(image))
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    """An 8-bit copy for the screen: ``round(255 * as_float01(image))``.
+    """:func:`labelassist.intensity.to_uint8` of an image the steps accept: ``round(255 * as_float01(image))``.
 
     Parameters
     ----------
@@ -117,13 +80,7 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     -------
     ndarray of uint8
     """
-    image = _check_layout(image)
-    if image.dtype == np.uint8:
-        return image.copy()
-    out = as_float01(image)
-    out *= np.float32(255.0)
-    out += np.float32(0.5)  # the cast truncates
-    return out.astype(np.uint8)
+    return intensity.to_uint8(_check_layout(image))
 
 
 # -- steps ----------------------------------------------------------------------------------------
@@ -157,8 +114,7 @@ def percentile_normalise(image: np.ndarray, low: float = 0.5, high: float = 99.5
     image = _check_layout(image)
     if not low < high:
         raise PluginError(f"preprocess 'percentile_normalise': low ({low}) must be below high ({high})")
-    lo, hi = display_window(image, low, high)
-    return _window01(image, lo, hi)
+    return intensity.percentile_rescale(image, low, high)
 
 
 @register(
@@ -226,7 +182,7 @@ def clahe(image: np.ndarray, clip_limit: float = 2.0, tile_grid: int = 8) -> np.
         lab = cv2.cvtColor(u8, cv2.COLOR_RGB2LAB)
         lab[:, :, 0] = equalise.apply(np.ascontiguousarray(lab[:, :, 0]))
         out = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
-    return _from_uint8(out)
+    return intensity.as_float01(out)
 
 
 @register(
@@ -253,7 +209,7 @@ def median(image: np.ndarray, radius: int = 1) -> np.ndarray:
     size = 2 * radius + 1
     if radius <= 2:
         return cv2.medianBlur(as_float01(image), size)
-    return _from_uint8(cv2.medianBlur(to_uint8(image), size))
+    return intensity.as_float01(cv2.medianBlur(to_uint8(image), size))
 
 
 @register(
@@ -355,7 +311,7 @@ def nl_means(image: np.ndarray, h: float = 10.0, patch_radius: int = 3, search_r
         out = cv2.fastNlMeansDenoising(u8, None, h, template, search)
     else:
         out = cv2.fastNlMeansDenoisingColored(u8, None, h, h, template, search)
-    return _from_uint8(out)
+    return intensity.as_float01(out)
 
 
 # -- pipeline -------------------------------------------------------------------------------------

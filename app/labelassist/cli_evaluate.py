@@ -1,0 +1,245 @@
+"""The command line's measuring commands: ``select``, ``prelabel``, ``evaluate prelabel|box|selector``,
+``simulate`` and ``inspect``.
+
+Each takes the parsed arguments (``cli.build_parser``) and returns an exit code; errors are
+raised as :class:`~labelassist.errors.LabelAssistError` for ``cli.main`` to print.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from labelassist.cli_support import (EXIT_OK, EXIT_PARTIAL, check_plot_target, open_project, open_session,
+                                     pick_samples, print_progress, write_plot)
+from labelassist.errors import LabelAssistError
+from labelassist.progress import ProgressBar
+
+
+def cmd_select(args) -> int:
+    with open_project(args.project) as project, open_session(project) as session:
+        with ProgressBar("computing features") as bar:
+            session.update_features(progress=bar)
+        if project.settings["selector"]["weights"].get("uncertainty", 0) > 0:
+            with ProgressBar("model predictions for the uncertainty") as bar:
+                session.update_uncertainty(progress=bar)
+        ranked = session.ranking(top=args.top)
+        if args.json:
+            print(json.dumps([{"sample_id": r.sample.id, "name": r.sample.name, "sequence": r.sample.sequence,
+                               "frame": r.sample.frame, "score": round(r.score, 6),
+                               "scores": {k: round(v, 6) for k, v in r.scores.items()}} for r in ranked], indent=2))
+        else:
+            from labelassist.textout import safe  # names come from files: no raw control characters
+
+            if not ranked:
+                print("every sample is labelled")
+            for k, r in enumerate(ranked, 1):
+                detail = ", ".join(f"{safe(name)} {v:.2f}" for name, v in r.scores.items())
+                print(f"{k:3d}. {safe(r.sample.name):<32} score {r.score:.3f}  ({detail})")
+        if session.missing:
+            print(f"{len(session.missing)} images are missing and were not ranked "
+                  f"(run 'labelassist relink')", file=sys.stderr)
+        return EXIT_OK
+
+
+def cmd_prelabel(args) -> int:
+    import numpy as np
+
+    from labelassist.export import (DamagedLabel, damaged_lines, decode_label, encode_png, plan_mask_names,
+                                    prepare_output, write_file)
+    from labelassist.workflow.metrics import dice
+
+    with open_project(args.project) as project, open_session(project) as session:
+        samples = pick_samples(project, args.samples)
+        # Every output path is checked before the first pre-label runs: never over an image, never
+        # into the project folder (see export.prepare_output).
+        names = plan_mask_names(samples)
+        out = prepare_output(project, args.out, names) if args.out else None
+        scores, damaged = [], []
+        with ProgressBar(f"pre-labelling with {args.method}") as bar:
+            for done, sample in enumerate(samples, 1):
+                result = session.prelabel(sample.id, args.method)
+                line = f"{sample.name}: {int(result.mask.sum())} foreground pixels"
+                label = project.store.latest_label(sample.id)
+                saved = None if label is None else decode_label(sample, label, project.store)
+                if isinstance(saved, DamagedLabel):
+                    damaged.append(saved)  # named below; the pre-label itself is still good
+                    line += ", no DSC (the saved label is damaged)"
+                elif saved is not None:
+                    scores.append(dice(result.mask, saved))
+                    line += f", DSC {scores[-1]:.3f} against the saved label"
+                if result.note:
+                    line += f" ({result.note})"
+                if out:
+                    write_file(out / names[done - 1], encode_png(result.mask, sample.name))
+                print(line)
+                bar(done, len(samples))
+        if scores:
+            print(f"mean DSC {float(np.mean(scores)):.3f} over {len(scores)} labelled samples")
+        for line in damaged_lines(damaged, project.folder):
+            print(f"labelassist: {line}", file=sys.stderr)
+        return EXIT_PARTIAL if damaged else EXIT_OK
+
+
+def cmd_evaluate_prelabel(args) -> int:
+    from labelassist import evaluation
+    from labelassist.eval_tables import prelabel_table
+    from labelassist.textout import safe  # method names may come from plug-in files
+
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    plot = Path(args.plot) if args.plot else None
+    if args.project:
+        if args.images or args.masks:
+            raise LabelAssistError("give either PROJECT or --images and --masks, not both")
+        with open_project(args.project) as project, open_session(project) as session:
+            if plot:  # checked before the (long) evaluation: never over an image or into the project
+                from labelassist.export import prepare_output
+
+                plot = prepare_output(project, plot.absolute().parent, [plot.name], claim=False) / plot.name
+                check_plot_target(plot, ())
+            with ProgressBar("evaluating pre-labels") as bar:
+                result = session.evaluate_prelabels(methods=methods, progress=bar)
+            threshold = float(project.settings["prelabel"]["min_dsc"])
+    elif args.masks and not args.images:
+        if methods and methods != ["previous"]:
+            raise LabelAssistError("with --masks alone only the 'previous' pre-label can be measured (no pixels)")
+        if plot:
+            check_plot_target(plot, (Path(args.masks),))
+        with ProgressBar("evaluating pre-labels") as bar:
+            result = evaluation.evaluate_masks_only(Path(args.masks), progress=bar)
+        threshold = args.min_dsc
+    else:
+        if not (args.images and args.masks):
+            raise LabelAssistError("give a PROJECT, or --images DIR and --masks DIR (or --masks DIR alone)")
+        if plot:
+            check_plot_target(plot, (Path(args.images), Path(args.masks)))
+        with ProgressBar("evaluating pre-labels") as bar:
+            result = evaluation.evaluate_folders(Path(args.images), Path(args.masks), methods, progress=bar)
+        threshold = args.min_dsc
+    if plot:
+        source = Path(args.project or args.masks).absolute()
+        name = source.parent.name if source.name in ("masks", "images") else source.name
+        write_plot(lambda target: evaluation.plot_evaluation(result, target, title=name), plot)
+    best = result.best(threshold)
+    if args.json:
+        payload = result.to_dict()
+        payload["best"] = best
+        payload["min_dsc"] = threshold
+        print(json.dumps(payload, indent=2))
+        return EXIT_OK
+    print(prelabel_table(result, name=safe))
+    print(f"best: {safe(best)}" if best else f"no method reaches a DSC of {threshold:.2f}: pre-labelling stays off")
+    return EXIT_OK
+
+
+def cmd_evaluate_box(args) -> int:
+    from labelassist.session import BOX_EVALUATION_SAMPLES
+
+    with open_project(args.project) as project, open_session(project) as session:
+        installed = session.box_segmenter() is not None
+        # The session's own measurement (what 'auto' decides on) when it is the one asked for.
+        choice = session.box_choice() if args.samples == BOX_EVALUATION_SAMPLES else None
+        result = choice.evaluation if choice is not None else None
+        if result is None:
+            with ProgressBar("comparing tap-to-segment methods") as bar:
+                result = session.evaluate_box_prompts(limit=args.samples, progress=bar)
+            choice = choice or session.box_choice()
+    if args.json:
+        payload = result.to_dict()
+        payload["choice"] = {"method": choice.method, "reason": choice.reason}
+        payload["box_model_installed"] = installed
+        print(json.dumps(payload, indent=2))
+        return EXIT_OK
+    from labelassist.eval_tables import box_table
+    from labelassist.textout import safe  # the reason may quote a model card's name
+
+    print(box_table(result, name=safe))
+    if not installed:
+        print("no box-prompt model is installed (models/build_litemedsam.py export): GrabCut only")
+    print(f"a drawn box runs {safe(choice.method)} ({safe(choice.reason)})")
+    return EXIT_OK
+
+
+def cmd_evaluate_selector(args) -> int:
+    from labelassist import experiments
+
+    if len(args.images) != len(args.masks):
+        raise LabelAssistError("give one --masks folder for each --images folder")
+    pairs = list(zip(args.images, args.masks))
+    if args.plot:  # before the experiment: a bad path costs nothing and never replaces an input
+        check_plot_target(Path(args.plot), tuple(Path(f) for f in [*args.images, *args.masks]))
+    result = experiments.evaluate_selector(
+        pairs if len(pairs) > 1 else pairs[0][0], masks=None if len(pairs) > 1 else pairs[0][1],
+        budget=args.budget, strategies=[s.strip() for s in args.strategies.split(",")], seeds=args.seeds,
+        test_fraction=args.test_fraction, epochs=args.epochs, scale=args.scale, sequence_ids=args.sequence_ids,
+        progress=None if args.json else print_progress)
+    if args.plot:
+        write_plot(lambda tmp: experiments.plot_selector(result, tmp), Path(args.plot))
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.table())
+    return EXIT_OK
+
+
+def cmd_simulate(args) -> int:
+    from labelassist import experiments
+
+    if args.plot:
+        check_plot_target(Path(args.plot), (Path(args.project), Path(args.ground_truth)))
+    result = experiments.simulate(args.project, args.ground_truth, retrain_every=args.retrain_every,
+                                  epochs=args.epochs, limit=args.limit, scale=args.scale, in_place=args.in_place,
+                                  progress=None if args.json else print_progress)
+    if args.plot:
+        write_plot(lambda tmp: experiments.plot_simulation(result, tmp), Path(args.plot))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return EXIT_OK
+    print(f"{'labels':<10} {'effort':>7} {'DSC':>6}  pre-labels")
+    for block in result.blocks():
+        effort = "-" if block["effort_mean"] is None else f"{block['effort_mean']:.2f}"
+        methods = ", ".join(f"{m or 'none'} {n}" for m, n in block["methods"].items())
+        print(f"{block['labels']:<10} {effort:>7} {block['dsc_mean']:>6.2f}  {methods}")
+    return EXIT_OK
+
+
+def cmd_inspect(args) -> int:
+    from labelassist.export import DamagedLabel, damaged_lines, decode_label
+
+    with open_project(args.project) as project, open_session(project) as session:
+        rows, damaged = [], []
+        pairs = list(project.store.latest_labels())
+        with ProgressBar("inspecting labels") as bar:
+            for done, (sample, label) in enumerate(pairs, 1):
+                # A damaged label is named and skipped: it must not hide the other labels' results.
+                mask = decode_label(sample, label, project.store)
+                if isinstance(mask, DamagedLabel):
+                    damaged.append(mask)
+                else:
+                    rows.append((sample, label, session.inspect(mask)))
+                bar(done, len(pairs))
+        warned = [r for r in rows if r[2] is not None and r[2].warning]
+        code = EXIT_PARTIAL if damaged else EXIT_OK
+        if args.json:
+            print(json.dumps({
+                "labels": len(rows), "warnings": len(warned),
+                "gamma0": project.settings["inspection"]["gamma0"],
+                "results": [{
+                    "sample_id": s.id, "name": s.name, "label_version": lab.id,
+                    "score": None if rep is None else round(rep.score, 6),
+                    "warning": bool(rep is not None and rep.warning),
+                    "failed": [] if rep is None else [{"check": c.name, "message": c.message,
+                                                        "score": round(c.score, 6)} for c in rep.failed],
+                } for s, lab, rep in rows],
+                "damaged": [{"sample_id": d.sample.id, "name": d.sample.name, "label_version": d.label_id,
+                             "message": d.line(project.folder)} for d in damaged],
+            }, indent=2))
+        else:
+            for sample, label, report in rows:
+                if report is None:
+                    print(f"{sample.name}: nothing to check (set the priors in project.toml)")
+                elif report.warning:
+                    print(f"{sample.name}: WARNING γ={report.score:.2f}: "
+                          + "; ".join(c.message for c in report.failed))
+            print(f"{len(warned)} of {len(rows)} labels warn (γ ≤ {project.settings['inspection']['gamma0']})")
+        for line in damaged_lines(damaged, project.folder):
+            print(f"labelassist: {line}", file=sys.stderr)
+        return code

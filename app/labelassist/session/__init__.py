@@ -1,0 +1,41 @@
+"""One labelling session: the workflow engine the UI (and the CLI) talks to, and nothing else.
+
+The flow of one sample::
+
+    Session.next()      the selector's choice, with its display image h(x) and its
+                        pre-label l(x) ready (prepared in the background for the
+                        next few samples, so opening is instant)
+    Session.submit()    inspection γ(y) of the corrected mask, and post-processing
+                        suggestions to show before/after
+    Session.save()      a new label version in the store, with time spent and strokes
+
+No Kivy here: every action a user can take on screen is a method a test can call.
+
+Modules
+-------
+core          the :class:`Session` front: next, open, submit, save, record_edit, recover
+pool          what to label next: selector features, model uncertainty, ranking
+lookahead     samples prepared ahead (:class:`Assisted`), on the background thread
+assistance    which pre-label and which box method, and the measurement behind each choice
+review        inspection and post-processing suggestions of a finished mask (:class:`Submission`)
+journal       the stroke journal of unsaved edits, and the screen state
+background    the one worker thread
+"""
+
+from labelassist.session.assistance import (
+    AUTOMATIC_PRELABELS,
+    BOX_EVALUATION_OBJECTS,
+    BOX_EVALUATION_SAMPLES,
+    EVALUATION_SAMPLES,
+    REEVALUATE_EVERY,
+    BoxChoice,
+    PrelabelChoice,
+)
+from labelassist.session.core import Session
+from labelassist.session.lookahead import Assisted
+from labelassist.session.pool import Ranked
+from labelassist.session.review import Submission
+
+__all__ = ["Assisted", "Submission", "Ranked", "PrelabelChoice", "BoxChoice", "Session",
+           "AUTOMATIC_PRELABELS", "EVALUATION_SAMPLES", "REEVALUATE_EVERY", "BOX_EVALUATION_SAMPLES",
+           "BOX_EVALUATION_OBJECTS"]

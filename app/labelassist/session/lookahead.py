@@ -1,0 +1,208 @@
+"""Prepared samples: what the annotator sees when a sample opens, made ahead on the background thread.
+
+Preparing a sample reads its image, runs the pre-processing h(x) for the screen, the pre-label
+l(x) and the project model's prediction. The next few samples the selector will offer are
+prepared while the annotator works on this one, so opening is instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from labelassist.errors import LabelAssistError
+from labelassist.project import Project
+from labelassist.session.assistance import Assistance, load_model
+from labelassist.session.background import Background, wait_all
+from labelassist.session.pool import Selection
+from labelassist.store import LabelVersion, Sample
+from labelassist.workflow import preprocess
+from labelassist.workflow.prelabel import Prelabel, PrelabelContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Assisted:
+    """A sample ready to label: what the annotator sees when it opens.
+
+    Attributes
+    ----------
+    sample : Sample
+    image : ndarray
+        The raw pixels (uint8, uint16 or float32; grey or RGB).
+    display : ndarray of uint8
+        The pre-processed image h(x) for the screen, same height and width.
+    prelabel : Prelabel or None
+        The proposed mask to correct, or None when pre-labelling is off (or
+        nothing helps on this project).
+    label : LabelVersion or None
+        The newest saved label, when the sample was labelled before (the canvas
+        starts from it instead of the pre-label).
+    prepare_ms : float
+        How long preparing took (in the background when it was ready in time).
+    """
+
+    sample: Sample
+    image: np.ndarray
+    display: np.ndarray
+    prelabel: Prelabel | None
+    label: LabelVersion | None
+    prepare_ms: float
+    recovered: np.ndarray | None = None
+    prediction: np.ndarray | None = None  # the project model's mask, for the disagreement check
+
+    @property
+    def start_mask(self) -> np.ndarray:
+        """The mask the canvas starts from: unsaved edits recovered from the journal, else the
+        saved label, else the pre-label, else empty."""
+        if self.recovered is not None:
+            return self.recovered.copy()
+        if self.label is not None:
+            return self.label.mask
+        if self.prelabel is not None:
+            return self.prelabel.mask.copy()
+        return np.zeros(self.image.shape[:2], dtype=bool)
+
+
+def display_image(image: np.ndarray, pipeline: list[dict[str, Any]]) -> np.ndarray:
+    """h(x): the pre-processing ``pipeline`` run on ``image``, as uint8 for the screen."""
+    return preprocess.to_uint8(preprocess.run_pipeline(image, pipeline))
+
+
+class Lookahead:
+    """The prepared samples of a session: a cache, and the preparations under way.
+
+    Parameters
+    ----------
+    project : Project
+    assistance : Assistance
+        Which pre-label to run, and running it.
+    selection : Selection
+        Keeps the uncertainty of each prediction made while preparing.
+    background : Background
+        Where samples are prepared ahead; without a thread nothing is prepared ahead.
+    """
+
+    def __init__(self, project: Project, assistance: Assistance, selection: Selection, background: Background):
+        self.project, self.store = project, project.store
+        self.assistance, self.selection, self.background = assistance, selection, background
+        self._cache: dict[int, Assisted] = {}
+        self._futures: dict[int, Future] = {}
+        self._side_jobs: list[Future] = []  # background work no sample waits for (box embeddings)
+        self._lock = threading.Lock()
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.project.settings
+
+    def take(self, sample_id: int) -> Assisted:
+        """The sample prepared: from the cache, from a preparation under way, or now on this thread."""
+        with self._lock:
+            assisted = self._cache.pop(sample_id, None)
+            future = self._futures.pop(sample_id, None)
+        if assisted is None and future is not None:
+            try:
+                assisted = future.result()
+            except LabelAssistError:
+                assisted = None  # prepare again below, so the error reaches the caller
+        if assisted is None:
+            assisted = self.prepare(sample_id)
+        return assisted
+
+    def ahead(self, sample_ids: list[int]) -> None:
+        """Prepare these samples in the background; other prepared samples are dropped."""
+        if not self.background.running:
+            return
+        with self._lock:
+            wanted = set(sample_ids)
+            for stale in [k for k in self._cache if k not in wanted]:
+                del self._cache[stale]
+            for sample_id in sample_ids:
+                if sample_id in self._cache or sample_id in self._futures:
+                    continue
+                inputs = self._inputs(sample_id)  # store reads stay on this thread
+                future = self.background.submit(self._prepare_from, *inputs)
+                self._futures[sample_id] = future
+                future.add_done_callback(lambda f, sid=sample_id: self._keep(sid, f))
+
+    def _keep(self, sample_id: int, future: Future) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        with self._lock:
+            if self._futures.pop(sample_id, None) is future:
+                self._cache[sample_id] = future.result()
+
+    def prepared(self, sample_id: int) -> bool:
+        """True when the sample's assistance is ready in the cache."""
+        with self._lock:
+            return sample_id in self._cache
+
+    def forget(self, sample_id: int | None = None) -> None:
+        """Drop one prepared sample (it was saved), or all of them (the assistance changed)."""
+        with self._lock:
+            if sample_id is None:
+                self._cache.clear()
+            else:
+                self._cache.pop(sample_id, None)
+
+    def wait(self, timeout: float = 30.0) -> None:
+        """Block until the background thread has finished what it was given (tests, benchmarks)."""
+        with self._lock:
+            prepares = list(self._futures.values())
+        wait_all(prepares, timeout)
+        wait_all(list(self._side_jobs), timeout)  # complete now: a prepare queues its side jobs before it ends
+
+    def prepare(self, sample_id: int) -> Assisted:
+        """Prepare one sample now, on this thread."""
+        return self._prepare_from(*self._inputs(sample_id))
+
+    def _inputs(self, sample_id: int):
+        sample = self.store.sample(sample_id)
+        label = self.store.latest_label(sample_id)
+        method = self.assistance.prelabel_choice(wait=not self.background.running).method
+        previous = self.assistance.previous_mask(sample)
+        return sample, label, method, previous
+
+    def _prepare_from(self, sample: Sample, label: LabelVersion | None, method: str | None,
+                      previous: np.ndarray | None) -> Assisted:
+        # Runs on the worker thread: pixels and numpy only, no database access. A
+        # re-measurement of the pre-labels queued before this job has finished by now.
+        start = time.perf_counter()
+        choice = self.assistance.choice
+        if choice is not None and self.settings["prelabel"]["method"] == "auto":
+            method = choice.method
+        image = self.project.read_image(sample)
+        display = display_image(image, self.settings["preprocess"]["pipeline"])
+        model = load_model(self.project)
+        prelabel = prediction = None
+        if method is not None and label is None:
+            try:
+                prelabel = self.assistance.run_prelabel(method, image,
+                                                        PrelabelContext(previous_mask=previous, model=model))
+            except LabelAssistError as exc:
+                log.info("no pre-label for %s: %s", sample.name, exc)
+        if model is not None:
+            try:
+                if prelabel is not None and prelabel.method == "onnx":
+                    probability = prelabel.probability
+                else:
+                    probability = model.predict(image)
+                prediction = probability > model.threshold
+                self.selection.note_uncertainty(sample.id, probability)
+            except LabelAssistError as exc:
+                log.info("no model prediction for %s: %s", sample.name, exc)
+        segmenter = self.assistance.box_segmenter()
+        if segmenter is not None and self.background.running and self.assistance.boxes_use_model():
+            # A box drawn later gives a mask in milliseconds. A job of its own, queued behind this
+            # one: the encoder takes most of a second on a tablet, and the sample must not wait.
+            self._side_jobs = [f for f in self._side_jobs if not f.done()]
+            self._side_jobs.append(self.background.submit(segmenter.embed_cached, sample.id, image))
+        return Assisted(sample, image, display, prelabel, label, (time.perf_counter() - start) * 1000,
+                        prediction=prediction)
