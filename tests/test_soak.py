@@ -96,6 +96,25 @@ def _check_acknowledged(db: Path, acked: dict[int, tuple[int, str]]) -> None:
         conn.close()
 
 
+def _after_kill(db: Path, lines: list[str], acked: dict[int, tuple[int, str]]) -> None:
+    """Add the saves the killed process acknowledged (its ACK lines), then check every one so far."""
+    for line in lines:
+        if line.startswith("ACK "):
+            _, sample_id, label_id, digest = line.split()
+            acked[int(label_id)] = (int(sample_id), digest)
+    _check_acknowledged(db, acked)
+
+
+def _stats(name: str, kills: int, acked: dict, readers: Readers, started: float) -> dict:
+    """The soak's figures, written to tests/artifacts/NAME and printed."""
+    stats = {"kills": kills, "acknowledged_saves": len(acked), "reader_runs": readers.runs,
+             "reader_failures": len(readers.failures), "seconds": round(time.monotonic() - started, 1)}
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / name).write_text(json.dumps(stats, indent=2))
+    print(stats)
+    return stats
+
+
 @pytest.mark.slow
 def test_acknowledged_saves_survive_readers_and_kills(tmp_path, datasets):
     data = tmp_path / "tablet"
@@ -128,16 +147,8 @@ def test_acknowledged_saves_survive_readers_and_kills(tmp_path, datasets):
             driver.wait()
             reader.join(timeout=10)
             kills += 1
-            for line in lines:
-                if line.startswith("ACK "):
-                    _, sample_id, label_id, digest = line.split()
-                    acked[int(label_id)] = (int(sample_id), digest)
-            _check_acknowledged(db, acked)
-    stats = {"kills": kills, "acknowledged_saves": len(acked), "reader_runs": readers.runs,
-             "reader_failures": len(readers.failures), "seconds": round(time.monotonic() - started, 1)}
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "soak_stats.json").write_text(json.dumps(stats, indent=2))
-    print(stats)
+            _after_kill(db, lines, acked)
+    stats = _stats("soak_stats.json", kills, acked, readers, started)
     assert not readers.failures, readers.failures[:3]
     assert all(n >= 1 for n in readers.runs.values()), readers.runs
     assert len(acked) >= min(TARGET_SAVES, 100) and kills >= 10, stats
@@ -182,16 +193,8 @@ def test_the_real_ui_keeps_every_acknowledged_save_with_readers_and_kills(tmp_pa
             app.wait()
             reader.join(timeout=10)
             kills += 1
-            for line in lines:
-                if line.startswith("ACK "):
-                    _, sample_id, label_id, digest = line.split()
-                    acked[int(label_id)] = (int(sample_id), digest)
-            _check_acknowledged(db := project / "labels.sqlite", acked)
-    stats = {"kills": kills, "acknowledged_saves": len(acked), "reader_runs": readers.runs,
-             "reader_failures": len(readers.failures), "seconds": round(time.monotonic() - started, 1)}
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "ui_soak_stats.json").write_text(json.dumps(stats, indent=2))
-    print(stats)
+            _after_kill(db := project / "labels.sqlite", lines, acked)
+    stats = _stats("ui_soak_stats.json", kills, acked, readers, started)
     assert not readers.failures, readers.failures[:3]
     assert len(acked) >= min(target, 6) and kills >= 2, stats  # a real soak even on a loaded machine
     _check_acknowledged(db, acked)
