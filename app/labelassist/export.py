@@ -160,10 +160,13 @@ def project_holding(folder: Path) -> Path | None:
     return None
 
 
-def refuse_project_files(target: Path) -> None:
-    """Refuse an output path that is a label database or lies in any project's folder."""
+def refuse_project_files(target: Path, walk: bool = True) -> None:
+    """Refuse an output path that is a label database or lies in any project's folder (``walk``
+    False: its folder was already checked)."""
     if target.name.lower() in _STORE_NAMES:
         raise LabelAssistError(f"{target} is a label database; give another file name (nothing was written)")
+    if not walk:
+        return
     holder = project_holding(resolve_path(target.parent) if target.parent.exists() else target.parent.absolute())
     if holder is not None:
         raise LabelAssistError(f"{target} would be inside the project folder {holder}; give a place outside "
@@ -250,6 +253,7 @@ def prepare_output(project: Project, out: str | Path, names: Iterable[str], clai
         raise LabelAssistError(
             f"{out} is inside the project folder {project.folder}; give a folder outside the project "
             "(nothing was written)")
+    names = list(names)  # walked twice below: a generator would be empty the second time
     checked: dict[Path, bool] = {}
     for rel in names:
         target = out / rel
@@ -265,9 +269,11 @@ def prepare_output(project: Project, out: str | Path, names: Iterable[str], clai
             raise LabelAssistError(
                 f"{target} is the image of sample {image} itself (masks are named like their images); "
                 f"give a folder that does not hold the images (nothing was written)")
-    names = list(names)
-    for rel in names:
-        refuse_project_files(out / rel)
+    parents_seen: set[Path] = set()
+    for rel in names:  # the names one by one, the walk up to any project once per folder
+        target = out / rel
+        refuse_project_files(target, walk=target.parent not in parents_seen)
+        parents_seen.add(target.parent)
     if claim:
         claimed = _claimed(out)
         foreign = [rel for rel in names if os.path.lexists(out / rel) and rel not in claimed]
