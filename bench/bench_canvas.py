@@ -49,7 +49,7 @@ def random_walk(rng, start, steps, step_px):
 
 
 def bench_segments(canvas):
-    from labelassist.annotate import LabelLayer
+    from labelassist.label_layer import LabelLayer
 
     h, w = 3072, 4096
     rng = np.random.default_rng(0)
@@ -80,7 +80,7 @@ def bench_segments(canvas):
 def bench_frames(test_window_root):
     from kivy.base import EventLoop
 
-    from labelassist.annotate import LabelLayer
+    from labelassist.label_layer import LabelLayer
     from labelassist.ui.label_canvas import LabelCanvas
     from ui_driver import make_touch, post
 
@@ -207,7 +207,7 @@ def bench_huge(test_window_root):
     """6. An 8192x8192 image: opening it on the canvas and a frame."""
     from kivy.base import EventLoop
 
-    from labelassist.annotate import LabelLayer
+    from labelassist.label_layer import LabelLayer
     from labelassist.ui.label_canvas import LabelCanvas
 
     canvas = LabelCanvas(size=(1600, 1100), pos=(160, 50), size_hint=(None, None))
@@ -231,7 +231,7 @@ def bench_huge(test_window_root):
 
 
 def bench_undo_memory():
-    from labelassist.annotate import LabelLayer
+    from labelassist.label_layer import LabelLayer
 
     size = 4096
     layer = LabelLayer(np.zeros((size, size), bool))

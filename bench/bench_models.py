@@ -57,7 +57,7 @@ def _torch_net(card: models.ModelCard, name: str, threads: int):
 
 def _tiles(x: np.ndarray, tile: int = 512, overlap: int = 64, multiple: int = 16):
     """The tiles Model.predict_normalised runs (same sizes and origins)."""
-    from labelassist.models import _starts, _tile_length
+    from labelassist.models.tiling import _starts, _tile_length
 
     th, tw = _tile_length(x.shape[0], tile, overlap, multiple), _tile_length(x.shape[1], tile, overlap, multiple)
     return [x[y:y + th, x0:x0 + tw] for y in _starts(x.shape[0], th, overlap)
@@ -118,7 +118,9 @@ def main(argv=None) -> int:
     if not names:
         print("no shipped models (run models/build.py)")
         return 1
-    print(f"threads={args.threads}, onnxruntime {models.ort.__version__}")
+    import onnxruntime
+
+    print(f"threads={args.threads}, onnxruntime {onnxruntime.__version__}")
     for name in names:
         arch = models.shipped_model(name, "fp32", threads=args.threads).card.raw["architecture"]
         print(f"{name}: U-Net base {arch['base']} depth {arch['depth']}, {arch['parameters'] / 1e6:.2f} M parameters")

@@ -17,8 +17,9 @@ from skimage import filters, segmentation
 from timing import median_ms  # bench/timing.py (bench/ is on sys.path when run)
 from labelassist.images import read_image, read_mask
 from labelassist.intensity import to_display
-from labelassist.workflow.evaluate import simulate_prompts
-from labelassist.workflow.prelabel import PrelabelContext, flood, grabcut, otsu, texture, watershed
+from labelassist.research.prompts import simulate_prompts
+from labelassist.workflow.prelabel import PrelabelContext, otsu
+from labelassist.workflow.prompted import flood, grabcut, texture, watershed
 
 DATASETS = Path(os.environ.get("LABELASSIST_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from timing import median_ms  # bench/timing.py (bench/ is on sys.path when run)
 from labelassist.workflow import selector as sel
+from labelassist.workflow import sequences
 from labelassist.workflow.features import extract_features, standardize
 
 ALL = {name: 1.0 for name in ("sequential", "random", "cherry_pick", "sequence_aware", "uncertainty", "diversity")}
@@ -79,12 +80,12 @@ def _cdist_nearest(x, y, x_sq=None):
 
 def _naive_rank(pool: sel.Pool) -> np.ndarray:
     """rank() with the two heavy parts done the obvious way: Python-loop step scores, scipy cdist."""
-    saved = sel.boundary_scores, sel.nearest_distances
-    sel.boundary_scores, sel.nearest_distances = _naive_step_scores, _cdist_nearest
+    saved = sequences.boundary_scores, sel.nearest_distances
+    sequences.boundary_scores, sel.nearest_distances = _naive_step_scores, _cdist_nearest
     try:
         return sel.rank(_fresh(pool), ALL)
     finally:
-        sel.boundary_scores, sel.nearest_distances = saved
+        sequences.boundary_scores, sel.nearest_distances = saved
 
 
 def bench_rank(n: int, repeats: int) -> list[dict]:
@@ -124,7 +125,7 @@ def bench_diversity(n: int, repeats: int) -> dict:
 def bench_boundaries(n: int, repeats: int) -> dict:
     """Step scores (window 3) + Felzenszwalb-Huttenlocher cut, vs the step scores as a Python loop."""
     f = synthetic_pool(n).features
-    ours = _median_ms(lambda: sel.find_boundaries(f), repeats)
+    ours = _median_ms(lambda: sequences.find_boundaries(f), repeats)
     alt = _median_ms(lambda: _naive_step_scores(f, window=3), 1 if n > 10_000 else repeats)
     return _row(f"find_boundaries, N={n:,}", ours, "step scores only, Python loop", alt)
 

@@ -21,7 +21,7 @@ from skimage import exposure, measure
 from timing import median_ms  # bench/timing.py (bench/ is on sys.path when run)
 from labelassist.images import read_image, read_mask
 from labelassist.workflow import components, postprocess, preprocess
-from labelassist.workflow.inspect import InspectionContext, inspect_label
+from labelassist.workflow.inspection import InspectionContext, inspect_label
 from labelassist.workflow.registry import REGISTRY
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"

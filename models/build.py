@@ -90,6 +90,8 @@ def train(key: str) -> None:
 def finish(key: str) -> dict:
     """Quantise, measure held-out DSC with ONNX Runtime (the kiosk's code path), write the cards."""
     sys.path.insert(0, str(REPO / "app"))
+    import onnxruntime
+
     from labelassist import models as kiosk_models
     from labelassist.training import core
 
@@ -120,7 +122,7 @@ def finish(key: str) -> dict:
         c["metrics"]["held_out"] = {
             "dsc_mean": round(float(np.mean(scores)), 4), "dsc_min": round(float(np.min(scores)), 4),
             "images": [Path(p[0]).name for p in test_pairs], "dsc_per_image": [round(s, 4) for s in scores],
-            "evaluated_with": f"labelassist.models.Model (ONNX Runtime {kiosk_models.ort.__version__}, "
+            "evaluated_with": f"labelassist.models.Model (ONNX Runtime {onnxruntime.__version__}, "
                               f"{variant}), full-resolution masks",
             "note": "images not used for training or calibration",
         }

@@ -156,14 +156,15 @@ def export() -> None:
 def evaluate(threads: int = 2) -> dict:
     """LiteMedSAM against the kiosk's ``grabcut`` step (defaults) on every object of the held-out images.
 
-    Uses :func:`labelassist.workflow.evaluate.evaluate_box_prompts`, the code a project's
+    Uses :func:`labelassist.research.box_eval.evaluate_box_prompts`, the code a project's
     ``labelassist evaluate box`` (and ``prelabel.box_method = "auto"``) runs.
     """
     sys.path.insert(0, str(REPO / "app"))
     from labelassist.images import read_image, read_mask
     from labelassist.models import BoxSegmenter
-    from labelassist.workflow.evaluate import evaluate_box_prompts
-    from labelassist.workflow.prelabel import PrelabelContext, grabcut as grabcut_step
+    from labelassist.research.box_eval import evaluate_box_prompts
+    from labelassist.workflow.prelabel import PrelabelContext
+    from labelassist.workflow.prompted import grabcut as grabcut_step
 
     seg = BoxSegmenter(OUT / "litemedsam_encoder.onnx", OUT / "litemedsam_decoder.onnx", threads=threads)
     datasets = REPO.parent / "shared" / "datasets"

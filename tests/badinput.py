@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from labelassist.cli import main
+
 REPO = Path(__file__).resolve().parents[1]
+SCRATCH = "scratch_assay"
 
 
 @dataclass(frozen=True)
@@ -65,3 +69,44 @@ def labels_digest(project: Path) -> str:
         return digest.hexdigest()
     finally:
         conn.close()
+
+
+def scratch_template(root: Path, datasets: Path, images: int = 6, labelled: int | None = None,
+                     copy: bool = False) -> Path:
+    """A project made by ``labelassist init`` from the first scratch_assay images: the template a table copies.
+
+    Parameters
+    ----------
+    root : Path
+        An empty folder; the images go to ``root/images``, their masks to ``root/masks`` and the
+        project to ``root/p`` (beside its images: the samples' paths are relative).
+    datasets : Path
+        The real datasets (the ``datasets`` fixture).
+    images : int
+        How many images, in file-name order.
+    labelled : int, optional
+        How many of them (the first) come with their mask; all by default.
+    copy : bool
+        Copy the files instead of linking them to the shared datasets (a row that points an output
+        at an image must never write through a link).
+
+    Returns
+    -------
+    Path
+        The project folder.
+    """
+    place = shutil.copyfile if copy else (lambda src, dst: dst.symlink_to(src))
+    (root / "images").mkdir()
+    (root / "masks").mkdir()
+    for k, src in enumerate(sorted((datasets / SCRATCH / "images").iterdir())[:images]):
+        place(src, root / "images" / src.name)
+        if labelled is None or k < labelled:
+            place(datasets / SCRATCH / "masks" / src.name, root / "masks" / src.name)
+    assert main(["init", str(root / "p"), "--images", str(root / "images"), "--masks", str(root / "masks")]) == 0
+    return root / "p"
+
+
+def copy_of(template: Path, tmp_path: Path) -> Path:
+    """A copy of a :func:`scratch_template` project with its images (``cp -a``), for one case to change."""
+    subprocess.run(["cp", "-a", str(template.parent), str(tmp_path / "t")], check=True)
+    return tmp_path / "t" / template.name

@@ -41,20 +41,6 @@ import pytest
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "app" / "labelassist"
 
-# Cycles known when this test was written, each to be removed under issue 13 ("One clear path
-# through the code", item 4); any other cycle fails, and so does an entry here once its cycle is
-# gone. Each entry is the whole strongly connected component, so a module joining it fails too.
-KNOWN_CYCLES: dict[str, frozenset[str]] = {
-    # The registry checks a plug-in step's result against the result types (Prelabel, Change,
-    # Check) that live in the step modules, which register themselves through the registry
-    # (workflow/plugin_results.py imports them inside its check). It goes once the result
-    # types live below the registry.
-    "workflow result types": frozenset({
-        "labelassist.workflow.registry", "labelassist.workflow.plugin_results",
-        "labelassist.workflow.prelabel", "labelassist.workflow.postprocess", "labelassist.workflow.inspect",
-    }),
-}
-
 KIVY_ALLOWED = ("labelassist.ui", "labelassist.smoke")
 
 # Modules that read or write files (or open projects, sessions, windows), with their submodules.
@@ -212,17 +198,10 @@ def test_the_reader_sees_the_package_and_imports_inside_functions():
     assert strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [frozenset("abc")]
 
 
-def test_there_is_no_import_cycle_but_the_known_ones():
+def test_there_is_no_import_cycle():
     graph = import_graph()
-    allowed = set(KNOWN_CYCLES.values())
-    new = [c for c in strongly_connected(graph) if c not in allowed]
-    assert not new, "import cycles: " + "; ".join(_cycle_path(graph, c) for c in new)
-
-
-def test_a_known_cycle_that_is_gone_is_taken_off_the_list():
-    present = set(strongly_connected(import_graph()))
-    gone = [label for label, cycle in KNOWN_CYCLES.items() if cycle not in present]
-    assert not gone, f"remove from KNOWN_CYCLES (fixed): {gone}"
+    cycles = strongly_connected(graph)
+    assert not cycles, "import cycles: " + "; ".join(_cycle_path(graph, c) for c in cycles)
 
 
 def test_kivy_is_imported_only_by_the_ui_and_the_smoke_test():

@@ -25,13 +25,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from badinput import assert_plain_failure, labels_digest, run_cli
-from labelassist import images
-from labelassist.cli import main
+from badinput import SCRATCH, assert_plain_failure, copy_of, labels_digest, run_cli, scratch_template
+from labelassist import fileio, images
 from labelassist.errors import ImageReadError
 from labelassist.images import read_mask
 
-SCRATCH = "scratch_assay"
 LABELLED = [f"{k:03d}.png" for k in range(6)]  # what the template project holds, with their masks
 
 
@@ -41,20 +39,12 @@ LABELLED = [f"{k:03d}.png" for k in range(6)]  # what the template project holds
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory, datasets) -> Path:
     """A scratch_assay project with six imported labels: the template each case copies."""
-    root = tmp_path_factory.mktemp("template")
-    (root / "images").mkdir()
-    (root / "masks").mkdir()
-    for name in LABELLED:
-        (root / "images" / name).symlink_to(datasets / SCRATCH / "images" / name)
-        (root / "masks" / name).symlink_to(datasets / SCRATCH / "masks" / name)
-    assert main(["init", str(root / "p"), "--images", str(root / "images"), "--masks", str(root / "masks")]) == 0
-    return root / "p"
+    return scratch_template(tmp_path_factory.mktemp("template"), datasets, images=len(LABELLED))
 
 
 @pytest.fixture()
 def project(labelled, tmp_path) -> Path:
-    subprocess.run(["cp", "-a", str(labelled.parent), str(tmp_path / "t")], check=True)
-    return tmp_path / "t" / "p"  # beside its images (the samples' paths are relative)
+    return copy_of(labelled, tmp_path)
 
 
 def _samples(project: Path) -> list[tuple]:
@@ -357,7 +347,7 @@ def test_identical_images_with_equal_masks_import_the_mask_once(project, tmp_pat
 
 
 def test_every_loop_over_pages_and_frames_is_bounded(tmp_path, datasets, monkeypatch):
-    monkeypatch.setattr(images, "MAX_FRAMES", 3)
+    monkeypatch.setattr("labelassist.images.decode.MAX_FRAMES", 3)  # where probe reads it
     frames = _stack(datasets, 0, 4)
     tifffile.imwrite(tmp_path / "four.tif", frames, photometric="minisblack")
     with pytest.raises(ImageReadError, match="more than 3 pages"):
@@ -393,7 +383,7 @@ def test_non_utf8_file_names_import(project, tmp_path, datasets):
     assert "caf\\xe9.png" in stored  # shown with an escape, never a crash on printing
     # The stored text leads back to the very file (its bytes are not UTF-8).
     for name, tail in (("caf\\xe9.png", b"caf\xe9.png"), ("d\\xe9p\\xf4t/012.png", b"d\xe9p\xf4t/012.png")):
-        path = project / images.text_to_path(stored[name])
+        path = project / fileio.text_to_path(stored[name])
         assert os.fsencode(path).endswith(tail) and path.is_file(), (name, stored)
 
 

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from badinput import REPO, assert_plain_failure, labels_digest, run_cli
+from badinput import REPO, assert_plain_failure, labels_digest, run_cli, scratch_template
 from labelassist import kiosk_settings
-from labelassist.cli import main
 
 TEMPLATE = (REPO / "kiosk" / "kiosk.toml").read_text(encoding="utf-8")  # what IT staff start from
 GOOD_HASH = "ab" * 32
@@ -29,21 +28,13 @@ GOOD_SALT = "cd" * 16
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, datasets) -> Path:
     """A scratch_assay project with imported labels, whose digest every row checks."""
-    root = tmp_path_factory.mktemp("kiosk-bad-input")
-    images, masks = root / "images", root / "masks"
-    images.mkdir()
-    masks.mkdir()
-    for src in sorted((datasets / "scratch_assay" / "images").iterdir())[:4]:
-        (images / src.name).symlink_to(src)
-        (masks / src.name).symlink_to(datasets / "scratch_assay" / "masks" / src.name)
-    # 3 (done in part) when a mask of the set does not fit its image: the rest is imported
-    assert main(["init", str(root / "p"), "--images", str(images), "--masks", str(masks)]) == 0
-    conn = sqlite3.connect((root / "p" / "labels.sqlite").as_uri() + "?mode=ro", uri=True)
+    project = scratch_template(tmp_path_factory.mktemp("kiosk-bad-input"), datasets, images=4)
+    conn = sqlite3.connect((project / "labels.sqlite").as_uri() + "?mode=ro", uri=True)
     try:
         assert conn.execute("SELECT count(*) FROM labels").fetchone()[0] >= 3
     finally:
         conn.close()
-    return root / "p"
+    return project
 
 
 def _digest(path: Path) -> str | None:

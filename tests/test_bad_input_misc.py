@@ -12,20 +12,18 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from badinput import CliResult, assert_plain_failure, labels_digest, run_cli
+from badinput import REPO, CliResult, assert_plain_failure, copy_of, labels_digest, run_cli, scratch_template
 from labelassist.cli import main
 from labelassist.errors import PluginError, ProjectError
 from labelassist.project import validate_settings
 from labelassist.workflow.registry import Param
 
-REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "scratch_assay_unet.int8.onnx"
 LABELLED = 4  # of the six images of the template, the first four come with their masks
 EVIL = "cells\x1b[2J\x1b]0;owned\x07\nforged line"  # clears the screen, retitles the window, adds a line
@@ -38,23 +36,13 @@ def template(tmp_path_factory, datasets) -> Path:
     The images are copies, never links to the shared datasets: several rows point an output at
     an image, and on a version without the guard that write goes through a link.
     """
-    root = tmp_path_factory.mktemp("misc-template")
-    images, masks = root / "images", root / "masks"
-    images.mkdir()
-    masks.mkdir()
-    for k, src in enumerate(sorted((datasets / "scratch_assay" / "images").iterdir())[:6]):
-        shutil.copyfile(src, images / src.name)
-        if k < LABELLED:
-            shutil.copyfile(datasets / "scratch_assay" / "masks" / src.name, masks / src.name)
-    # 3 ("done in part") where an importer reports the two images without a mask as such.
-    assert main(["init", str(root / "p"), "--images", str(images), "--masks", str(masks)]) == 0
-    return root / "p"
+    return scratch_template(tmp_path_factory.mktemp("misc-template"), datasets, images=6, labelled=LABELLED,
+                            copy=True)
 
 
 @pytest.fixture()
 def project(template, tmp_path) -> Path:
-    subprocess.run(["cp", "-a", str(template.parent), str(tmp_path / "t")], check=True)
-    return tmp_path / "t" / "p"  # beside its images (the samples' paths are relative)
+    return copy_of(template, tmp_path)
 
 
 # -- setups: each changes the copied project (p) or writes files beside it (tmp) ---------------------
@@ -357,7 +345,7 @@ def test_safe_escapes_control_characters_only():
 
 WRONG_KINDS = '''
 import numpy as np
-from labelassist.workflow.inspect import Check
+from labelassist.workflow.inspection import Check
 from labelassist.workflow.postprocess import Change
 from labelassist.workflow.registry import register
 
@@ -393,16 +381,14 @@ def test_each_kind_of_plugin_result_is_checked_and_named(project, tmp_path):
     through the real helper process (what every call site runs: ``step.func``)."""
     import numpy as np
 
-    from labelassist.workflow.registry import REGISTRY, stop_helper
+    from labelassist.workflow.registry import for_project
     from labelassist.workflow.selector import Pool
 
-    REGISTRY.names("prelabel")  # built-ins registered before the snapshot
-    steps = {kind: dict(found) for kind, found in REGISTRY.steps.items()}
     folder = tmp_path / "plugins"
     folder.mkdir()
     (folder / "wrong_kinds.py").write_text(WRONG_KINDS, encoding="utf-8")
-    try:
-        assert REGISTRY.load_plugins(folder, entry_points=False) == {}
+    with for_project(folder, entry_points=False) as registry:  # closing it stops its helper
+        assert registry.failed_plugins == {}
         image = np.zeros((40, 50), np.uint8)
         mask = np.zeros((40, 50), bool)
         mask[5:20, 5:20] = True
@@ -414,11 +400,5 @@ def test_each_kind_of_plugin_result_is_checked_and_named(project, tmp_path):
         }
         for (kind, name), (args, words) in calls.items():
             with pytest.raises(PluginError) as caught:
-                REGISTRY.get(kind, name).func(*args)
+                registry.get(kind, name).func(*args)
             assert f"'{name}' (plugins/wrong_kinds.py)" in str(caught.value) and words in str(caught.value)
-    finally:
-        stop_helper()
-        REGISTRY.steps.update(steps)
-        for kind, found in REGISTRY.steps.items():
-            for name in [n for n, step in found.items() if step.source == "plugin:wrong_kinds.py"]:
-                del found[name]

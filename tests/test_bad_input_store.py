@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from badinput import assert_plain_failure, labels_digest, run_cli
+from badinput import assert_plain_failure, copy_of, labels_digest, run_cli, scratch_template
 from labelassist.cli import main
 from labelassist.project import Project
 from labelassist.session import Session
@@ -24,21 +23,12 @@ from labelassist.session import Session
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory, datasets) -> Path:
     """A scratch_assay project with six imported labels: the template each case copies."""
-    root = tmp_path_factory.mktemp("template")
-    images, masks = root / "images", root / "masks"
-    images.mkdir()
-    masks.mkdir()
-    for src in sorted((datasets / "scratch_assay" / "images").iterdir())[:6]:
-        (images / src.name).symlink_to(src)
-        (masks / src.name).symlink_to(datasets / "scratch_assay" / "masks" / src.name)
-    assert main(["init", str(root / "p"), "--images", str(images), "--masks", str(masks)]) == 0
-    return root / "p"
+    return scratch_template(tmp_path_factory.mktemp("template"), datasets, images=6)
 
 
 @pytest.fixture()
 def project(labelled, tmp_path) -> Path:
-    subprocess.run(["cp", "-a", str(labelled.parent), str(tmp_path / "t")], check=True)
-    return tmp_path / "t" / "p"  # beside its images (the samples' paths are relative)
+    return copy_of(labelled, tmp_path)
 
 
 def _stray_backup(p: Path) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import labelassist.backup as backup_mod
-import labelassist.store as store_mod
+import labelassist.store.records as store_mod  # utc_now reads the wall clock there
 from labelassist.backup import list_backups
 from labelassist.images import read_mask
 from labelassist.importer import import_images

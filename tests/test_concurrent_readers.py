@@ -17,11 +17,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from labelassist.cli import main
-from labelassist.project import Project
 from labelassist.store import Store, read_counts
 
 from badinput import labels_digest

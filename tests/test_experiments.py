@@ -16,9 +16,11 @@ import pytest
 
 from labelassist.workflow.metrics import correction_effort
 
-from labelassist import experiments
 from labelassist.importer import import_images
 from labelassist.project import Project
+from labelassist.research.plots import plot_selector, plot_simulation
+from labelassist.research.selector_experiment import evaluate_selector
+from labelassist.research.simulated_annotator import simulate
 
 
 @pytest.fixture
@@ -35,9 +37,8 @@ def test_correction_effort_perfect_and_empty():
 
 def test_evaluate_selector_json_fields(tmp_path, data_root):
     pairs = [(data_root / s / "images", data_root / s / "masks") for s in ("scratch_assay", "isbi2012_membrane")]
-    result = experiments.evaluate_selector(pairs, budget=4, strategies=("sequential", "random", "uncertainty"),
-                                           seeds=2, epochs=1, scale=0.125, limit=6, uncertainty_start=2,
-                                           uncertainty_batch=2)
+    result = evaluate_selector(pairs, budget=4, strategies=("sequential", "random", "uncertainty"), seeds=2,
+                               epochs=1, scale=0.125, limit=6, uncertainty_start=2, uncertainty_batch=2)
     d = json.loads(json.dumps(result.to_dict()))  # JSON-serialisable as the CLI writes it
     assert d["experiment"] == "selector"
     assert {"settings", "pool", "strategies", "baseline", "seconds"} <= set(d)
@@ -55,7 +56,7 @@ def test_evaluate_selector_json_fields(tmp_path, data_root):
             assert not set(picked) & set(d["pool"]["splits"][seed]["test_names"])
     assert len(d["strategies"]["uncertainty"]["rounds"][0]) == 1  # 2 random, then one round of 2
     assert {"labels", "dsc", "mean", "std"} <= set(d["baseline"]) and d["baseline"]["labels"] > 4
-    png = experiments.plot_selector(result, tmp_path / "selector.png", "test")
+    png = plot_selector(result, tmp_path / "selector.png", "test")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -64,8 +65,8 @@ def test_simulate_json_fields(tmp_path, data_root):
     files = sorted((data_root / "scratch_assay" / "images").glob("*.png"))[:4]
     import_images(project, files)
     project.close()
-    result = experiments.simulate(tmp_path / "p", data_root / "scratch_assay" / "masks", retrain_every=2,
-                                  epochs=1, scale=0.125, limit=3)
+    result = simulate(tmp_path / "p", data_root / "scratch_assay" / "masks", retrain_every=2, epochs=1,
+                      scale=0.125, limit=3)
     d = json.loads(json.dumps(result.to_dict()))
     assert d["experiment"] == "simulate"
     assert {"settings", "samples", "retrains", "blocks", "effort_mean", "effort_total", "warnings",
@@ -81,5 +82,5 @@ def test_simulate_json_fields(tmp_path, data_root):
     # The project itself is untouched (the walk ran on a copy).
     with Project.open(tmp_path / "p") as p:
         assert not p.store.labelled_ids()
-    png = experiments.plot_simulation(result, tmp_path / "simulate.png")
+    png = plot_simulation(result, tmp_path / "simulate.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from labelassist import images, intensity
+from labelassist import fileio, images, intensity
 from labelassist.errors import ImageReadError, MaskError
 
 # (set, first image, shape, dtype, number of images, sequence id)
@@ -439,7 +439,7 @@ def test_thumbnail_cache_reuses_and_regenerates(datasets, tmp_path):
         return images.read_image(path)
 
     cache = images.ThumbnailCache(tmp_path / "thumbs", max_side=100)
-    key = f"{images.file_hash(path)}_0"
+    key = f"{fileio.file_hash(path)}_0"
     assert not (tmp_path / "thumbs").exists()  # created lazily
     first = cache.get(key, load)
     assert first.shape == (100, 100) and first.dtype == np.uint8
@@ -478,6 +478,6 @@ def test_natural_key_ordering():
 
 def test_file_hash_is_sha256(datasets):
     path = datasets / "scratch_assay" / "images" / "000.png"
-    assert images.file_hash(path, chunk=1000) == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert fileio.file_hash(path, chunk=1000) == hashlib.sha256(path.read_bytes()).hexdigest()
     with pytest.raises(ImageReadError, match="nothere.png could not be read: the file does not exist"):
-        images.file_hash(path.parent / "nothere.png")
+        fileio.file_hash(path.parent / "nothere.png")

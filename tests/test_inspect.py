@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from skimage import measure
 
+from maskdamage import cut
 from labelassist.errors import MaskError, PluginError, ProjectError
 from labelassist.images import read_mask
 from labelassist.workflow import components
-from labelassist.workflow.inspect import Check, InspectionContext, Report, highlight, inspect_label
+from labelassist.workflow.inspection import Check, InspectionContext, Report, highlight, inspect_label
 from labelassist.workflow.metrics import dice
 from labelassist.workflow.registry import REGISTRY
 
@@ -40,17 +41,6 @@ GAMMA0 = 0.75
 
 def scratch_masks(datasets):
     return [(p.name, read_mask(p)) for p in sorted((datasets / "scratch_assay" / "masks").glob("*.png"))]
-
-
-def cut(mask, label=1, thickness=1):
-    """Erase a horizontal line across segment ``label`` at its middle row."""
-    labels, _ = components.label_segments(mask)
-    rows = np.flatnonzero((labels == label).any(axis=1))
-    middle = (rows[0] + rows[-1]) // 2
-    band = slice(middle, middle + thickness)
-    out = mask.copy()
-    out[band] &= labels[band] != label
-    return out
 
 
 def test_scratch_ground_truth_passes_with_the_two_segment_prior(datasets):

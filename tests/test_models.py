@@ -431,7 +431,7 @@ def test_box_segmenter_on_a_real_cell(datasets):
 
 
 def test_object_boxes_spread_over_sizes(datasets):
-    from labelassist.workflow.evaluate import object_boxes
+    from labelassist.research.prompts import object_boxes
 
     truth = read_mask(datasets / "usiigaci_phase" / "masks" / "010.png")
     every = object_boxes(truth, min_area=50)
@@ -462,7 +462,7 @@ def test_box_choice_is_measured_per_project(tmp_path, datasets):
         assert "box_model: DSC" in choice.reason and "32 objects of 4 labelled samples" in choice.reason
         sample = session.store.sample(min(session.store.labelled_ids()))
         truth = session.store.latest_label(sample.id).mask
-        from labelassist.workflow.evaluate import object_boxes
+        from labelassist.research.prompts import object_boxes
 
         box, obj = object_boxes(truth, limit=1)[0]
         result = session.segment_box(sample.id, box)

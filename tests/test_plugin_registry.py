@@ -20,8 +20,16 @@ from labelassist.importer import import_images
 from labelassist.models import load_model
 from labelassist.project import Project
 from labelassist.session import Session
+from labelassist.session.assistance import Assistance
+from labelassist.session.background import Background
+from labelassist.session.lookahead import display_image
+from labelassist.session.pool import Selection
+from labelassist.workflow.inspection import InspectionContext, highlight, inspect_label
+from labelassist.workflow.postprocess import suggest
 from labelassist.workflow.prelabel import PrelabelContext
+from labelassist.workflow.preprocess import run_pipeline
 from labelassist.workflow.registry import REGISTRY, for_project, stop_helper
+from labelassist.workflow.selector import Pool, combined_scores, rank, select_next
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "scratch_assay_unet.int8.onnx"
@@ -53,6 +61,46 @@ def model_above_half(image, context=None):
     """The context's model, thresholded at 0.5 (the model arrives pickled in the helper)."""
     return Prelabel(mask=context.model.predict(image) > 0.5, probability=None, method="model_above_half")
 '''
+
+
+# One step of every kind, for the test that goes through the workflow functions.
+EVERY_KIND = """import numpy as np
+from labelassist.workflow.registry import register
+from labelassist.workflow.results import Change, Check, Prelabel
+
+
+@register("preprocess", "a_ones")
+def a_ones(image):
+    \"\"\"All ones.\"\"\"
+    return np.ones(np.asarray(image).shape, np.float32)
+
+
+@register("selector", "a_first")
+def a_first(pool):
+    \"\"\"The first sample of the pool.\"\"\"
+    scores = np.zeros(len(pool))
+    scores[0] = 1.0
+    return scores
+
+
+@register("prelabel", "a_everything")
+def a_everything(image, context=None):
+    \"\"\"Every pixel.\"\"\"
+    return Prelabel(mask=np.ones(np.asarray(image).shape[:2], bool), probability=None, method="a_everything")
+
+
+@register("inspect", "a_says_no")
+def a_says_no(mask, context):
+    \"\"\"Never content.\"\"\"
+    return Check("a_says_no", 0.0, False, "A says no")
+
+
+@register("postprocess", "a_clears")
+def a_clears(mask):
+    \"\"\"Empties the mask.\"\"\"
+    new = np.zeros(mask.shape, bool)
+    return new, Change.between(mask, new)
+"""
 
 
 def _make_project(tmp_path: Path, datasets: Path, key: str, first: int) -> Project:
@@ -187,3 +235,81 @@ def test_installed_packages_register_through_their_entry_point(two_projects, mon
     finally:
         REGISTRY.steps["postprocess"].pop("from_the_package", None)
         REGISTRY.failed_plugins.pop("demo_package:plugin (step 'otsu')", None)
+
+
+def test_project_b_never_sees_project_a_steps_through_the_workflow_functions(two_projects, tmp_path):
+    """Two sessions' registries open at once, A with a plug-in of every kind and B with none: the
+    workflow functions and the session's parts find A's steps through A's registry only."""
+    project = two_projects[0]  # settings, store and images for the session's parts
+    folder_a, folder_b = tmp_path / "plugins-a", tmp_path / "plugins-b"
+    folder_a.mkdir()
+    folder_b.mkdir()
+    (folder_a / "every_kind.py").write_text(EVERY_KIND, encoding="utf-8")
+    sample, image = _sample(project)
+    mask = np.zeros(image.shape[:2], bool)
+    mask[5:20, 5:20] = True
+    pool = Pool(np.random.default_rng(1).random((6, 3)).astype(np.float32), np.zeros(6, bool))
+    nothing = InspectionContext()
+
+    def selection(registry, weights):
+        project.settings["selector"]["weights"] = weights
+        return Selection(project, registry=registry).ranking()
+
+    def prelabel(registry):
+        return Assistance(project, None, Background(False), registry=registry).run_prelabel(
+            "a_everything", image, PrelabelContext())
+
+    with for_project(folder_a, entry_points=False) as in_a, for_project(folder_b, entry_points=False) as in_b:
+        assert in_a.failed_plugins == {} and in_b.failed_plugins == {}
+        # A reaches each of its steps through the workflow functions and the session's parts.
+        assert np.array_equal(run_pipeline(image, [{"step": "a_ones"}], registry=in_a),
+                              np.ones(image.shape, np.float32))
+        assert (display_image(image, [{"step": "a_ones"}], in_a) == 255).all()
+        assert select_next(pool, {"a_first": 1.0}, registry=in_a) == 0
+        assert rank(pool, {"a_first": 1.0}, registry=in_a)[0] == 0
+        assert combined_scores(pool, {"a_first": 1.0}, registry=in_a)[0] == 1.0
+        assert selection(in_a, {"a_first": 1.0})[0].scores == {"a_first": 1.0}
+        report = inspect_label(mask, nothing, {"a_says_no": {}}, 0.5, registry=in_a)
+        assert report.warning and [c.name for c in report.failed] == ["a_says_no"]
+        assert not highlight(mask, "a_says_no", nothing, registry=in_a).any()
+        [suggestion] = suggest(mask, [{"step": "a_clears"}], registry=in_a)
+        assert suggestion.step == "a_clears" and not suggestion.mask.any()
+        assert prelabel(in_a).mask.all()
+        # B, open at the same time, and the built-ins alone (a caller with no project) see none of them.
+        for registry in (in_b, REGISTRY):
+            with pytest.raises(PluginError, match="no preprocess step called 'a_ones'"):
+                run_pipeline(image, [{"step": "a_ones"}], registry=registry)
+            with pytest.raises(PluginError, match="no preprocess step called 'a_ones'"):
+                display_image(image, [{"step": "a_ones"}], registry)
+            for choose in (select_next, rank, combined_scores):
+                with pytest.raises(PluginError, match="no selector step called 'a_first'"):
+                    choose(pool, {"a_first": 1.0}, registry=registry)
+            with pytest.raises(PluginError, match="no selector step called 'a_first'"):
+                selection(registry, {"a_first": 1.0})
+            with pytest.raises(PluginError, match="no inspect step called 'a_says_no'"):
+                inspect_label(mask, nothing, {"a_says_no": {}}, 0.5, registry=registry)
+            with pytest.raises(PluginError, match="no inspect step called 'a_says_no'"):
+                highlight(mask, "a_says_no", nothing, registry=registry)
+            with pytest.raises(PluginError, match="no postprocess step called 'a_clears'"):
+                suggest(mask, [{"step": "a_clears"}], registry=registry)
+            with pytest.raises(PluginError, match="no prelabel step called 'a_everything'"):
+                prelabel(registry)
+            # The built-in steps work through B as through the shared registry.
+            assert select_next(pool, {"sequential": 1.0}, registry=registry) == 0
+            assert [r.sample.id for r in selection(registry, {"sequential": 1.0})][0] == sample.id
+
+
+def test_two_sessions_open_at_once_each_see_only_their_own_plugins(two_projects):
+    a, b = two_projects
+    for path in b.plugins_dir.iterdir():  # project B without plug-ins
+        path.unlink()
+    with Session(a, background=False) as in_a, Session(b, background=False) as in_b:
+        sample_a, _ = _sample(a)
+        sample_b, _ = _sample(b)
+        assert in_a.prelabel(sample_a.id, "only_in_a").mask.all()
+        with pytest.raises(PluginError, match="there is no prelabel step called 'only_in_a'"):
+            in_b.prelabel(sample_b.id, "only_in_a")
+        assert in_a.prelabel(sample_a.id, "only_in_a").mask.all()  # opening B took nothing from A
+        assert "only_in_a" in in_a.registry.names("prelabel")
+        assert "only_in_a" not in in_b.registry.names("prelabel") and in_b.plugin_errors == {}
+    assert "only_in_a" not in in_a.registry.names("prelabel")  # closed with its session

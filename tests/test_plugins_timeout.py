@@ -23,7 +23,7 @@ from labelassist.importer import import_images
 from labelassist.project import Project
 from labelassist.session import Session
 from labelassist.workflow import plugin_sandbox
-from labelassist.workflow.registry import REGISTRY
+from labelassist.workflow.registry import REGISTRY, for_project
 
 LOAD_S = 3.0   # load time-out in these tests (the product default is 10 s)
 CALL_S = 2.0   # call time-out in these tests (the product default is 30 s)
@@ -85,10 +85,8 @@ def short_limits(monkeypatch):
     REGISTRY.names("prelabel")  # the built-in steps are registered before the snapshot
     steps = {kind: dict(found) for kind, found in REGISTRY.steps.items()}
     yield
-    if REGISTRY._helper is not None:
-        REGISTRY._helper.stop()
+    # Each project registry's helper process and stopped steps went with it when it closed.
     REGISTRY.steps.update(steps)  # the hanging steps of these tests do not stay registered
-    REGISTRY._stopped.clear()
 
 
 @pytest.fixture
@@ -126,7 +124,7 @@ def test_a_plugin_that_hangs_or_exits_at_import_is_skipped_and_named(project, sh
         }
         # The good plug-in beside them loaded, and its step gives in the helper process
         # exactly what the function gives when called directly.
-        step = REGISTRY.get("prelabel", "adaptive_threshold")
+        step = session.assistance.registry.get("prelabel", "adaptive_threshold")
         assert step.source == "plugin:adaptive_threshold.py"
         sample = project.store.samples()[0]
         image = project.read_image(sample)
@@ -195,7 +193,8 @@ def test_arguments_that_cannot_go_to_the_helper_run_in_a_thread_under_the_same_t
     from labelassist.workflow.prelabel import PrelabelContext
 
     (project.plugins_dir / "steps.py").write_text(HANGING_STEPS)
-    assert REGISTRY.load_plugins(project.plugins_dir) == {}
+    registry = for_project(project.plugins_dir)
+    assert registry.failed_plugins == {}
     image = project.read_image(project.store.samples()[0])
 
     class LambdaModel:  # holds a lambda: cannot be pickled, so it cannot go to the helper process
@@ -203,13 +202,15 @@ def test_arguments_that_cannot_go_to_the_helper_run_in_a_thread_under_the_same_t
             self.predict = predict
 
     quick = PrelabelContext(model=LambdaModel(lambda im: np.ones(im.shape[:2], np.float32)))
-    result = REGISTRY.get("prelabel", "uses_the_model")(image, quick)
-    assert result.mask.all()
-    stuck = PrelabelContext(model=LambdaModel(lambda im: time.sleep(3600)))
-    started = time.monotonic()
-    with pytest.raises(PluginError, match=rf"'uses_the_model' \(plugins/steps.py\) did not finish within {CALL_S:g} s"):
-        REGISTRY.get("prelabel", "uses_the_model")(image, stuck)
-    assert time.monotonic() - started < CALL_S + 30  # hang guard
+    with registry:
+        result = registry.get("prelabel", "uses_the_model")(image, quick)
+        assert result.mask.all()
+        stuck = PrelabelContext(model=LambdaModel(lambda im: time.sleep(3600)))
+        started = time.monotonic()
+        with pytest.raises(PluginError,
+                           match=rf"'uses_the_model' \(plugins/steps.py\) did not finish within {CALL_S:g} s"):
+            registry.get("prelabel", "uses_the_model")(image, stuck)
+        assert time.monotonic() - started < CALL_S + 30  # hang guard
     _count("plug-in steps that never return")
 
 

@@ -8,6 +8,7 @@ import pytest
 import scipy.ndimage as ndi
 from skimage import measure
 
+from maskdamage import cut
 from labelassist.errors import MaskError, PluginError
 from labelassist.images import read_mask
 from labelassist.workflow import components, postprocess
@@ -104,17 +105,6 @@ def test_counts_match_skimage_on_every_real_mask(datasets):
             assert components.count_segments_and_holes(truth) == (segments, holes), (name, file)
             assert components.count_holes(truth) == holes
             assert components.euler_number(truth) == measure.euler_number(truth, connectivity=2)
-
-
-def cut(mask, label=1, thickness=1):
-    """Erase a horizontal line across segment ``label`` at its middle row."""
-    labels, _ = components.label_segments(mask)
-    rows = np.flatnonzero((labels == label).any(axis=1))
-    middle = (rows[0] + rows[-1]) // 2
-    band = slice(middle, middle + thickness)
-    out = mask.copy()
-    out[band] &= labels[band] != label
-    return out
 
 
 def test_closing_rejoins_a_cut_segment_and_only_adds(datasets):

@@ -16,20 +16,19 @@ from skimage.filters import threshold_otsu
 
 from labelassist.errors import LabelAssistError, PluginError
 from labelassist.images import read_image, read_mask
-from labelassist.workflow.evaluate import Evaluation, evaluate_prelabels, simulate_prompts
+from labelassist.research.prelabel_eval import Evaluation, evaluate_prelabels
+from labelassist.research.prompts import simulate_prompts
 from labelassist.workflow.metrics import dice
 from labelassist.workflow.prelabel import (
     NO_PREVIOUS_NOTE,
     Prelabel,
     PrelabelContext,
-    flood,
-    grabcut,
     onnx,
     otsu,
     otsu_threshold,
     previous,
-    watershed,
 )
+from labelassist.workflow.prompted import flood, grabcut, watershed
 from labelassist.workflow.registry import REGISTRY
 
 METHODS = ["otsu", "previous", "flood", "watershed", "grabcut"]
@@ -159,6 +158,8 @@ def test_previous_at_a_sequence_start_is_an_explained_empty_mask(isbi):
     assert result.mask.dtype == bool and result.mask.shape == truth.shape and not result.mask.any()
     done = previous(image, PrelabelContext(previous_mask=truth))
     assert np.array_equal(done.mask, truth) and not done.is_placeholder
+    # A note alone does not make a stand-in: the flag says so explicitly.
+    assert not Prelabel(mask=truth, probability=None, method="noted", note="a remark").is_placeholder
     with pytest.raises(PluginError, match="the previous label is 256x256 but this image is 512x512"):
         previous(image, PrelabelContext(previous_mask=np.zeros((256, 256), bool)))
 

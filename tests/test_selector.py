@@ -11,6 +11,7 @@ from labelassist.images import read_image, read_mask
 from labelassist.intensity import to_display
 from labelassist.workflow import registry
 from labelassist.workflow import selector as sel
+from labelassist.workflow import sequences
 from labelassist.workflow.features import (
     FEATURE_ID,
     FEATURE_KIND,
@@ -97,9 +98,10 @@ def test_extract_features_are_standardised_and_named(datasets):
 
 def test_boundary_scores_with_window_1_are_consecutive_distances(medaka):
     f = medaka["features"]
-    assert np.allclose(sel.boundary_scores(f, window=1), np.linalg.norm(np.diff(f, axis=0), axis=1), atol=1e-5)
-    scores = sel.boundary_scores(f, window=3)
-    assert scores.shape == (502,) and np.all(scores <= sel.boundary_scores(f, window=1) + 1e-6)
+    assert np.allclose(sequences.boundary_scores(f, window=1), np.linalg.norm(np.diff(f, axis=0), axis=1),
+                       atol=1e-5)
+    scores = sequences.boundary_scores(f, window=3)
+    assert scores.shape == (502,) and np.all(scores <= sequences.boundary_scores(f, window=1) + 1e-6)
 
 
 def test_medaka_boundaries_found_without_file_numbers(medaka):
@@ -109,7 +111,7 @@ def test_medaka_boundaries_found_without_file_numbers(medaka):
     recording (2507 -> 2509: no visible change at all), and 147, a cut inside
     one video with the ventricle in the same place.
     """
-    found = sel.find_boundaries(medaka["features"])  # defaults: window 3, threshold 16
+    found = sequences.find_boundaries(medaka["features"])  # defaults: window 3, threshold 16
     precision, recall = _precision_recall(found, medaka["truth"])
     assert precision >= 0.95
     assert recall >= 0.9
@@ -141,7 +143,7 @@ def test_medaka_sequence_aware_draws_every_cluster_before_repeating(medaka):
 
 def test_three_sets_in_one_pool_split_into_three_and_picks_cover_them(three_sets):
     features, set_of = three_sets
-    assert np.array_equal(sel.find_boundaries(features), [30, 67])  # the exact set boundaries
+    assert np.array_equal(sequences.find_boundaries(features), [30, 67])  # the exact set boundaries
     for seed in range(5):
         pool = sel.Pool(features, np.zeros(len(features), dtype=bool), seed=seed)  # no sequence ids
         assert int(sel.cluster_labels(pool).max()) + 1 == 3  # not split into many clusters
@@ -168,7 +170,7 @@ def test_known_sequences_are_never_merged(three_sets):
     order = sel.sequential_order(pool)
     codes = pool.sequence_codes()[order]
     breaks = np.flatnonzero(codes[1:] != codes[:-1]) + 1
-    assert np.array_equal(sel.find_boundaries(pool.features, order, breaks=breaks), breaks)
+    assert np.array_equal(sequences.find_boundaries(pool.features, order, breaks=breaks), breaks)
 
 
 # --------------------------------------------------------------------------- simple strategies

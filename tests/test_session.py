@@ -194,7 +194,8 @@ def test_example_plugin_is_found_and_used_and_a_broken_one_is_skipped(tmp_path, 
     with Session(project, background=False) as session:
         assert session.plugin_errors["broken.py"].startswith("syntax error on line 1")
         assert session.plugin_errors["raises.py"] == "RuntimeError: missing licence key"
-        assert REGISTRY.get("prelabel", "adaptive_threshold").source == "plugin:adaptive_threshold.py"
+        assert session.assistance.registry.get("prelabel", "adaptive_threshold").source == \
+            "plugin:adaptive_threshold.py"
         evaluation = session.evaluate_prelabels(methods=["otsu", "adaptive_threshold"])
         assert {s.method for s in evaluation.ranking()} == {"otsu", "adaptive_threshold"}
         result = session.prelabel(project.store.samples()[0].id, "adaptive_threshold")

@@ -289,9 +289,11 @@ class TestCanvasInput(KioskTestCase):
     def test_two_finger_tap_undoes_three_finger_tap_redoes(self):
         label = self.open_label()
         layer = label.layer
+        before = layer.mask.copy()
         self.stroke_image([(60, 100), (200, 100)])
         self.pump()
         painted = layer.mask.copy()
+        assert not np.array_equal(painted, before), "the stroke painted something"
         cx, cy = self.win(250, 250)
         fingers = [make_touch("wm_touch", 2600 + i, cx + 60 * i, cy) for i in range(2)]
         for f in fingers:
@@ -299,7 +301,7 @@ class TestCanvasInput(KioskTestCase):
         for f in fingers:
             post("end", f)
         self.pump()
-        assert not layer.mask.any() or not np.array_equal(layer.mask, painted)
+        assert np.array_equal(layer.mask, before), "two fingers undo the stroke: the mask before it"
         fingers = [make_touch("wm_touch", 2700 + i, cx + 60 * i, cy) for i in range(3)]
         for f in fingers:
             post("begin", f)
@@ -319,6 +321,41 @@ class TestCanvasInput(KioskTestCase):
         added = layer.mask & ~layer_before
         assert added.sum() > 500, "tap-to-segment added no object"
         assert layer.undo_stack[-1].kind == "segment"
+
+    def test_the_mask_being_saved_cannot_change_and_a_result_mid_stroke_keeps_the_stroke(self):
+        label = self.open_label()
+        layer = label.layer
+        label.busy = True  # what Save & next sets until the flow's answer comes back
+        self.advance_frames(1)
+        before = layer.mask.copy()
+        self.stroke_image([(60, 100), (200, 100)])
+        label.undo()
+        label.clear()
+        self.pump()
+        assert np.array_equal(layer.mask, before), "a stroke, undo or clear changed the mask being saved"
+        assert self.app.session.store.journal(label.assisted.sample.id) == [], "nothing was journalled"
+        label.busy = False
+        self.advance_frames(1)
+
+        # A whole-mask change arriving in the middle of a stroke (a tap-to-segment result): the
+        # stroke so far is its own edit, journalled; the rest of that drag paints nothing.
+        before = layer.mask.copy()
+        points = [self.win(x, 150) for x in (60, 120, 180)]
+        touch = make_touch("wm_pen", 3100, *points[0])
+        post("begin", touch)
+        post("update", touch, *points[1])
+        found = np.zeros_like(layer.mask)
+        found[300:310, 300:310] = True
+        self.canvas.apply_edit("segment", lambda layer_: layer_.add_mask(found))
+        post("update", touch, *points[2])
+        post("end", touch)
+        self.pump()
+        assert [e.kind for e in layer.undo_stack[-2:]] == ["brush", "segment"]
+        changed = layer.mask & ~before
+        assert changed[150, 90] and changed[305, 305]
+        assert not changed[150, 160], "the drag after the result painted"
+        recovered = self.app.session.recover(label.assisted.sample.id)
+        assert np.array_equal(recovered, layer.mask), "the stroke before the result was journalled"
 
     def test_label_screen_with_prelabel_screenshot(self):
         label = self.open_label()

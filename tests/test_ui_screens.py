@@ -35,7 +35,7 @@ class TestInspection(KioskTestCase):
 
         # "fix it" goes back with the extra segment highlighted
         screen.fix()
-        self.advance_frames(1)
+        self.pump(1)  # the highlight is computed on the session worker, off the UI thread
         assert self.app.root.current == "label"
         assert label.canvas_widget.highlight is not None and label.canvas_widget.highlight.sum() > 0
         self.screenshot("label_fix_it")
@@ -74,6 +74,9 @@ class TestPostprocess(KioskTestCase):
         self.screenshot("postprocess_before")
         screen.showing_before = False
         screen.accept()   # fill the hole
+        screen.reject()   # a second tap before the next suggestion is shown: it answers nothing
+        self.pump(3)
+        assert screen.review.index == 1, "the second tap must not answer the suggestion not yet seen"
         screen.reject()   # keep the speck
         self.pump(3)
         if self.app.root.current == "inspection":  # the pre-label changed a lot: a warning
@@ -224,7 +227,7 @@ class TestToolRail(KioskTestCase):
     def test_tool_rail_is_big_icon_buttons_with_a_label_under_each(self):
         from kivy.metrics import dp
 
-        from labelassist.ui.screens import IconButton, IconToggleButton
+        from labelassist.ui.widgets import IconButton, IconToggleButton
         from ui_driver import make_touch, post
 
         label = self.open_label()
@@ -267,6 +270,42 @@ class TestToolRail(KioskTestCase):
         self.pump()
         assert not label.has_proposal and label.ids.accept_button.disabled
         self.screenshot("label_tool_rail")
+
+    def test_a_tool_added_to_the_table_is_on_the_rail_and_its_key_works(self):
+        """Adding a tool is one function and one row of ui/tools.py TOOLS: the rail, the keyboard
+        shortcut, the canvas and the resume of the last tool all read the table."""
+        from labelassist.ui import tools
+        from labelassist.ui.widgets import IconToggleButton
+
+        def dot(canvas, press):
+            canvas.layer.begin_edit("dot")
+            canvas.layer.paint_segment(press.point, press.point, 3, value=True)
+            canvas.refresh_overlay()
+            return
+            yield
+
+        label = self.open_label()
+        tools.TOOLS["dot"] = tools.Tool("dot", "Dot", "brush", "d", dot)
+        tools.TOOL_KEYS["d"] = "dot"
+        try:
+            label.build_tool_rail()
+            self.advance_frames(2)
+            button = label.ids.tool_dot
+            assert isinstance(button, IconToggleButton) and button.text == "Dot"
+            rail = label.ids.tool_buttons.children[::-1]  # Kivy lists children last first
+            assert [b.text for b in rail] == [t.text for t in tools.TOOLS.values()]
+            assert label.handle_key("d", []) and label.tool == "dot"
+            assert button.state == "down" and label.ids.tool_brush.state == "normal"
+            pen_stroke([self.win(40, 40)])
+            self.pump()
+            assert label.layer.mask[40, 40] and not label.layer.mask[40, 60]
+            label.handle_key("b", [])
+            assert label.tool == "brush" and button.state == "normal"
+        finally:
+            del tools.TOOLS["dot"], tools.TOOL_KEYS["d"]
+            label.build_tool_rail()
+        assert "tool_dot" not in label.ids
+        assert [b.text for b in label.ids.tool_buttons.children[::-1]] == [t.text for t in tools.TOOLS.values()]
 
 
 class TestSaveAndNext(KioskTestCase):
@@ -410,3 +449,29 @@ class TestAdminPluginErrors(KioskTestCase):
         assert "needs a package this tablet does not have" in admin.plugins_text
         assert "Traceback" not in admin.plugins_text
         self.screenshot("admin_plugins")
+
+
+class TestEveryImageLabelled(KioskTestCase):
+
+    def test_the_last_save_and_next_ends_on_home_as_the_app_decides(self):
+        """The Label screen says that every image is labelled; the app, not the screen, shows Home."""
+        from ui_driver import answer_review
+
+        label = self.open_label()
+        session = self.app.session
+        last = label.assisted.sample.id
+        others = [s.id for s in self.app.worker.call_now(session.store.samples) if s.id != last]
+        mask = blob(label.layer, 200, 150, 40)
+        for sample_id in others:
+            self.app.worker.call_now(session.save, sample_id, mask)
+        label.show(None)  # the screen only renders "nothing left"
+        assert self.app.root.current == "label" and label.message == "Every image is labelled. Well done!"
+        label.say("")
+        label.canvas_widget.apply_edit("test", lambda layer: layer.set_mask(mask))
+        label.save_and_next()
+        for _ in range(6):
+            self.pump(3)
+            answer_review(self.app)
+        assert self.app.worker.call_now(session.store.labelled_ids) == {last, *others}
+        assert self.app.root.current == "home"
+        assert label.message == "Every image is labelled. Well done!"

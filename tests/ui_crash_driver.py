@@ -13,48 +13,31 @@ screen to ``--out`` and exit. Built on tests/ui_driver.py's touch helpers.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 
 import numpy as np
 
-from ui_driver import make_touch, pen_stroke, post
-
-
-def tap_widget(widget, uid):
-    x, y = widget.to_window(*widget.center)
-    finger = make_touch("wm_touch", uid, x, y)
-    post("begin", finger)
-    post("end", finger)
+from ui_driver import (answer_review, launch, next_sample_shown, parse_args, pen_stroke, sample_ready,
+                       tap_widget)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("project")
-    parser.add_argument("--home", required=True)
-    parser.add_argument("--script", choices=("savenext", "resume"), required=True)
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    os.environ["LABELASSIST_HOME"] = args.home
+    args = parse_args(argv, scripts=("savenext", "resume"))
     from kivy.clock import Clock
 
-    from labelassist.ui.app import LabelAssistApp
-
-    app = LabelAssistApp(args.project, windowed=True, home=args.home, background=False)
+    app = launch(args)
     state = {"t0": time.monotonic(), "phase": None}
 
     def step(dt):
         label = app.root.get_screen("label")
         phase = state["phase"]
         if phase is None:
-            app.root.get_screen("home").continue_labelling()
+            app.continue_labelling()
             state["phase"] = "opening"
             return
         if phase == "opening":
-            if label.assisted is None or label.busy or label.canvas_widget.scale == 1.0 and \
-                    time.monotonic() - state["t0"] < 60:
+            if not sample_ready(label, state["t0"]):
                 return
             if args.script == "resume":
                 print(f"RESUMED {label.assisted.sample.id}", flush=True)
@@ -76,15 +59,7 @@ def main(argv=None) -> int:
             return
         if phase == "saving":
             app.worker.flush()
-            current = app.root.current
-            if current == "inspection":
-                app.root.get_screen("inspection").save_anyway()
-                return
-            if current == "postprocess":
-                app.root.get_screen("postprocess").reject()
-                return
-            if current != "label" or label.busy or label.assisted is None \
-                    or label.assisted.sample.id == state["first"]:
+            if answer_review(app) or not next_sample_shown(app, label, state["first"]):
                 return
             app.worker.flush()  # the next sample is remembered as the open one
             print(f"NEXT {state['first']} {label.assisted.sample.id}", flush=True)

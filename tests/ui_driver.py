@@ -1,7 +1,9 @@
 """Test driver: runs the real kiosk app in its own process and plays a script on it.
 
 Used by tests/test_ui_kiosk.py for the crash test (a stroke, SIGKILL, restart) — the
-product has no test hooks; this module drives it from outside with Kivy's own events::
+product has no test hooks; this module drives it from outside with Kivy's own events. Its
+helpers (touches, taps, waiting for a sample, passing the review screens) are shared by
+tests/ui_crash_driver.py and tests/ui_soak_driver.py::
 
     python tests/ui_driver.py PROJECT --home HOME --script stroke --out OUT.npy
     python tests/ui_driver.py PROJECT --home HOME --script resume --out OUT.npy
@@ -63,32 +65,77 @@ def pen_stroke(points, uid=1000, device="wm_pen", button=None, shape=None):
     return touch
 
 
-def main(argv=None) -> int:
+def tap_widget(widget, uid):
+    """A finger's tap (down, up) on the middle of ``widget``, through Kivy's event loop."""
+    x, y = widget.to_window(*widget.center)
+    finger = make_touch("wm_touch", uid, x, y)
+    post("begin", finger)
+    post("end", finger)
+
+
+def parse_args(argv, scripts=None, out=True):
+    """``PROJECT --home HOME`` (and ``--script``, ``--out`` where the driver has them)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("project")
     parser.add_argument("--home", required=True)
-    parser.add_argument("--script", choices=("stroke", "resume"), required=True)
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    os.environ["LABELASSIST_HOME"] = args.home
-    from kivy.clock import Clock
+    if scripts:
+        parser.add_argument("--script", choices=scripts, required=True)
+    if out:
+        parser.add_argument("--out", required=True)
+    return parser.parse_args(argv)
 
+
+def launch(args):
+    """The real kiosk app on ``args.project``, windowed, preparing samples on demand."""
+    os.environ["LABELASSIST_HOME"] = args.home
     from labelassist.ui.app import LabelAssistApp
 
-    app = LabelAssistApp(args.project, windowed=True, home=args.home, background=False)
+    return LabelAssistApp(args.project, windowed=True, home=args.home, background=False)
+
+
+def sample_ready(label, t0: float, patience: float = 60.0) -> bool:
+    """The sample is on screen and fitted to the canvas (scale leaves 1.0), however slow the
+    machine is: a stroke sent before the layout settles would land elsewhere. After
+    ``patience`` seconds from ``t0`` a scale of 1.0 is taken as the fit."""
+    if label.assisted is None or label.busy:
+        return False
+    return label.canvas_widget.scale != 1.0 or time.monotonic() - t0 >= patience
+
+
+def answer_review(app) -> bool:
+    """Past the Inspection and Post-processing screens if they are up (save anyway / keep as
+    drawn); True when one was answered (its result arrives with a later frame)."""
+    current = app.root.current
+    if current == "inspection":
+        app.root.get_screen("inspection").save_anyway()
+        return True
+    if current == "postprocess":
+        app.root.get_screen("postprocess").reject()
+        return True
+    return False
+
+
+def next_sample_shown(app, label, saved_id: int) -> bool:
+    """Save & next of ``saved_id`` is done: another sample is on the Label screen."""
+    return app.root.current == "label" and not label.busy and label.assisted is not None \
+        and label.assisted.sample.id != saved_id
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv, scripts=("stroke", "resume"))
+    from kivy.clock import Clock
+
+    app = launch(args)
     state = {"t0": time.monotonic()}
 
     def step(dt):
         label = app.root.get_screen("label")
         if state.get("phase") is None:
-            app.root.get_screen("home").continue_labelling()
+            app.continue_labelling()
             state["phase"] = "opening"
             return
         if state["phase"] == "opening":
-            # Wait for the image to be fitted to the canvas (scale leaves 1.0), however slow the
-            # machine is: a stroke sent before the layout settles would land elsewhere.
-            if label.assisted is None or label.busy or label.canvas_widget.scale == 1.0 and \
-                    time.monotonic() - state["t0"] < 60:
+            if not sample_ready(label, state["t0"]):
                 return
             if args.script == "resume":
                 np.save(args.out, label.layer.mask)

@@ -13,17 +13,15 @@ after listing the projects on the tablet the way Home does, in this same process
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ui_crash_driver import tap_widget
-from ui_driver import pen_stroke
+from ui_driver import (answer_review, launch, next_sample_shown, parse_args, pen_stroke, sample_ready,
+                       tap_widget)
 
 
 def digest(mask: np.ndarray) -> str:
@@ -31,29 +29,23 @@ def digest(mask: np.ndarray) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("project")
-    parser.add_argument("--home", required=True)
-    args = parser.parse_args(argv)
-    os.environ["LABELASSIST_HOME"] = args.home
+    args = parse_args(argv, out=False)
     from kivy.clock import Clock
 
     from labelassist.ui import projects
-    from labelassist.ui.app import LabelAssistApp
 
-    app = LabelAssistApp(args.project, windowed=True, home=args.home, background=False)
+    app = launch(args)
     state = {"t0": time.monotonic(), "phase": None, "round": 0}
 
     def step(dt):
         label = app.root.get_screen("label")
         phase = state["phase"]
         if phase is None:
-            app.root.get_screen("home").continue_labelling()
+            app.continue_labelling()
             state["phase"] = "opening"
             return
         if phase == "opening":
-            if label.assisted is None or label.busy or label.canvas_widget.scale == 1.0 and \
-                    time.monotonic() - state["t0"] < 60:
+            if not sample_ready(label, state["t0"]):
                 return
             h = label.layer.height
             y = h * (0.2 + 0.6 * ((state["round"] * 0.37) % 1.0))
@@ -71,15 +63,7 @@ def main(argv=None) -> int:
             return
         if phase == "saving":
             app.worker.flush()
-            current = app.root.current
-            if current == "inspection":
-                app.root.get_screen("inspection").save_anyway()
-                return
-            if current == "postprocess":
-                app.root.get_screen("postprocess").reject()
-                return
-            if current != "label" or label.busy or label.assisted is None \
-                    or label.assisted.sample.id == state["first"]:
+            if answer_review(app) or not next_sample_shown(app, label, state["first"]):
                 return
             app.worker.flush()
             latest = app.session.store.latest_label(state["first"])

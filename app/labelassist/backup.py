@@ -63,12 +63,7 @@ def backup_now(store: Store, folder: Path, keep: int = 10) -> Path:
     target = folder / f"labels-{stamp}-{number:06d}.sqlite"
     tmp = folder / f".{target.name}.tmp"
     try:
-        dest = sqlite3.connect(tmp)
-        try:
-            store.conn.backup(dest)
-            dest.execute("PRAGMA journal_mode = DELETE")  # a backup is one self-contained file
-        finally:
-            dest.close()
+        store.copy_to(tmp)  # a backup is one self-contained file
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)

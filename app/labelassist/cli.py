@@ -16,9 +16,8 @@ import threading
 from pathlib import Path
 
 from labelassist import __version__
-from labelassist.cli_evaluate import (cmd_evaluate_box, cmd_evaluate_prelabel, cmd_evaluate_selector, cmd_inspect,
-                                      cmd_prelabel, cmd_select, cmd_simulate)
-from labelassist.cli_support import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, open_project
+from labelassist.cli_evaluate import add_measuring_commands
+from labelassist.cli_support import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, count_arg, open_project, share_arg
 from labelassist.errors import LabelAssistError
 from labelassist.logsetup import log_file, setup_logging
 from labelassist.paths import data_home
@@ -28,7 +27,7 @@ log = logging.getLogger("labelassist.cli")
 
 
 def cmd_init(args) -> int:
-    from labelassist.images import printable
+    from labelassist.textout import printable
     from labelassist.importer import import_images
     from labelassist.project import Project
 
@@ -75,7 +74,7 @@ def cmd_relink(args) -> int:
         print(f"found {report.relinked} moved image{'s' * (report.relinked != 1)} again "
               f"({report.files_checked} files checked)")
         if report.unreadable:
-            from labelassist.images import printable
+            from labelassist.textout import printable
 
             # Skipped, not fatal: one unreadable file must not stop the search for the others.
             shown = ", ".join(printable(p) for p in report.unreadable[:5])
@@ -136,32 +135,6 @@ def cmd_export(args) -> int:
         for line in damaged_lines(report.damaged, project.folder):
             print(f"labelassist: {line}", file=sys.stderr)
         return EXIT_PARTIAL if report.damaged else EXIT_OK
-
-
-def _count(text: str) -> int:
-    """argparse type: a whole number of 1 or more (``select --top``, ``evaluate box --samples``...).
-
-    0 or a negative count is a wrong argument (exit 2), not an empty answer that reads like
-    "every sample is labelled".
-    """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
-
-
-def _share(text: str) -> float:
-    """argparse type: a share of at least 0 and below 1 (``job export --validation``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not 0.0 <= value < 1.0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1 (0.2 holds out a fifth), got {text}")
-    return value
 
 
 def cmd_job_export(args) -> int:
@@ -390,90 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a folder outside the project that does not hold the images (checked before writing)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("select", help="the selector's ranking of unlabelled samples",
-                       description="Rank the unlabelled samples with the project's selector weights.")
-    p.add_argument("project", metavar="PROJECT")
-    p.add_argument("--top", type=_count, default=10, metavar="K", help="how many to list (default 10)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_select)
-
-    p = sub.add_parser("prelabel", help="run a pre-label method on samples",
-                       description="Run pre-label method M on the given samples (default: all) and report "
-                                   "its agreement with saved labels; --out writes the masks as PNG.")
-    p.add_argument("project", metavar="PROJECT")
-    p.add_argument("--method", required=True, metavar="M", help="otsu, previous, onnx or a plug-in's name")
-    p.add_argument("--samples", nargs="+", metavar="NAME", help="sample names (as 'status' lists them) or ids")
-    p.add_argument("--out", metavar="DIR", help="write each pre-label as a PNG mask here (a folder outside the "
-                                                "project that does not hold the images)")
-    p.set_defaults(func=cmd_prelabel)
-
-    p = sub.add_parser("evaluate", help="measure pre-labels against known masks")
-    evaluate_sub = p.add_subparsers(dest="what", metavar="WHAT")
-    evaluate_sub.required = True
-    q = evaluate_sub.add_parser(
-        "prelabel", help="DSC of each pre-label method, ranked",
-        description="Compute the Dice-Sørensen coefficient of each pre-label method against the labels of a "
-                    "project (or a folder of masks) and rank the methods.")
-    q.add_argument("project", metavar="PROJECT", nargs="?")
-    q.add_argument("--images", metavar="DIR")
-    q.add_argument("--masks", metavar="DIR")
-    q.add_argument("--methods", metavar="A,B", help="comma-separated (default: the automatic ones)")
-    q.add_argument("--min-dsc", type=float, default=0.5, help="with --images: the DSC below which no method is used")
-    q.add_argument("--plot", metavar="PNG", help="also draw the DSC per method as box plots")
-    q.add_argument("--json", action="store_true")
-    q.set_defaults(func=cmd_evaluate_prelabel)
-
-    q = evaluate_sub.add_parser(
-        "box", help="tap-to-segment: the box-prompt model against GrabCut on this project's labels",
-        description="Draw the bounding box of each object of the newest labelled samples, segment it with the "
-                    "box-prompt model (LiteMedSAM, when installed) and with GrabCut, and compare the DSC per "
-                    "object. With prelabel.box_method = 'auto' the better one is what a drawn box runs.")
-    q.add_argument("project", metavar="PROJECT")
-    q.add_argument("--samples", type=_count, default=4, help="newest labelled samples to use (default 4, what the "
-                                                          "session measures for 'auto')")
-    q.add_argument("--json", action="store_true")
-    q.set_defaults(func=cmd_evaluate_box)
-
-    q = evaluate_sub.add_parser(
-        "selector", help="the paper's Table 1: train a U-Net on each strategy's picks, compare DSC",
-        description="For each selection strategy, pick BUDGET samples (uncertainty in rounds from a small random "
-                    "start), train the U-Net on them, measure DSC on a fixed test split, repeat over seeds; "
-                    "plus a baseline trained on the whole training split. Repeat --images/--masks to pool sets. "
-                    "Needs the train extra (torch).")
-    q.add_argument("--images", action="append", required=True, metavar="DIR")
-    q.add_argument("--masks", action="append", required=True, metavar="DIR")
-    q.add_argument("--budget", type=int, default=32)
-    q.add_argument("--strategies", default="sequential,random,sequence_aware,diversity,uncertainty")
-    q.add_argument("--seeds", type=int, default=3)
-    q.add_argument("--test-fraction", type=float, default=0.25)
-    q.add_argument("--epochs", type=int, default=12)
-    q.add_argument("--scale", type=float, default=0.25, help="image scale for training (CPU-sized)")
-    q.add_argument("--sequence-ids", action="store_true", help="give the selector the folders as sequences")
-    q.add_argument("--json", action="store_true")
-    q.add_argument("--plot", metavar="PNG")
-    q.set_defaults(func=cmd_evaluate_selector)
-
-    p = sub.add_parser("simulate", help="a simulated annotator walks the whole workflow",
-                       description="Walk the session as the UI would (selector, pre-label, corrections to the "
-                                   "ground truth, inspection, post-processing), retrain the model every N labels, "
-                                   "and report the correction effort per sample. Works on a copy of PROJECT "
-                                   "unless --in-place. Needs the train extra (torch).")
-    p.add_argument("project", metavar="PROJECT")
-    p.add_argument("--ground-truth", required=True, metavar="DIR", help="the true masks, named like the images")
-    p.add_argument("--retrain-every", type=int, default=10, metavar="N")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--scale", type=float, default=0.25)
-    p.add_argument("--limit", type=int, help="stop after this many samples")
-    p.add_argument("--in-place", action="store_true", help="label the project itself, not a copy")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--plot", metavar="PNG")
-    p.set_defaults(func=cmd_simulate)
-
-    p = sub.add_parser("inspect", help="score every latest label against the project's priors",
-                       description="Run the inspection checks on every latest label and list the warnings.")
-    p.add_argument("project", metavar="PROJECT")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_inspect)
+    add_measuring_commands(sub)
 
     p = sub.add_parser("bench", help="run the benchmarks (from a source checkout)",
                        description="Run bench/run.py: every performance figure with its alternative measured in "
@@ -491,9 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "project's pre-processing and a self-contained PyTorch training script.")
     q.add_argument("project", metavar="PROJECT")
     q.add_argument("--out", required=True, metavar="ZIP")
-    q.add_argument("--validation", type=_share, default=0.2, help="fraction of labelled samples held out")
+    q.add_argument("--validation", type=share_arg, default=0.2, help="fraction of labelled samples held out")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--epochs", type=_count, help="training epochs (default: the script's)")
+    q.add_argument("--epochs", type=count_arg, help="training epochs (default: the script's)")
     q.set_defaults(func=cmd_job_export)
 
     p = sub.add_parser("model", help="install a pre-label model")

@@ -1,8 +1,9 @@
 """The command line's measuring commands: ``select``, ``prelabel``, ``evaluate prelabel|box|selector``,
 ``simulate`` and ``inspect``.
 
-Each takes the parsed arguments (``cli.build_parser``) and returns an exit code; errors are
-raised as :class:`~labelassist.errors.LabelAssistError` for ``cli.main`` to print.
+:func:`add_measuring_commands` adds their arguments to ``cli.build_parser``; each ``cmd_*``
+takes the parsed arguments and returns an exit code; errors are raised as
+:class:`~labelassist.errors.LabelAssistError` for ``cli.main`` to print.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from labelassist.cli_support import (EXIT_OK, EXIT_PARTIAL, check_plot_target, open_project, open_session,
-                                     pick_samples, print_progress, write_plot)
+from labelassist.cli_support import (EXIT_OK, EXIT_PARTIAL, check_plot_target, count_arg, open_project,
+                                     open_session, pick_samples, print_progress, write_plot)
 from labelassist.errors import LabelAssistError
 from labelassist.progress import ProgressBar
 
@@ -83,8 +84,9 @@ def cmd_prelabel(args) -> int:
 
 
 def cmd_evaluate_prelabel(args) -> int:
-    from labelassist import evaluation
     from labelassist.eval_tables import prelabel_table
+    from labelassist.research import folder_eval
+    from labelassist.research.plots import plot_evaluation
     from labelassist.textout import safe  # method names may come from plug-in files
 
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
@@ -107,7 +109,7 @@ def cmd_evaluate_prelabel(args) -> int:
         if plot:
             check_plot_target(plot, (Path(args.masks),))
         with ProgressBar("evaluating pre-labels") as bar:
-            result = evaluation.evaluate_masks_only(Path(args.masks), progress=bar)
+            result = folder_eval.evaluate_masks_only(Path(args.masks), progress=bar)
         threshold = args.min_dsc
     else:
         if not (args.images and args.masks):
@@ -115,12 +117,12 @@ def cmd_evaluate_prelabel(args) -> int:
         if plot:
             check_plot_target(plot, (Path(args.images), Path(args.masks)))
         with ProgressBar("evaluating pre-labels") as bar:
-            result = evaluation.evaluate_folders(Path(args.images), Path(args.masks), methods, progress=bar)
+            result = folder_eval.evaluate_folders(Path(args.images), Path(args.masks), methods, progress=bar)
         threshold = args.min_dsc
     if plot:
         source = Path(args.project or args.masks).absolute()
         name = source.parent.name if source.name in ("masks", "images") else source.name
-        write_plot(lambda target: evaluation.plot_evaluation(result, target, title=name), plot)
+        write_plot(lambda target: plot_evaluation(result, target, title=name), plot)
     best = result.best(threshold)
     if args.json:
         payload = result.to_dict()
@@ -162,34 +164,36 @@ def cmd_evaluate_box(args) -> int:
 
 
 def cmd_evaluate_selector(args) -> int:
-    from labelassist import experiments
+    from labelassist.research.plots import plot_selector
+    from labelassist.research.selector_experiment import evaluate_selector
 
     if len(args.images) != len(args.masks):
         raise LabelAssistError("give one --masks folder for each --images folder")
     pairs = list(zip(args.images, args.masks))
     if args.plot:  # before the experiment: a bad path costs nothing and never replaces an input
         check_plot_target(Path(args.plot), tuple(Path(f) for f in [*args.images, *args.masks]))
-    result = experiments.evaluate_selector(
+    result = evaluate_selector(
         pairs if len(pairs) > 1 else pairs[0][0], masks=None if len(pairs) > 1 else pairs[0][1],
         budget=args.budget, strategies=[s.strip() for s in args.strategies.split(",")], seeds=args.seeds,
         test_fraction=args.test_fraction, epochs=args.epochs, scale=args.scale, sequence_ids=args.sequence_ids,
         progress=None if args.json else print_progress)
     if args.plot:
-        write_plot(lambda tmp: experiments.plot_selector(result, tmp), Path(args.plot))
+        write_plot(lambda tmp: plot_selector(result, tmp), Path(args.plot))
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.table())
     return EXIT_OK
 
 
 def cmd_simulate(args) -> int:
-    from labelassist import experiments
+    from labelassist.research.plots import plot_simulation
+    from labelassist.research.simulated_annotator import simulate
 
     if args.plot:
         check_plot_target(Path(args.plot), (Path(args.project), Path(args.ground_truth)))
-    result = experiments.simulate(args.project, args.ground_truth, retrain_every=args.retrain_every,
-                                  epochs=args.epochs, limit=args.limit, scale=args.scale, in_place=args.in_place,
-                                  progress=None if args.json else print_progress)
+    result = simulate(args.project, args.ground_truth, retrain_every=args.retrain_every,
+                      epochs=args.epochs, limit=args.limit, scale=args.scale, in_place=args.in_place,
+                      progress=None if args.json else print_progress)
     if args.plot:
-        write_plot(lambda tmp: experiments.plot_simulation(result, tmp), Path(args.plot))
+        write_plot(lambda tmp: plot_simulation(result, tmp), Path(args.plot))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return EXIT_OK
@@ -243,3 +247,91 @@ def cmd_inspect(args) -> int:
         for line in damaged_lines(damaged, project.folder):
             print(f"labelassist: {line}", file=sys.stderr)
         return code
+
+
+def add_measuring_commands(sub) -> None:
+    """Add the measuring commands (``select`` ... ``inspect``) to the sub-commands of ``labelassist``."""
+    p = sub.add_parser("select", help="the selector's ranking of unlabelled samples",
+                       description="Rank the unlabelled samples with the project's selector weights.")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("--top", type=count_arg, default=10, metavar="K", help="how many to list (default 10)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_select)
+
+    p = sub.add_parser("prelabel", help="run a pre-label method on samples",
+                       description="Run pre-label method M on the given samples (default: all) and report "
+                                   "its agreement with saved labels; --out writes the masks as PNG.")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("--method", required=True, metavar="M", help="otsu, previous, onnx or a plug-in's name")
+    p.add_argument("--samples", nargs="+", metavar="NAME", help="sample names (as 'status' lists them) or ids")
+    p.add_argument("--out", metavar="DIR", help="write each pre-label as a PNG mask here (a folder outside the "
+                                                "project that does not hold the images)")
+    p.set_defaults(func=cmd_prelabel)
+
+    p = sub.add_parser("evaluate", help="measure pre-labels against known masks")
+    evaluate_sub = p.add_subparsers(dest="what", metavar="WHAT")
+    evaluate_sub.required = True
+    q = evaluate_sub.add_parser(
+        "prelabel", help="DSC of each pre-label method, ranked",
+        description="Compute the Dice-Sørensen coefficient of each pre-label method against the labels of a "
+                    "project (or a folder of masks) and rank the methods.")
+    q.add_argument("project", metavar="PROJECT", nargs="?")
+    q.add_argument("--images", metavar="DIR")
+    q.add_argument("--masks", metavar="DIR")
+    q.add_argument("--methods", metavar="A,B", help="comma-separated (default: the automatic ones)")
+    q.add_argument("--min-dsc", type=float, default=0.5, help="with --images: the DSC below which no method is used")
+    q.add_argument("--plot", metavar="PNG", help="also draw the DSC per method as box plots")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_evaluate_prelabel)
+
+    q = evaluate_sub.add_parser(
+        "box", help="tap-to-segment: the box-prompt model against GrabCut on this project's labels",
+        description="Draw the bounding box of each object of the newest labelled samples, segment it with the "
+                    "box-prompt model (LiteMedSAM, when installed) and with GrabCut, and compare the DSC per "
+                    "object. With prelabel.box_method = 'auto' the better one is what a drawn box runs.")
+    q.add_argument("project", metavar="PROJECT")
+    q.add_argument("--samples", type=count_arg, default=4, help="newest labelled samples to use (default 4, what the "
+                                                          "session measures for 'auto')")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_evaluate_box)
+
+    q = evaluate_sub.add_parser(
+        "selector", help="the paper's Table 1: train a U-Net on each strategy's picks, compare DSC",
+        description="For each selection strategy, pick BUDGET samples (uncertainty in rounds from a small random "
+                    "start), train the U-Net on them, measure DSC on a fixed test split, repeat over seeds; "
+                    "plus a baseline trained on the whole training split. Repeat --images/--masks to pool sets. "
+                    "Needs the train extra (torch).")
+    q.add_argument("--images", action="append", required=True, metavar="DIR")
+    q.add_argument("--masks", action="append", required=True, metavar="DIR")
+    q.add_argument("--budget", type=int, default=32)
+    q.add_argument("--strategies", default="sequential,random,sequence_aware,diversity,uncertainty")
+    q.add_argument("--seeds", type=int, default=3)
+    q.add_argument("--test-fraction", type=float, default=0.25)
+    q.add_argument("--epochs", type=int, default=12)
+    q.add_argument("--scale", type=float, default=0.25, help="image scale for training (CPU-sized)")
+    q.add_argument("--sequence-ids", action="store_true", help="give the selector the folders as sequences")
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--plot", metavar="PNG")
+    q.set_defaults(func=cmd_evaluate_selector)
+
+    p = sub.add_parser("simulate", help="a simulated annotator walks the whole workflow",
+                       description="Walk the session as the UI would (selector, pre-label, corrections to the "
+                                   "ground truth, inspection, post-processing), retrain the model every N labels, "
+                                   "and report the correction effort per sample. Works on a copy of PROJECT "
+                                   "unless --in-place. Needs the train extra (torch).")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("--ground-truth", required=True, metavar="DIR", help="the true masks, named like the images")
+    p.add_argument("--retrain-every", type=int, default=10, metavar="N")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--scale", type=float, default=0.25)
+    p.add_argument("--limit", type=int, help="stop after this many samples")
+    p.add_argument("--in-place", action="store_true", help="label the project itself, not a copy")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="PNG")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("inspect", help="score every latest label against the project's priors",
+                       description="Run the inspection checks on every latest label and list the warnings.")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inspect)

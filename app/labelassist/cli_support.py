@@ -1,5 +1,5 @@
-"""What the command line's sub-commands share: exit codes, opening a project and a session,
-picking samples, writing a ``--plot`` safely.
+"""What the command line's sub-commands share: exit codes, argument types, opening a project and
+a session, picking samples, writing a ``--plot`` safely.
 
 Split from ``cli.py`` so the groups of commands (``cli.py``, ``cli_evaluate.py``) use them
 without importing one another.
@@ -7,6 +7,7 @@ without importing one another.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -14,6 +15,32 @@ from pathlib import Path
 from labelassist.errors import LabelAssistError
 
 EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 3
+
+
+def count_arg(text: str) -> int:
+    """argparse type: a whole number of 1 or more (``select --top``, ``evaluate box --samples``...).
+
+    0 or a negative count is a wrong argument (exit 2), not an empty answer that reads like
+    "every sample is labelled".
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def share_arg(text: str) -> float:
+    """argparse type: a share of at least 0 and below 1 (``job export --validation``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0.0 <= value < 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1 (0.2 holds out a fifth), got {text}")
+    return value
 
 
 def open_project(path: str):

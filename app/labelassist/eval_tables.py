@@ -59,7 +59,7 @@ def prelabel_table(evaluation, detailed: bool = True, name: Callable[[str], str]
 
     Parameters
     ----------
-    evaluation : labelassist.workflow.evaluate.Evaluation
+    evaluation : labelassist.research.prelabel_eval.Evaluation
     detailed : bool
         True: the command line's columns (quartiles, effort, 3 decimals); False: the
         Admin screen's (mean and median DSC, 2 decimals).
@@ -84,7 +84,7 @@ def box_table(evaluation, detailed: bool = True, name: Callable[[str], str] = st
 
     Parameters
     ----------
-    evaluation : labelassist.workflow.evaluate.BoxEvaluation
+    evaluation : labelassist.research.box_eval.BoxEvaluation
     detailed : bool
         True: the command line's form (every method, 3 decimals); False: the Admin
         screen's (methods without objects left out, a sentence when none has any).

@@ -8,7 +8,7 @@ and page are already in the project is not added twice. A file that cannot be re
 loop) is named with the reason and the rest is imported: exit 3. Every loop over the
 pages or frames of a file is bounded (:data:`labelassist.images.MAX_FRAMES`). File
 names whose bytes are not UTF-8 import too; they are stored percent-encoded
-(:func:`labelassist.images.path_to_text`) and shown with ``\\xNN`` escapes.
+(:func:`labelassist.fileio.path_to_text`) and shown with ``\\xNN`` escapes.
 
 If the import stops part-way (the disk is full), what was added before stays in the
 project and the report says so: exit 3, never "nothing was changed". Running the
@@ -46,6 +46,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from labelassist import images
+from labelassist.fileio import file_hash, path_to_text, text_to_path
+from labelassist.textout import printable
 from labelassist.errors import ImageReadError, LabelAssistError, MaskError, StoreError
 from labelassist.project import Project
 
@@ -58,7 +60,7 @@ _SHOWN = 5  # file names listed in one report line before "and N more"
 
 def _listing(names: list[str]) -> str:
     """'a, b, c' or 'a, b, c, d, e and 3 more', printable whatever the names hold."""
-    shown = ", ".join(images.printable(n) for n in names[:_SHOWN])
+    shown = ", ".join(printable(n) for n in names[:_SHOWN])
     return shown + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
 
 
@@ -126,7 +128,7 @@ class ImportReport:
                        f"{'are' if len(self.skipped) != 1 else 'is'} not an image: {_listing(self.skipped)}")
         for name, reason in {**self.errors, **self.mask_errors}.items():
             line = f"not imported: {reason}" if name in reason else f"not imported: {name}: {reason}"
-            out.append(images.printable(line))
+            out.append(printable(line))
         return out
 
     def problem_line(self) -> str | None:
@@ -137,7 +139,7 @@ class ImportReport:
         if not failed:
             return None
         if len(failed) == 1:
-            return images.printable(f"done in part: {failed[0]}; everything else was imported")
+            return printable(f"done in part: {failed[0]}; everything else was imported")
         names = [Path(name).name for name in [*self.errors, *self.mask_errors]]
         return (f"done in part: {len(failed)} files were not imported ({_listing(names)}); "
                 "the reasons are listed above, everything else was imported")
@@ -149,7 +151,7 @@ class ImportReport:
         done = (f"{_plural(self.added, 'image')}" + (f" and {_plural(self.masks_imported, 'mask')}"
                                                       if self.masks_imported else "")
                 + f" {'was' if self.added + self.masks_imported == 1 else 'were'} added before it")
-        return images.printable(f"the import stopped part-way: {self.stopped}; {done} and stay in the project "
+        return printable(f"the import stopped part-way: {self.stopped}; {done} and stay in the project "
                                 "(run the same import again to add the rest: nothing is added twice)")
 
 
@@ -199,9 +201,9 @@ def import_images(
     sources = [Path(s) for s in sources]
     for source in sources:
         if not source.exists():
-            raise ImageReadError(f"{images.printable(str(source))} does not exist")
+            raise ImageReadError(f"{printable(str(source))} does not exist")
     if masks is not None and not Path(masks).is_dir():
-        raise MaskError(f"the mask folder {images.printable(str(masks))} does not exist")
+        raise MaskError(f"the mask folder {printable(str(masks))} does not exist")
     found = images.discover(sources, on_error=lambda path, exc: None, progress=progress)
     report.errors = {str(p): str(exc) for p, exc in found.errors.items()}
     named = {s.absolute() for s in sources if s.is_file()}
@@ -223,7 +225,7 @@ def import_images(
         log.exception("import stopped part-way")
         report.stopped = _unsaved(exc)
     try:
-        project.store.log_event("import", actor=author, sources=[images.printable(str(s)) for s in sources],
+        project.store.log_event("import", actor=author, sources=[printable(str(s)) for s in sources],
                                 added=report.added, already_present=report.already_present,
                                 masks=report.masks_imported,
                                 kept_corrections=report.masks_kept_corrections,
@@ -280,12 +282,12 @@ def _add_file(project: Project, path: Path, frames: list[images.SourceFrame],
     try:
         st = path.stat()  # before hashing: a file changed meanwhile shows a newer time later, and is hashed again
         size = st.st_size
-        file_hash = images.file_hash(path)
+        content_hash = file_hash(path)
     except OSError as exc:  # vanished since it was probed (file_hash says so as an ImageReadError)
         raise ImageReadError(f"{path.name} could not be read: {exc.strerror}") from exc
     rows = []
     for frame in frames:
-        existing = store.find_sample(file_hash, frame.page)
+        existing = store.find_sample(content_hash, frame.page)
         if existing is not None:
             report.already_present += 1
             new_ids[(path, frame.page)] = existing.id
@@ -293,13 +295,13 @@ def _add_file(project: Project, path: Path, frames: list[images.SourceFrame],
         rows.append(frame)
     if not rows:
         return set()
-    fields = [dict(path=images.path_to_text(project.relative(path)), page=frame.page,
-                   name=images.printable(frame.name), hash=file_hash, file_size=size,
+    fields = [dict(path=path_to_text(project.relative(path)), page=frame.page,
+                   name=printable(frame.name), hash=content_hash, file_size=size,
                    height=frame.info.height, width=frame.info.width, dtype=frame.info.dtype,
-                   channels=frame.info.channels, sequence=images.printable(_sequence_id(project, frame)),
+                   channels=frame.info.channels, sequence=printable(_sequence_id(project, frame)),
                    frame=frame.frame, mtime_ns=st.st_mtime_ns)
               for frame in rows]
-    ids = store.add_samples(fields, what=f"the images of {images.printable(path.name)}")
+    ids = store.add_samples(fields, what=f"the images of {printable(path.name)}")
     for frame, sample_id in zip(rows, ids):
         new_ids[(path, frame.page)] = sample_id
     report.sample_ids.extend(ids)
@@ -309,7 +311,7 @@ def _add_file(project: Project, path: Path, frames: list[images.SourceFrame],
 
 def _frame_order(row) -> tuple:
     """Natural order of a sample row ``(id, sequence, frame, path, page)``: file name, then page."""
-    return images.natural_key(PurePosixPath(images.text_to_path(row[3])).name), row[4]
+    return images.natural_key(PurePosixPath(text_to_path(row[3])).name), row[4]
 
 
 def _sequence_id(project: Project, frame: images.SourceFrame) -> str:
@@ -407,7 +409,7 @@ def _import_masks(project, folder, frames, sample_ids, report, author) -> None:
                 report.masks_kept_import += 1
             continue
         store.save_label(sample_id, chosen.read.mask, source="import", author=author, parent_id=None,
-                         note=f"imported from {images.printable(chosen.path.name)}", assistance=None)
+                         note=f"imported from {printable(chosen.path.name)}", assistance=None)
         report.masks_imported += 1
 
 
@@ -525,8 +527,8 @@ class RelinkReport:
 
 
 def _resolve(project: Project, stored: str) -> Path:
-    """Where a sample's file is, for a path stored by :func:`images.path_to_text`."""
-    return project.resolve(images.text_to_path(stored))
+    """Where a sample's file is, for a path stored by :func:`labelassist.fileio.path_to_text`."""
+    return project.resolve(text_to_path(stored))
 
 
 def relink(project: Project, source: str | Path, progress: Progress | None = None) -> RelinkReport:
@@ -538,7 +540,7 @@ def relink(project: Project, source: str | Path, progress: Progress | None = Non
     """
     source = Path(source)
     if not source.is_dir():
-        raise LabelAssistError(f"{images.printable(str(source))} is not a folder")
+        raise LabelAssistError(f"{printable(str(source))} is not a folder")
     store = project.store
     missing: dict[str, list] = {}
     for sample in store.samples():
@@ -562,20 +564,20 @@ def relink(project: Project, source: str | Path, progress: Progress | None = Non
     for done, path in enumerate(candidates, 1):
         report.files_checked += 1
         try:
-            file_hash = images.file_hash(path)
+            content_hash = file_hash(path)
         except (OSError, ImageReadError):  # unreadable (permissions, I/O error): skip it, name it, go on
             log.warning("relink: %r could not be read", path, exc_info=True)
             report.unreadable.append(str(path))
             continue
-        for sample in missing.pop(file_hash, []):
-            store.set_sample_path(sample.id, images.path_to_text(project.relative(path)))
+        for sample in missing.pop(content_hash, []):
+            store.set_sample_path(sample.id, path_to_text(project.relative(path)))
             report.relinked += 1
         if progress:
             progress(done, len(candidates))
         if not missing:
             break
     report.still_missing = [s.name for samples in missing.values() for s in samples]
-    store.log_event("relink_done", source=images.printable(str(source)), relinked=report.relinked,
+    store.log_event("relink_done", source=printable(str(source)), relinked=report.relinked,
                     still_missing=len(report.still_missing), unreadable=len(report.unreadable))
     return report
 

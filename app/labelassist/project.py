@@ -27,7 +27,7 @@ from typing import Any
 
 from labelassist import images
 from labelassist.errors import ImageReadError, ProjectError
-from labelassist.fileio import atomic_write_text
+from labelassist.fileio import atomic_write_text, file_hash, text_to_path
 from labelassist.store import Sample, Store, utc_now
 from labelassist.tomlout import dump_toml
 
@@ -435,7 +435,7 @@ class Project:
         if sample.mtime_ns == st.st_mtime_ns and (sample.file_size, sample.mtime_ns) not in self._shared_stamps():
             return False
         try:
-            same = images.file_hash(path) == sample.hash
+            same = file_hash(path) == sample.hash
         except ImageReadError:
             return False  # unreadable now: read_image says why
         if same:
@@ -466,8 +466,8 @@ class Project:
 
     def resolve(self, stored_path: str) -> Path:
         """The absolute location of a sample's file (a non-UTF-8 name is stored percent-encoded:
-        :func:`labelassist.images.path_to_text`)."""
-        path = Path(images.text_to_path(stored_path))
+        :func:`labelassist.fileio.path_to_text`)."""
+        path = Path(text_to_path(stored_path))
         return path if path.is_absolute() else Path(os.path.normpath(self.folder / path))
 
 

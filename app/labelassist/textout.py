@@ -7,13 +7,18 @@ escape sequence (``ESC [ 2 J``) clears the screen, recolours it or retitles the 
 such value goes through :func:`safe` before it reaches the terminal; the control characters come
 out as visible escapes (``\\n``, ``\\x1b``, ``\\u202e``), so nothing is hidden either.
 
+Text that may hold a file name whose bytes are not UTF-8 goes through :func:`printable`,
+which shows those bytes as the bytes they are (``caf\\xe9.png``) before the same escapes.
+
 The app's own text (messages, table layout) is printed as it is; only values from files pass
 through here. JSON output needs none of this: ``json.dumps`` escapes control characters itself.
 """
 
 from __future__ import annotations
 
-__all__ = ["safe"]
+import os
+
+__all__ = ["safe", "printable"]
 
 # Short escapes people recognise; every other control character becomes \xNN or \uNNNN.
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -64,3 +69,25 @@ def safe(value: object) -> str:
     if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
         text = "".join(_escape(ch) if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
     return text
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print and to store: undecodable bytes as ``\\xNN``, control characters escaped.
+
+    File names may hold bytes that are not UTF-8 (lone surrogates once decoded) and
+    characters such as newlines or terminal escape sequences; a report line or a
+    sample name must neither fail to print or store nor change the terminal. The
+    undecodable bytes are shown as the bytes they are (``caf\\xe9.png``); every other
+    control character as :func:`safe` shows it.
+    """
+    if _has_surrogates(text):
+        text = os.fsencode(text).decode("utf-8", "backslashreplace")
+    return safe(text)
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True

@@ -9,6 +9,7 @@ except through deferred events, so a measurement may run on the worker thread.
 
 from __future__ import annotations
 
+import enum
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -17,11 +18,13 @@ import numpy as np
 
 from labelassist.errors import ImageReadError, LabelAssistError
 from labelassist.project import Project
+from labelassist.research.box_eval import evaluate_box_prompts
+from labelassist.research.prelabel_eval import Evaluation, evaluate_prelabels
 from labelassist.session.background import Background
 from labelassist.store import DamagedLabelError, Sample
-from labelassist.workflow.evaluate import Evaluation, evaluate_box_prompts, evaluate_prelabels
-from labelassist.workflow.prelabel import Prelabel, PrelabelContext
-from labelassist.workflow.registry import REGISTRY
+from labelassist.workflow.prelabel import PrelabelContext
+from labelassist.workflow.registry import ProjectRegistry, Registry
+from labelassist.workflow.results import Prelabel
 
 if TYPE_CHECKING:
     from labelassist.session.lookahead import Assisted
@@ -40,13 +43,21 @@ BOX_EVALUATION_SAMPLES = 4
 BOX_EVALUATION_OBJECTS = 8
 
 
+class SegmenterLookup(enum.Enum):
+    """Whether the box-prompt model has been looked for, and what was found."""
+
+    NOT_YET = "not looked for yet"
+    NONE = "none installed, or the installed one does not load"
+    FOUND = "installed and loaded"
+
+
 @dataclass
 class BoxChoice:
     """What a box drawn for tap-to-segment runs (``box_model`` or ``grabcut``), and the evidence."""
 
     method: str
     reason: str
-    evaluation: Any = None  # workflow.evaluate.BoxEvaluation when measured
+    evaluation: Any = None  # research.box_eval.BoxEvaluation when measured
     labelled_at: int = 0
 
 
@@ -127,15 +138,21 @@ class Assistance:
         Recorded with the events.
     background : Background
         Where a due re-measurement runs when the caller does not wait for it.
+    registry : Registry or ProjectRegistry
+        Where the pre-label methods are looked up: the session's registry, with the project's
+        plug-ins.
     """
 
-    def __init__(self, project: Project, author: str | None, background: Background):
+    def __init__(self, project: Project, author: str | None, background: Background,
+                 registry: Registry | ProjectRegistry):
         self.project, self.store, self.author, self.background = project, project.store, author, background
+        self.registry = registry
         self.choice: PrelabelChoice | None = None  # the last measured pre-label choice
         self._measuring = -1  # labelled count a background measurement was started for
         self._box_choice: BoxChoice | None = None
         self._box_measuring = -1
-        self._box_segmenter: Any = False  # False: not looked for yet; None: none installed
+        self._segmenter_lookup = SegmenterLookup.NOT_YET
+        self._segmenter = None  # the box-prompt model, when the lookup FOUND one
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -161,7 +178,7 @@ class Assistance:
         params = dict(self.settings["prelabel"]["params"].get(method, {}))
         if method == "onnx" and context.model is not None and "threshold" not in params:
             params["threshold"] = context.model.threshold  # the card's threshold, unless the project sets one
-        return REGISTRY.get("prelabel", method)(image, context, **params)
+        return self.registry.get("prelabel", method)(image, context, **params)
 
     def _image(self, sample: Sample, current: Assisted | None) -> np.ndarray:
         """The sample's pixels: those of the open sample when it is this one, else read again."""
@@ -206,7 +223,7 @@ class Assistance:
         if setting == "none":
             return PrelabelChoice(None, "pre-labelling is switched off in the project settings")
         if setting != "auto":
-            REGISTRY.get("prelabel", setting)  # an unknown name is an error, not a silent 'off'
+            self.registry.get("prelabel", setting)  # an unknown name is an error, not a silent 'off'
             return PrelabelChoice(setting, "chosen in the project settings")
         labelled = len(self.store.labelled_ids())
         if labelled == 0:
@@ -240,7 +257,8 @@ class Assistance:
     def automatic_methods(self) -> list[str]:
         """The registered methods that need no prompt (``onnx`` only with a model installed)."""
         has_model = load_model(self.project) is not None
-        return [m for m in AUTOMATIC_PRELABELS if m in REGISTRY.names("prelabel") and (m != "onnx" or has_model)]
+        registered = self.registry.names("prelabel")
+        return [m for m in AUTOMATIC_PRELABELS if m in registered and (m != "onnx" or has_model)]
 
     def evaluation_inputs(self, limit: int | None = None) -> list[tuple[Sample, np.ndarray, np.ndarray | None]]:
         """(sample, saved mask, previous frame's mask) of the newest labelled samples; database reads only."""
@@ -255,7 +273,7 @@ class Assistance:
         if model is not None:
             params.setdefault("onnx", {}).setdefault("threshold", model.threshold)
         return evaluate_prelabels(_PrelabelSamples(self.project, inputs), methods, params=params,
-                                  progress=progress, model=model)
+                                  progress=progress, model=model, registry=self.registry)
 
     def evaluate_prelabels(self, methods: list[str] | None = None, limit: int | None = None,
                            progress: Callable[[int, int], None] | None = None) -> Evaluation:
@@ -267,16 +285,26 @@ class Assistance:
 
     # -- which box method -------------------------------------------------------------------
     def box_segmenter(self):
-        """The box-prompt model for tap-to-segment (LiteMedSAM) when installed, else None."""
-        if self._box_segmenter is False:
+        """The box-prompt model for tap-to-segment (LiteMedSAM) when installed, else None.
+
+        Looked for once per session (loading it takes seconds).
+        """
+        if self._segmenter_lookup is SegmenterLookup.NOT_YET:
             from labelassist import models
 
             try:
-                self._box_segmenter = models.find_box_segmenter()
+                segmenter = models.find_box_segmenter()
             except LabelAssistError as exc:
                 log.warning("the box-prompt model is not used: %s", exc)
-                self._box_segmenter = None
-        return self._box_segmenter
+                segmenter = None
+            self.use_box_segmenter(segmenter)
+        return self._segmenter
+
+    def use_box_segmenter(self, segmenter) -> None:
+        """Use ``segmenter`` for drawn boxes, None for none, instead of looking for the installed
+        one (tests and benchmarks leave out LiteMedSAM's seconds-long embeddings)."""
+        self._segmenter = segmenter
+        self._segmenter_lookup = SegmenterLookup.NONE if segmenter is None else SegmenterLookup.FOUND
 
     def box_choice(self, wait: bool = True) -> BoxChoice:
         """What a drawn box runs: the box-prompt model or GrabCut, and why.
@@ -320,7 +348,7 @@ class Assistance:
                              progress: Callable[[int, int], None] | None = None):
         """Box-prompt model (when installed) and GrabCut on the objects of the newest labels.
 
-        Returns a :class:`~labelassist.workflow.evaluate.BoxEvaluation`.
+        Returns a :class:`~labelassist.research.box_eval.BoxEvaluation`.
         """
         inputs = self.evaluation_inputs(limit)
         if not inputs:

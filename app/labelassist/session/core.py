@@ -26,9 +26,9 @@ from labelassist.session.lookahead import Assisted, Lookahead, display_image
 from labelassist.session.pool import Ranked, Selection
 from labelassist.session.review import Submission
 from labelassist.store import Sample
-from labelassist.workflow import inspect as inspect_mod
+from labelassist.workflow import inspection
 from labelassist.workflow import preprocess, selector
-from labelassist.workflow.evaluate import Evaluation
+from labelassist.research.prelabel_eval import Evaluation
 from labelassist.workflow.prelabel import Prelabel
 from labelassist.workflow.registry import REGISTRY
 
@@ -70,13 +70,16 @@ class Session:
         self.store = project.store
         self.author = author
         self.lookahead = lookahead
-        self.plugin_errors = REGISTRY.load_plugins(project.plugins_dir)
+        # The built-in steps with this project's plug-ins on top; no other project sees them.
+        self.registry = REGISTRY.for_project(project.plugins_dir)
+        self.plugin_errors = dict(self.registry.failed_plugins)
         for name, reason in self.plugin_errors.items():
             log.warning("plug-in %s was skipped: %s", name, reason)
         self.background = Background(background)
-        self.selection = Selection(project)
-        self.assistance = Assistance(project, author, self.background)
-        self.prepared_samples = Lookahead(project, self.assistance, self.selection, self.background)
+        self.selection = Selection(project, registry=self.registry)
+        self.assistance = Assistance(project, author, self.background, registry=self.registry)
+        self.prepared_samples = Lookahead(project, self.assistance, self.selection, self.background,
+                                          registry=self.registry)
         self.current: Assisted | None = None
         self._opened_at = 0.0
         self.unavailable: set[int] = set()
@@ -90,7 +93,7 @@ class Session:
         self.selection.flush()
         self.store.flush_events()
         # The project's plug-ins go with it: the kiosk opens the next project in this process.
-        REGISTRY.unload_plugins(self.project.plugins_dir)
+        self.registry.close()
 
     def __enter__(self) -> "Session":
         return self
@@ -156,16 +159,34 @@ class Session:
     def submit(self, sample_id: int, mask: np.ndarray, prelabel: np.ndarray | None = None) -> Submission:
         """Inspect a finished mask and list post-processing suggestions; nothing is saved yet."""
         sample = self.store.sample(sample_id)
-        opened = self._is_open(sample_id)
-        if prelabel is None and opened and self.current.prelabel is not None \
-                and not self.current.prelabel.is_placeholder:
-            prelabel = self.current.prelabel.mask
-        prediction = self.current.prediction if opened else None
-        return review.review(self.settings, sample, mask, prelabel=prelabel, prediction=prediction)
+        own_prelabel, prediction = self._review_inputs(sample_id)
+        return review.review(self.settings, sample, mask, prelabel=own_prelabel if prelabel is None else prelabel,
+                             prediction=prediction, registry=self.registry)
+
+    def reinspect(self, sample_id: int, mask: np.ndarray) -> inspection.Report | None:
+        """γ(y) of a mask changed after :meth:`submit` (accepted suggestions), against the same
+        pre-label and model mask as :meth:`submit`; None when no check applies."""
+        prelabel, prediction = self._review_inputs(sample_id)
+        return review.inspect(self.settings, mask, prelabel=prelabel, prediction=prediction, registry=self.registry)
+
+    def highlight(self, sample_id: int, mask: np.ndarray, check_names: list[str]) -> np.ndarray:
+        """The pixels of ``mask`` the named failed checks object to (what "Fix it" shows)."""
+        prelabel, prediction = self._review_inputs(sample_id)
+        return review.highlight(self.settings, mask, check_names, prelabel=prelabel, prediction=prediction,
+                                registry=self.registry)
+
+    def _review_inputs(self, sample_id: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The pre-label the open sample started from (a real one, not a placeholder) and the
+        project model's mask of it; (None, None) for a sample that is not open."""
+        if not self._is_open(sample_id):
+            return None, None
+        prelabel = self.current.prelabel
+        usable = prelabel is not None and not prelabel.is_placeholder
+        return (prelabel.mask if usable else None), self.current.prediction
 
     def save(self, sample_id: int, mask: np.ndarray, *, seconds: float | None = None, strokes: int = 0,
              source: str = "manual", assistance: str | None = None, note: str | None = None,
-             report: inspect_mod.Report | None = None) -> int:
+             report: inspection.Report | None = None) -> int:
         """Append a label version; ``seconds`` defaults to the time since the sample was opened.
 
         ``report`` is the inspection the annotator saw (from :meth:`submit`): its γ is
@@ -255,7 +276,8 @@ class Session:
         Once labelling has begun, a different display gives inconsistent labels,
         so the change needs ``confirm=True``; it is logged either way.
         """
-        preprocess.run_pipeline(np.zeros((8, 8), np.uint8), pipeline)  # validates names and parameters
+        # validates names and parameters
+        preprocess.run_pipeline(np.zeros((8, 8), np.uint8), pipeline, registry=self.registry)
         if self.store.counts()["label_versions"] and not confirm:
             raise LabelAssistError(
                 "labels already exist: changing the pre-processing now makes the display differ from "
@@ -322,7 +344,7 @@ class Session:
 
     def display_image(self, image: np.ndarray) -> np.ndarray:
         """h(x): the project's pre-processing pipeline, as uint8 for the screen."""
-        return display_image(image, self.settings["preprocess"]["pipeline"])
+        return display_image(image, self.settings["preprocess"]["pipeline"], self.registry)
 
     def previous_mask(self, sample: Sample) -> np.ndarray | None:
         return self.assistance.previous_mask(sample)
@@ -336,6 +358,10 @@ class Session:
 
     def segment_box(self, sample_id: int, box: tuple[float, float, float, float]) -> Prelabel:
         return self.assistance.segment_box(sample_id, box, self.current)
+
+    def segment_point(self, sample_id: int, points: list[tuple[float, float]]) -> Prelabel:
+        """Tap-to-segment at a point: the object under it (a flood fill on the raw pixels)."""
+        return self.prelabel(sample_id, "flood", points=points)
 
     def prelabel_choice(self, wait: bool = True) -> PrelabelChoice:
         return self.assistance.prelabel_choice(wait)
@@ -358,8 +384,8 @@ class Session:
         return review.inspection_metrics(self.settings)
 
     def inspect(self, mask: np.ndarray, prelabel: np.ndarray | None = None,
-                prediction: np.ndarray | None = None) -> inspect_mod.Report | None:
-        return review.inspect(self.settings, mask, prelabel, prediction)
+                prediction: np.ndarray | None = None) -> inspection.Report | None:
+        return review.inspect(self.settings, mask, prelabel, prediction, registry=self.registry)
 
     # The choices' state, reset by tests (a measurement again; no box-prompt model).
     @property
@@ -372,8 +398,8 @@ class Session:
 
     @property
     def _box_segmenter(self):
-        return self.assistance._box_segmenter
+        return self.assistance.box_segmenter()
 
     @_box_segmenter.setter
     def _box_segmenter(self, value) -> None:
-        self.assistance._box_segmenter = value
+        self.assistance.use_box_segmenter(value)

@@ -23,7 +23,9 @@ from labelassist.session.background import Background, wait_all
 from labelassist.session.pool import Selection
 from labelassist.store import LabelVersion, Sample
 from labelassist.workflow import preprocess
-from labelassist.workflow.prelabel import Prelabel, PrelabelContext
+from labelassist.workflow.prelabel import PrelabelContext
+from labelassist.workflow.registry import REGISTRY, ProjectRegistry, Registry
+from labelassist.workflow.results import Prelabel
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +73,14 @@ class Assisted:
         return np.zeros(self.image.shape[:2], dtype=bool)
 
 
-def display_image(image: np.ndarray, pipeline: list[dict[str, Any]]) -> np.ndarray:
-    """h(x): the pre-processing ``pipeline`` run on ``image``, as uint8 for the screen."""
-    return preprocess.to_uint8(preprocess.run_pipeline(image, pipeline))
+def display_image(image: np.ndarray, pipeline: list[dict[str, Any]],
+                  registry: Registry | ProjectRegistry = REGISTRY) -> np.ndarray:
+    """h(x): the pre-processing ``pipeline`` run on ``image``, as uint8 for the screen.
+
+    The pipeline's steps are looked up in ``registry`` (the session's, to reach the project's
+    plug-ins; default the built-in steps only).
+    """
+    return preprocess.to_uint8(preprocess.run_pipeline(image, pipeline, registry=registry))
 
 
 class Lookahead:
@@ -88,10 +95,14 @@ class Lookahead:
         Keeps the uncertainty of each prediction made while preparing.
     background : Background
         Where samples are prepared ahead; without a thread nothing is prepared ahead.
+    registry : Registry or ProjectRegistry
+        Where the pre-processing steps are looked up: the session's registry, with the project's
+        plug-ins.
     """
 
-    def __init__(self, project: Project, assistance: Assistance, selection: Selection, background: Background):
-        self.project, self.store = project, project.store
+    def __init__(self, project: Project, assistance: Assistance, selection: Selection, background: Background,
+                 registry: Registry | ProjectRegistry):
+        self.project, self.store, self.registry = project, project.store, registry
         self.assistance, self.selection, self.background = assistance, selection, background
         self._cache: dict[int, Assisted] = {}
         self._futures: dict[int, Future] = {}
@@ -179,7 +190,7 @@ class Lookahead:
         if choice is not None and self.settings["prelabel"]["method"] == "auto":
             method = choice.method
         image = self.project.read_image(sample)
-        display = display_image(image, self.settings["preprocess"]["pipeline"])
+        display = display_image(image, self.settings["preprocess"]["pipeline"], self.registry)
         model = load_model(self.project)
         prelabel = prediction = None
         if method is not None and label is None:

@@ -19,7 +19,7 @@ from labelassist.session.assistance import load_model
 from labelassist.store import Sample
 from labelassist.workflow import features as feature_mod
 from labelassist.workflow import selector
-from labelassist.workflow.registry import REGISTRY
+from labelassist.workflow.registry import ProjectRegistry, Registry
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,9 @@ class Selection:
     Parameters
     ----------
     project : Project
+    registry : Registry or ProjectRegistry
+        Where the selector strategies are looked up: the session's registry, with the project's
+        plug-ins.
 
     Attributes
     ----------
@@ -51,8 +54,8 @@ class Selection:
         Samples whose image could not be read at the last :meth:`update_features`.
     """
 
-    def __init__(self, project: Project):
-        self.project, self.store = project, project.store
+    def __init__(self, project: Project, registry: Registry | ProjectRegistry):
+        self.project, self.store, self.registry = project, project.store, registry
         self.missing: list[Sample] = []
         self._pool: selector.Pool | None = None
         self._pool_ids: np.ndarray | None = None
@@ -187,12 +190,12 @@ class Selection:
         pool, ids = self.pool()
         weights = self.settings["selector"]["weights"]
         params = self.settings["selector"]["params"]
-        order = selector.rank(pool, weights, params)
+        order = selector.rank(pool, weights, params, registry=self.registry)
         if top is not None:
             order = order[:top]
-        combined = selector.combined_scores(pool, weights, params)
+        combined = selector.combined_scores(pool, weights, params, registry=self.registry)
         per = {
-            name: np.asarray(REGISTRY.get("selector", name)(pool, **params.get(name, {})), dtype=float)
+            name: np.asarray(self.registry.get("selector", name)(pool, **params.get(name, {})), dtype=float)
             for name, w in weights.items() if w > 0
         }
         return [
@@ -214,8 +217,8 @@ class Selection:
         labelled = pool.labelled.copy()
         try:
             for _ in range(count):
-                pick = next((int(i) for i in selector.rank(pool, weights, params)
-                             if int(ids[i]) not in skip), None)
+                ranked = selector.rank(pool, weights, params, registry=self.registry)
+                pick = next((int(i) for i in ranked if int(ids[i]) not in skip), None)
                 if pick is None:
                     break
                 chosen.append(int(ids[pick]))

@@ -1,10 +1,12 @@
-"""Post-assistance of a finished mask, before it is saved: inspection γ(y) and post-processing suggestions.
+"""Post-assistance of a finished mask, before it is saved: inspection γ(y), post-processing
+suggestions, and the regions a failed check points at.
 
 Pure functions of the project settings and the masks: nothing here reads or writes the store.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,8 +14,11 @@ import numpy as np
 
 from labelassist.errors import LabelAssistError
 from labelassist.store import Sample
-from labelassist.workflow import inspect as inspect_mod
+from labelassist.workflow import inspection
 from labelassist.workflow import postprocess
+from labelassist.workflow.registry import REGISTRY, ProjectRegistry, Registry
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,7 @@ class Submission:
         Why there is no report, when there is none.
     """
 
-    report: inspect_mod.Report | None
+    report: inspection.Report | None
     suggestions: list[postprocess.Suggestion]
     note: str = ""
 
@@ -43,13 +48,14 @@ class Submission:
 
 def inspection_metrics(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """``{metric: {"weight": w, **params}}`` from the project settings."""
-    inspection = settings["inspection"]
-    return {name: {"weight": w, **inspection["params"].get(name, {})}
-            for name, w in inspection["weights"].items()}
+    section = settings["inspection"]
+    return {name: {"weight": w, **section["params"].get(name, {})}
+            for name, w in section["weights"].items()}
 
 
 def inspect(settings: dict[str, Any], mask: np.ndarray, prelabel: np.ndarray | None = None,
-            prediction: np.ndarray | None = None) -> inspect_mod.Report | None:
+            prediction: np.ndarray | None = None, *,
+            registry: Registry | ProjectRegistry = REGISTRY) -> inspection.Report | None:
     """γ(y) of a mask against the project's priors; None when no check applies.
 
     Parameters
@@ -61,16 +67,17 @@ def inspect(settings: dict[str, Any], mask: np.ndarray, prelabel: np.ndarray | N
         The pre-label the mask started from and the project model's mask, for the checks
         that compare with them.
     """
-    context = inspect_mod.InspectionContext(priors=settings["priors"], prelabel=prelabel, prediction=prediction)
+    context = inspection.InspectionContext(priors=settings["priors"], prelabel=prelabel, prediction=prediction)
     try:
-        return inspect_mod.inspect_label(mask, context, inspection_metrics(settings),
-                                         float(settings["inspection"]["gamma0"]))
-    except inspect_mod.NothingToInspect:
+        return inspection.inspect_label(mask, context, inspection_metrics(settings),
+                                         float(settings["inspection"]["gamma0"]), registry=registry)
+    except inspection.NothingToInspect:
         return None
 
 
 def review(settings: dict[str, Any], sample: Sample, mask: np.ndarray, prelabel: np.ndarray | None = None,
-           prediction: np.ndarray | None = None) -> Submission:
+           prediction: np.ndarray | None = None, *,
+           registry: Registry | ProjectRegistry = REGISTRY) -> Submission:
     """Inspect a finished mask of ``sample`` and list post-processing suggestions; nothing is saved.
 
     A mask of another size than the sample is refused with a :class:`LabelAssistError`.
@@ -79,7 +86,39 @@ def review(settings: dict[str, Any], sample: Sample, mask: np.ndarray, prelabel:
     if mask.shape != (sample.height, sample.width):
         raise LabelAssistError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but {sample.name} is "
                                f"{sample.width}x{sample.height}")
-    report = inspect(settings, mask, prelabel=prelabel, prediction=prediction)
-    suggestions = postprocess.suggest(mask, settings["postprocess"]["suggest"])
+    report = inspect(settings, mask, prelabel=prelabel, prediction=prediction, registry=registry)
+    suggestions = postprocess.suggest(mask, settings["postprocess"]["suggest"], registry=registry)
     note = "" if report is not None else "no check applies yet: set the expected segments or holes"
     return Submission(report, suggestions, note)
+
+
+def highlight(settings: dict[str, Any], mask: np.ndarray, check_names: list[str],
+              prelabel: np.ndarray | None = None, prediction: np.ndarray | None = None, *,
+              registry: Registry | ProjectRegistry = REGISTRY) -> np.ndarray:
+    """The pixels the named failed checks object to, together ("Fix it" shows them on the canvas).
+
+    Parameters
+    ----------
+    settings : dict
+        The project settings (``priors``).
+    mask : ndarray of bool
+    check_names : list of str
+        Inspection metrics, e.g. ``["segment_count"]``.
+    prelabel, prediction : ndarray of bool, optional
+        As for :func:`inspect`.
+
+    Returns
+    -------
+    ndarray of bool
+        The union of each check's highlight; a check that cannot point at pixels (a plug-in
+        metric without a highlight) adds nothing and is logged.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    context = inspection.InspectionContext(priors=settings["priors"], prelabel=prelabel, prediction=prediction)
+    regions = np.zeros_like(mask)
+    for name in check_names:
+        try:
+            regions |= inspection.highlight(mask, name, context, registry=registry)
+        except Exception:  # noqa: BLE001 - a plug-in metric without highlight
+            log.warning("no highlight for %s", name, exc_info=True)
+    return regions

@@ -20,11 +20,15 @@ Keyboard shortcuts on the Label screen (the detachable keyboard; never needed)::
     C clear   Enter / Space save & next (or close the polygon)   Backspace previous
     Q queue   H home     Escape cancels a polygon (it never leaves the kiosk)
 
-Where the code is: ``screens.py`` (behaviour of each screen), ``kiosk.kv`` (layout, and
-the tool icons drawn with canvas instructions), ``label_canvas.py`` (the canvas and its
-input), ``input_policy.py`` (pen / finger / palm / mouse), ``session_worker.py`` (Session
-calls off the UI thread), ``projects.py`` (the projects on the tablet, read without
-opening them, for Home), ``labelassist.annotate`` (the mask and its undo history, no GUI).
+Where the code is: one module per screen (``home_screen.py``, ``queue_screen.py``,
+``label_screen.py``, ``review_screens.py``, ``admin_screen.py``; what they share in
+``screens.py``), each with its layout in the kv file of the same name; ``theme.py`` (the
+palette) and ``theme.kv`` (type and the shared widget rules), ``widgets.py`` and ``icons.kv``
+(the buttons and their icons drawn with canvas instructions), ``tools.py`` (the drawing tools:
+one table), ``label_canvas.py`` (the canvas and its input), ``input_policy.py`` (pen / finger /
+palm / mouse), ``pin_policy.py`` (the admin PIN's back-off), ``session_worker.py`` (Session
+calls off the UI thread), ``projects.py`` (the projects on the tablet, read without opening
+them, for Home), ``labelassist.label_layer`` (the mask and its undo history, no GUI).
 """
 
 from __future__ import annotations
@@ -39,7 +43,11 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-KV_FILE = Path(__file__).with_name("kiosk.kv")
+# The layout, in the order it is loaded: the palette and shared rules first (the screens' kv
+# files use the names theme.kv sets), then the icons, then one file per screen.
+KV_FILES = tuple(Path(__file__).with_name(name) for name in (
+    "theme.kv", "icons.kv", "home_screen.kv", "queue_screen.kv", "label_screen.kv", "review_screens.kv",
+    "admin_screen.kv"))
 
 
 def configure_kivy() -> None:
@@ -69,24 +77,30 @@ from kivy.properties import BooleanProperty, StringProperty  # noqa: E402
 from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
 from labelassist.paths import data_home  # noqa: E402
-from labelassist.ui import screens  # noqa: E402
+from labelassist.ui import theme  # noqa: E402
+from labelassist.ui.admin_screen import AdminScreen  # noqa: E402
+from labelassist.ui.home_screen import HomeScreen  # noqa: E402
 from labelassist.ui.label_canvas import LabelCanvas  # noqa: E402
+from labelassist.ui.label_screen import LabelScreen  # noqa: E402
+from labelassist.ui.queue_screen import QueueScreen  # noqa: E402
+from labelassist.ui.review_screens import InspectionScreen, PostprocessScreen  # noqa: E402
 from labelassist.ui.session_worker import SessionWorker  # noqa: E402
 from labelassist.ui.system_stop import (DISPLAY_LOST, SystemStop, install_display_lost_handler,  # noqa: E402
                                         uninstall_display_lost_handler)
 
+# The classes the kv rules name register themselves with the Factory when their modules are
+# imported (above: the screens import their widgets); the canvas is named here for clarity.
 Factory.register("LabelCanvas", cls=LabelCanvas)
-for _name in ("HomeScreen", "ProjectRow", "QueueScreen", "QueueTile", "WeightSlider", "LabelScreen",
-              "InspectionScreen", "CheckRow", "PostprocessScreen", "CompareImage", "AdminScreen", "IconButton",
-              "IconToggleButton", "IconView", "IconShape"):
-    Factory.register(_name, cls=getattr(screens, _name))
+SCREENS = (HomeScreen, QueueScreen, LabelScreen, InspectionScreen, PostprocessScreen, AdminScreen)
 _kv_loaded = False
 
 
 def load_kv() -> None:
+    """Load the kv files once per process, in the order of :data:`KV_FILES`."""
     global _kv_loaded
     if not _kv_loaded:
-        Builder.load_file(str(KV_FILE))
+        for path in KV_FILES:
+            Builder.load_file(str(path))
         _kv_loaded = True
 
 
@@ -157,15 +171,14 @@ class LabelAssistApp(App):
             self.session = Session(self.project, background=self.background)
         self.worker = self._make_worker(self.session)
         manager = ScreenManager(transition=NoTransition())
-        for cls in (screens.HomeScreen, screens.QueueScreen, screens.LabelScreen, screens.InspectionScreen,
-                    screens.PostprocessScreen, screens.AdminScreen):
+        for cls in SCREENS:
             manager.add_widget(cls())
         palm = float(self._kiosk_settings()["input"]["palm_size"])
         manager.get_screen("label").canvas_widget.palm_size = palm
         Window.bind(on_request_close=self.on_request_close, on_key_down=self.on_key_down)
         if self.kiosk:
             Window.fullscreen = "auto"
-        Window.clearcolor = (0.06, 0.07, 0.08, 1)
+        Window.clearcolor = theme.BG
         return manager
 
     def _open_last_choice(self) -> bool:
@@ -430,6 +443,60 @@ class LabelAssistApp(App):
     def go(self, name: str) -> None:
         self.root.current = name
 
+    # -- which screen shows: decided here, never by one screen calling another -----------------
+    def continue_labelling(self) -> None:
+        """Home's "Continue labelling": the Label screen, where the last session stopped."""
+        self.go("label")
+        self.root.get_screen("label").resume()
+
+    def show_opened(self, assisted) -> None:
+        """A sample opened (or the next one) on the Label screen; None, every sample is
+        labelled: Home (UI thread)."""
+        self.root.get_screen("label").show(assisted)
+        if assisted is None:
+            self.go("home")
+
+    def open_sample(self, sample_id: int) -> None:
+        """A tile tapped in the queue: that sample on the Label screen."""
+        self.go("label")
+        self.root.get_screen("label").open_sample(sample_id)
+
+    def review(self, request) -> None:
+        """A step of Save & next (a :class:`~labelassist.session.save_flow.SubmitMask` or an
+        :class:`~labelassist.session.save_flow.Answer`) to the worker; its state comes back to
+        :meth:`show_review`."""
+        self.worker.review(request, on_done=self.show_review, on_error=self.review_failed)
+
+    def show_review(self, review) -> None:
+        """Show the screen for the flow's state, and that screen renders it (UI thread).
+
+        SUGGESTION: Post-processing; WARNING: Inspection; anything else ends the flow on the
+        Label screen (the next sample, the regions to fix, or what went wrong)."""
+        if review is None:
+            return  # the answer changed nothing (a second tap)
+        from labelassist.session.save_flow import Step
+
+        label = self.root.get_screen("label")
+        if review.step is Step.SUGGESTION:
+            postprocess = self.root.get_screen("postprocess")
+            postprocess.display = label.assisted.display
+            postprocess.review = review
+            self.go("postprocess")
+            return
+        label.render_review(review)
+        if review.step is Step.WARNING:
+            self.root.get_screen("inspection").review = review
+            self.go("inspection")
+            return
+        self.go("label")
+        if review.step is Step.SAVED:
+            self.show_opened(review.next)
+
+    def review_failed(self, message: str) -> None:
+        """The flow raised (submit, inspection or highlight): nothing was saved; back to labelling."""
+        self.go("label")
+        self.root.get_screen("label").review_failed(message)
+
     # -- kiosk lock -------------------------------------------------------------------------
     def on_request_close(self, *args, **kwargs):
         """Vetoes closing the window in kiosk mode (returns True) unless the admin chose to leave.
@@ -450,7 +517,7 @@ class LabelAssistApp(App):
         self.stop()
 
     def show_error(self, message: str) -> None:
-        """A plain sentence in big type with an OK button (kiosk.kv ``MessagePopup``); details
+        """A plain sentence in big type with an OK button (theme.kv ``MessagePopup``); details
         went to the log. One message box at a time: a new message replaces the one shown."""
         popup = self._message_popup
         if popup is None or popup.parent is None:

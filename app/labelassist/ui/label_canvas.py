@@ -1,6 +1,6 @@
 """The labelling canvas: the image, the mask overlay, the tools, pen/finger/mouse input.
 
-The numpy mask in :class:`labelassist.annotate.LabelLayer` is the truth. The screen shows
+The numpy mask in :class:`labelassist.label_layer.LabelLayer` is the truth. The screen shows
 it through an RGBA overlay texture of the image's size; after every change only the
 layer's dirty rectangle is recomputed and uploaded (``blit_buffer`` with ``pos``/``size``,
 no mipmaps), so a stroke segment costs well under a millisecond even on 4096x3072.
@@ -24,16 +24,15 @@ from kivy.metrics import dp
 from kivy.properties import BooleanProperty, ListProperty, NumericProperty, ObjectProperty, StringProperty
 from kivy.uix.stencilview import StencilView
 
-from labelassist.annotate import Edit, LabelLayer
+from labelassist.label_layer import Edit, LabelLayer
 from labelassist.ui import input_policy
+from labelassist.ui.tools import TAP_TRAVEL, TOOLS, Contact
 
 log = logging.getLogger(__name__)
 
-TOOLS = ("brush", "eraser", "lasso", "polygon", "bucket", "segment")
 MIN_SCALE = 0.02
 MAX_SCALE = 40.0
-TAP_SECONDS = 0.35       # a multi-finger tap is shorter than this ...
-TAP_TRAVEL = dp(24)      # ... and moves less than this
+TAP_SECONDS = 0.35       # a multi-finger tap is shorter than this and moves less than TAP_TRAVEL
 WHEEL_STEP = 1.2
 OVERLAY_BAND_PIXELS = 4 * 1024 * 1024  # full overlay uploads go in bands of this many pixels
 
@@ -58,8 +57,9 @@ class LabelCanvas(StencilView):
     ------
     on_edit(edit)
         A finished edit (stroke, fill...): the screen journals it.
-    on_segment_request(method, prompt)
-        Tap-to-segment: ``("flood", {"points": [(x, y)]})`` or ``("grabcut", {"box": (...)})``.
+    on_segment_request(intent, prompt)
+        Tap-to-segment, the user's intent: ``("point", {"points": [(x, y)]})`` or
+        ``("box", {"box": (x0, y0, x1, y1)})``; the session chooses the method.
     on_undo_gesture, on_redo_gesture
         Two-finger tap, three-finger tap.
     on_view_changed
@@ -77,6 +77,9 @@ class LabelCanvas(StencilView):
     layer = ObjectProperty(None, allownone=True)
     has_proposal = BooleanProperty(False)
     image_size = ListProperty([0, 0])
+    # True while the mask on screen is being saved or another sample opens: a stroke then would
+    # be journalled after the save, on top of a version it is not part of. Navigation still works.
+    paint_locked = BooleanProperty(False)
 
     __events__ = ("on_edit", "on_segment_request", "on_undo_gesture", "on_redo_gesture", "on_view_changed")
 
@@ -88,8 +91,9 @@ class LabelCanvas(StencilView):
         self.highlight: np.ndarray | None = None
         self._painter = None          # uid of the contact that paints now
         self._painter_kind = None
-        self._last_point = None
-        self._path: list[tuple[float, float]] = []     # lasso / box / polygon, image pixels
+        self._drag = None              # the tool's generator for the contact that paints now
+        self._path: list[tuple[float, float]] = []     # lasso / box outline drawn now, image pixels
+        self._path_is_box = False
         self.polygon: list[tuple[float, float]] = []
         self._fingers: dict = {}       # uid -> last position, fingers that navigate
         self._finger_paint = False
@@ -332,7 +336,7 @@ class LabelCanvas(StencilView):
             self._gesture["fingers"] += 1
         self._fingers[touch.uid] = touch.pos
         touch.ud["finger_origin"] = touch.pos
-        if len(self._fingers) == 1 and not self.pen_seen and self._painter is None:
+        if len(self._fingers) == 1 and not self.pen_seen and self._painter is None and not self.paint_locked:
             self._finger_paint = True
             self._start_paint(touch, input_policy.FINGER)
         elif len(self._fingers) >= 2 and self._finger_paint:
@@ -377,85 +381,69 @@ class LabelCanvas(StencilView):
                 elif gesture["fingers"] == 3:
                     self.dispatch("on_redo_gesture")
 
-    # painting with the current tool
+    # painting with the current tool (the tools themselves are in labelassist.ui.tools)
     def _radius(self, touch) -> float:
         pressure = input_policy.pen_pressure(touch)
         if pressure is None:
             return self.brush_size
         return max(0.5, self.brush_size * (0.25 + 0.75 * pressure))
 
+    def _contact(self, phase: str, touch) -> Contact:
+        return Contact(phase, self.image_point(*touch.pos), tuple(touch.pos), self._radius(touch))
+
+    def _send(self, contact: Contact) -> None:
+        if self._drag is None:
+            return
+        try:
+            self._drag.send(contact)
+        except StopIteration:
+            self._drag = None
+
     def _start_paint(self, touch, kind):
+        if self.paint_locked:
+            return
         self._painter = touch.uid
         self._painter_kind = kind
-        point = self.image_point(*touch.pos)
-        self._last_point = point
-        tool = self.tool
-        if tool in ("brush", "eraser"):
-            self.layer.begin_edit(tool)
-            self.layer.paint_segment(point, point, self._radius(touch), value=(tool == "brush"))
-            self.refresh_overlay()
-        elif tool == "lasso" or tool == "segment":
-            self._path = [point]
-            self._update_path_line()
-        elif tool == "polygon":
-            self._add_polygon_vertex(touch)
-        elif tool == "bucket":
-            self.layer.begin_edit("bucket")
-            self.layer.bucket_fill(*point)
-            self.refresh_overlay()
+        self._drag = TOOLS[self.tool].drag(self, self._contact("press", touch))
+        try:
+            next(self._drag)  # the press: the tool's code up to its first yield
+        except StopIteration:
+            self._drag = None
 
     def _continue_paint(self, touch):
-        point = self.image_point(*touch.pos)
-        tool = self.tool
-        if tool in ("brush", "eraser") and self.layer.editing:
-            self.layer.paint_segment(self._last_point, point, self._radius(touch), value=(tool == "brush"))
-            self.refresh_overlay()
-        elif tool == "lasso":
-            self._path.append(point)
-            self._update_path_line()
-        elif tool == "segment":
-            self._path = [self._path[0], point] if self._path else [point]
-            self._update_path_line()
-        self._last_point = point
+        self._send(self._contact("move", touch))
 
     def _finish_paint(self, touch):
-        tool = self.tool
         self._painter = None
-        if tool == "lasso" and len(self._path) >= 3:
-            self.layer.begin_edit("lasso")
-            self.layer.fill_polygon(self._path)
-        elif tool == "segment" and self._path:
-            start = self._path[0]
-            end = self.image_point(*touch.pos)
-            travel = np.hypot(end[0] - start[0], end[1] - start[1]) * self.scale
-            if travel < TAP_TRAVEL:
-                self.dispatch("on_segment_request", "flood", {"points": [(int(start[0]), int(start[1]))]})
-            else:
-                box = (min(start[0], end[0]), min(start[1], end[1]), max(start[0], end[0]), max(start[1], end[1]))
-                self.dispatch("on_segment_request", "grabcut", {"box": tuple(int(round(v)) for v in box)})
-        if tool != "polygon":
-            self._path = []
-            self._update_path_line()
+        self._send(self._contact("release", touch))
+        self._drag = None
+        self.show_path([])
         edit = self.layer.end_edit()
         self.refresh_overlay()
         if edit is not None:
             self.dispatch("on_edit", edit)
 
     def _cancel_paint(self):
+        if self._drag is not None:
+            self._drag.close()
+            self._drag = None
         if self.layer is not None:
             self.layer.cancel_edit()
             self.refresh_overlay()
         self._painter = None
         self._finger_paint = False
-        if self.tool != "polygon":
-            self._path = []
-            self._update_path_line()
+        self.show_path([])
 
-    def _add_polygon_vertex(self, touch):
-        point = self.image_point(*touch.pos)
+    def show_path(self, points: list[tuple[float, float]], box: bool = False) -> None:
+        """Draw the outline of a drag in progress (lasso path; the box between two corners)."""
+        self._path, self._path_is_box = list(points), box
+        self._update_path_line()
+
+    def add_polygon_vertex(self, point: tuple[float, float], screen: tuple[float, float]) -> None:
+        """A polygon corner; a tap near the first corner (on screen) closes the polygon."""
         if len(self.polygon) >= 3:
             fx, fy = self.parent_point(*self.polygon[0])
-            if np.hypot(touch.x - fx, touch.y - fy) < TAP_TRAVEL:
+            if np.hypot(screen[0] - fx, screen[1] - fy) < TAP_TRAVEL:
                 self.close_polygon()
                 return
         self.polygon.append(point)
@@ -479,6 +467,15 @@ class LabelCanvas(StencilView):
         """Apply a whole-mask change as one edit: ``change(layer)`` (accept, segment, suggestion, clear)."""
         if self.layer is None:
             return None
+        if self._drag is not None and self.layer.editing:
+            # The stroke drawn so far becomes its own edit (journalled); the rest of that drag
+            # paints nothing. Without this, begin_edit would fold it in unjournalled.
+            self._drag.close()
+            self._drag = None
+            self.show_path([])
+            stroke = self.layer.end_edit()
+            if stroke is not None:
+                self.dispatch("on_edit", stroke)
         self.layer.begin_edit(kind)
         change(self.layer)
         edit = self.layer.end_edit()
@@ -488,8 +485,8 @@ class LabelCanvas(StencilView):
         return edit
 
     def _update_path_line(self, *_):
-        points = self._path if self.tool != "polygon" else self.polygon
-        if self.tool == "segment" and len(points) == 2:
+        points = self._path or self.polygon
+        if self._path_is_box and len(points) == 2:
             (x0, y0), (x1, y1) = points
             points = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
         flat = []
@@ -498,15 +495,16 @@ class LabelCanvas(StencilView):
         self._path_line.points = flat
 
     def on_tool(self, *_):
+        # A drag in progress finishes with the tool it began with (its generator holds it).
         self.polygon = []
-        self._path = []
-        self._update_path_line()
+        if self._drag is None:
+            self.show_path([])
 
     # default handlers
     def on_edit(self, edit):
         pass
 
-    def on_segment_request(self, method, prompt):
+    def on_segment_request(self, intent, prompt):
         pass
 
     def on_undo_gesture(self):

@@ -13,16 +13,18 @@ synchronous fsynced write (5-10 ms), a pre-label or GrabCut can take much longer
   thread takes it only for quick reads (settings, counts) via :meth:`SessionWorker.call_now`;
 * a newer save of the same sample replaces one still waiting (coalescing, as LabelMe
   does), and so does a newer "remember where I am";
-* "Save & next" with nothing to show the user (no inspection warning, no post-processing
-  suggestion) is one job: submit, save and next on this thread, and one result back to the
-  UI (:meth:`SessionWorker.save_and_next`), so the next image is up one clock tick sooner;
+* "Save & next" is a :class:`~labelassist.session.save_flow.SaveFlow` that lives on this
+  thread (:meth:`SessionWorker.review`): the UI sends frozen requests (the mask, then each
+  answer of the user) and gets back the frozen state to render. With nothing to show the user
+  (no inspection warning, no post-processing suggestion) submit, save and next are one job and
+  one result back to the UI, so the next image is up one clock tick sooner;
 * results come back on the UI thread through ``deliver`` (``kivy.clock.Clock``'s
   ``schedule_once``, which is safe to call from another thread);
 * errors are logged with their stack trace and reach the UI as one plain sentence.
 
-Drawing never waits for this thread. The only wait is when the next stroke ends: before
-it is journalled, ``LabelScreen.journal`` waits for the previous stroke's journal write,
-which is normally done long before. That is what "every finished stroke reaches disk
+Drawing never waits for this thread. The only wait is at the end of the next stroke: before
+that stroke is journalled, ``LabelScreen.journal`` waits for the previous stroke's journal
+write, which is normally done long before. That is what "every finished stroke reaches disk
 before the next one is stored" costs.
 """
 
@@ -32,21 +34,13 @@ import logging
 import threading
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-from labelassist.errors import LabelAssistError
+from labelassist.session.save_flow import Answer, Review, SaveFlow, SubmitMask, plain_message
 
 log = logging.getLogger(__name__)
-
-
-def plain_message(exc: BaseException) -> str:
-    """One sentence for the screen: our own errors say what happened; others point at the log."""
-    if isinstance(exc, LabelAssistError):
-        return str(exc)
-    return "Something went wrong. Nothing you saved was lost. The details are in the log file."
 
 
 class _Job:
@@ -56,26 +50,6 @@ class _Job:
         self.key, self.fn, self.args, self.kwargs = key, fn, args, kwargs
         self.future: Future = Future()
         self.on_done, self.on_error = on_done, on_error
-
-
-@dataclass
-class SaveNext:
-    """What :meth:`SessionWorker.save_and_next` did.
-
-    ``label_id`` is None when nothing was saved: the submission needs the user (``needs_user``)
-    or the save failed (``save_error``). When saved, ``assisted`` is the next sample (None when
-    every sample is labelled) unless opening it failed (``open_error``).
-    """
-
-    submission: Any
-    label_id: int | None = None
-    assisted: Any = None
-    save_error: str = ""
-    open_error: str = ""
-
-    @property
-    def needs_user(self) -> bool:
-        return self.label_id is None and not self.save_error
 
 
 class SessionWorker:
@@ -97,6 +71,7 @@ class SessionWorker:
         self._waiting: dict[str, _Job] = {}
         self._cond = threading.Condition()
         self._closed = False
+        self._flow: SaveFlow | None = None  # the Save & next open now (worker thread only)
         self._idle = threading.Event()
         self._idle.set()
         self._thread = threading.Thread(target=self._run, name="session-worker", daemon=True)
@@ -147,37 +122,30 @@ class SessionWorker:
         return self.submit(self.session.save, sample_id, np.array(mask, dtype=bool, copy=True),
                            key=f"save:{sample_id}", on_done=on_done, on_error=on_error, **fields)
 
-    def save_and_next(self, sample_id: int, mask: np.ndarray, strokes: int = 0, on_done=None,
-                      on_error=None) -> Future:
-        """"Save & next" as one job when nothing needs the user: Session.submit, then, when the
-        inspection raises no warning and post-processing suggests nothing, Session.save and
-        Session.next, all on the worker, delivered to the UI in one hop (a :class:`SaveNext`).
+    def review(self, request: SubmitMask | Answer, on_done=None, on_error=None) -> Future:
+        """One step of "Save & next" on the worker: a :class:`SubmitMask` starts a new
+        :class:`SaveFlow` (which, with nothing to show the user, saves and opens the next sample
+        in this same job); an :class:`Answer` is the user's choice on the flow open now.
 
-        When the submission needs the user (a warning, suggestions) nothing is saved: the
-        result carries the submission only. ``on_error`` is for a failed submit (nothing saved,
-        nothing opened); a failed save or open is in the result (``save_error`` /
-        ``open_error``, plain sentences; the stack trace went to the log).
+        ``on_done`` gets the flow's new :class:`Review`, or None when the answer changed nothing
+        (a second tap, an answer to a flow that was replaced). ``on_error`` gets a plain sentence
+        when the flow raised (a failed submit, inspection or highlight: nothing was saved); a
+        failed save or open is a state of the flow (``SAVE_FAILED``, ``OPEN_FAILED``).
         """
-        mask = np.array(mask, dtype=bool, copy=True)
         session = self.session
 
-        def work() -> SaveNext:
-            submission = session.submit(sample_id, mask)
-            if submission.warning or submission.suggestions:
-                return SaveNext(submission)
-            try:
-                label_id = session.save(sample_id, mask, strokes=strokes, report=submission.report)
-            except Exception as exc:  # noqa: BLE001 - reported in plain words; the mask is still on screen
-                log.error("save of sample %s failed", sample_id, exc_info=exc)
-                return SaveNext(submission, save_error=plain_message(exc))
-            try:
-                assisted = session.next()
-            except Exception as exc:  # noqa: BLE001
-                log.error("opening the next sample failed", exc_info=exc)
-                return SaveNext(submission, label_id=label_id, open_error=plain_message(exc))
-            return SaveNext(submission, label_id=label_id, assisted=assisted)
+        def work() -> Review | None:
+            if isinstance(request, SubmitMask):
+                self._flow = SaveFlow(session, request.sample_id, request.mask, request.strokes)
+                return self._flow.start()
+            flow = self._flow
+            if flow is None:
+                return None
+            before = flow.state
+            after = flow.answer(request)
+            return None if after is before else after
 
-        work.__name__ = "save_and_next"
+        work.__name__ = "review"
         return self.submit(work, on_done=on_done, on_error=on_error)
 
     def remember(self, **state) -> Future:
@@ -239,4 +207,4 @@ def _copy_result(source: Future, target: Future) -> None:
         target.set_result(source.result())
 
 
-__all__ = ["SessionWorker", "SaveNext", "plain_message"]
+__all__ = ["SessionWorker", "plain_message"]

@@ -5,10 +5,11 @@ Importing this package registers the built-in steps in
 """
 
 from labelassist.workflow import (  # noqa: F401  (imported to register their steps)
-    inspect,
+    inspection,
     postprocess,
     prelabel,
     preprocess,
+    prompted,
     selector,
 )
 from labelassist.workflow.registry import REGISTRY, Param, register

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from labelassist.errors import PluginError
+from labelassist.workflow.results import Change, Check, Prelabel
 
 
 def _describe_value(value: Any) -> str:
@@ -77,10 +78,6 @@ def check_result(kind: str, args: tuple, value: Any, describe: str) -> Any:
             raise PluginError(f"{describe} returned {_describe_value(value)}; expected float32 {image.shape}")
         return out
     if kind == "prelabel":
-        # Imported here: these modules register their steps through the registry, which imports
-        # this module (the cycle goes once the result types live below the registry).
-        from labelassist.workflow.prelabel import Prelabel
-
         shape = np.asarray(args[0]).shape[:2]
         if not isinstance(value, Prelabel):
             raise PluginError(f"{describe} returned {_describe_value(value)}; a pre-label step returns a Prelabel "
@@ -98,8 +95,6 @@ def check_result(kind: str, args: tuple, value: Any, describe: str) -> Any:
             return value
         return dataclasses.replace(value, mask=mask)
     if kind == "postprocess":
-        from labelassist.workflow.postprocess import Change
-
         shape = np.asarray(args[0]).shape
         if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], Change)):
             raise PluginError(f"{describe} returned {_describe_value(value)}; a post-processing step returns "
@@ -107,8 +102,6 @@ def check_result(kind: str, args: tuple, value: Any, describe: str) -> Any:
         _checked_array(value[0], shape, "mask", describe)
         return value
     if kind == "inspect":
-        from labelassist.workflow.inspect import Check
-
         if not isinstance(value, Check):
             raise PluginError(f"{describe} returned {_describe_value(value)}; an inspection step returns a Check")
         score = value.score

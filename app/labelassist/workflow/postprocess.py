@@ -20,7 +20,8 @@ import numpy as np
 
 from labelassist.errors import PluginError
 from labelassist.workflow import components
-from labelassist.workflow.registry import Param, get, register
+from labelassist.workflow.registry import REGISTRY, Param, ProjectRegistry, Registry, register
+from labelassist.workflow.results import Change
 
 __all__ = [
     "Change",
@@ -33,81 +34,6 @@ __all__ = [
     "smooth",
     "suggest",
 ]
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-@dataclass(frozen=True)
-class Change:
-    """What a post-processing step changed in a mask.
-
-    Attributes
-    ----------
-    added, removed : int
-        Pixels switched to foreground / to background.
-    segments_before, segments_after : int
-        Number of 8-connected segments.
-    holes_before, holes_after : int
-        Number of holes (enclosed background regions).
-    """
-
-    added: int
-    removed: int
-    segments_before: int
-    segments_after: int
-    holes_before: int
-    holes_after: int
-
-    @classmethod
-    def between(cls, before: np.ndarray, after: np.ndarray) -> "Change":
-        """Measure the change from mask ``before`` to mask ``after`` (same shape, bool)."""
-        before = components.as_mask(before)
-        after = components.as_mask(after)
-        if before.shape != after.shape:
-            raise PluginError(f"a post-processing step changed the mask size from {before.shape} to {after.shape}")
-        diff = before ^ after
-        added = int(np.count_nonzero(diff & after))
-        segments_before, holes_before = components.count_segments_and_holes(before)
-        segments_after, holes_after = components.count_segments_and_holes(after)
-        return cls(
-            added=added,
-            removed=int(np.count_nonzero(diff)) - added,
-            segments_before=segments_before,
-            segments_after=segments_after,
-            holes_before=holes_before,
-            holes_after=holes_after,
-        )
-
-    @property
-    def changed(self) -> bool:
-        """True when at least one pixel differs."""
-        return self.added > 0 or self.removed > 0
-
-    def describe(self) -> str:
-        """One plain sentence, e.g. ``"filled 3 holes (412 pixels)"``."""
-        if not self.changed:
-            return "no change"
-        what = []
-        if self.holes_after < self.holes_before:
-            what.append("filled " + _plural(self.holes_before - self.holes_after, "hole"))
-        elif self.holes_after > self.holes_before:
-            what.append("opened " + _plural(self.holes_after - self.holes_before, "hole"))
-        fewer = self.segments_before - self.segments_after
-        if fewer > 0 and self.added == 0:
-            what.append("removed " + _plural(fewer, "segment"))
-        elif fewer > 0:
-            what.append(_plural(fewer, "segment") + " fewer")
-        elif fewer < 0:
-            what.append(_plural(-fewer, "segment") + " more")
-        if not what:
-            what.append("changed the outline")
-        if self.added and self.removed:
-            pixels = f"{self.added} pixels added, {self.removed} removed"
-        else:
-            pixels = _plural(self.added or self.removed, "pixel")
-        return f"{', '.join(what)} ({pixels})"
 
 
 def _result(mask: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, Change]:
@@ -293,7 +219,8 @@ class Suggestion:
     change: Change
 
 
-def suggest(mask: np.ndarray, choices: list[dict[str, Any]]) -> list[Suggestion]:
+def suggest(mask: np.ndarray, choices: list[dict[str, Any]], *,
+            registry: Registry | ProjectRegistry = REGISTRY) -> list[Suggestion]:
     """Run the project's post-processing choices and return those that change the label.
 
     Each choice runs on the label as it is now (not on the result of the one
@@ -305,6 +232,10 @@ def suggest(mask: np.ndarray, choices: list[dict[str, Any]]) -> list[Suggestion]
         The annotator's label; it is not modified.
     choices : list of dict
         ``{"step": name, **params}`` per step, e.g. ``{"step": "fill_holes", "max_area": 0}``.
+    registry : Registry or ProjectRegistry, optional
+        Where the step names are looked up: a project's registry
+        (:meth:`~labelassist.workflow.registry.Registry.for_project`) to reach its
+        plug-ins; default the built-in steps only.
 
     Returns
     -------
@@ -327,7 +258,7 @@ def suggest(mask: np.ndarray, choices: list[dict[str, Any]]) -> list[Suggestion]
             raise PluginError(f"post-processing choice {number} must name its 'step', got {choice!r}")
         values = dict(choice)
         name = values.pop("step")
-        step = get("postprocess", name)
+        step = registry.get("postprocess", name)
         params = step.resolve(values)
         result = step.func(frozen, **params)
         if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], Change)):

@@ -21,7 +21,7 @@ import numpy as np
 
 from labelassist import intensity
 from labelassist.errors import PluginError
-from labelassist.workflow.registry import Param, get, register
+from labelassist.workflow.registry import REGISTRY, Param, ProjectRegistry, Registry, register
 
 __all__ = [
     "as_float01",
@@ -315,7 +315,8 @@ def nl_means(image: np.ndarray, h: float = 10.0, patch_radius: int = 3, search_r
 
 
 # -- pipeline -------------------------------------------------------------------------------------
-def run_pipeline(image: np.ndarray, pipeline: list[dict[str, Any]]) -> np.ndarray:
+def run_pipeline(image: np.ndarray, pipeline: list[dict[str, Any]], *,
+                 registry: Registry | ProjectRegistry = REGISTRY) -> np.ndarray:
     """Apply the project's pre-processing steps in order.
 
     Parameters
@@ -326,6 +327,10 @@ def run_pipeline(image: np.ndarray, pipeline: list[dict[str, Any]]) -> np.ndarra
         ``{"step": name, **params}`` per step, e.g.
         ``[{"step": "percentile_normalise"}, {"step": "clahe", "clip_limit": 2.0}]``.
         Parameters not given take their defaults.
+    registry : Registry or ProjectRegistry, optional
+        Where the step names are looked up: a project's registry
+        (:meth:`~labelassist.workflow.registry.Registry.for_project`) to reach its
+        plug-ins; default the built-in steps only.
 
     Returns
     -------
@@ -345,7 +350,7 @@ def run_pipeline(image: np.ndarray, pipeline: list[dict[str, Any]]) -> np.ndarra
         if not isinstance(item, dict) or not isinstance(item.get("step"), str):
             raise PluginError(f"pre-processing item {number} must name its 'step', got {item!r}")
         params = dict(item)
-        step = get("preprocess", params.pop("step"))
+        step = registry.get("preprocess", params.pop("step"))
         planned.append((step, step.resolve(params)))
     if not planned:
         return as_float01(image)

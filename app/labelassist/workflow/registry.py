@@ -29,6 +29,15 @@ top, with the same lookup API (``get``, ``names``, ``steps``,
 them (the kiosk switches projects inside one process). A plug-in that fails to
 load is reported by name and skipped; it never takes the session down.
 
+The workflow functions that look steps up by name
+(:func:`~labelassist.workflow.preprocess.run_pipeline`,
+:func:`~labelassist.workflow.postprocess.suggest`,
+:func:`~labelassist.workflow.inspection.inspect_label` and ``highlight``,
+:func:`~labelassist.workflow.selector.combined_scores`, ``rank`` and
+``select_next``) take the registry to look in as ``registry=``: a session passes
+its project's; without one they see the built-in steps only, which is what a
+caller with no project means.
+
 Plug-ins are kept from doing harm without meaning to:
 
 * plug-in files run under time-outs (:mod:`labelassist.workflow.plugin_sandbox`):
@@ -222,7 +231,6 @@ class Registry:
         self.failed_plugins: dict[str, str] = {}
         self.plugin_timeout_s = plugin_timeout_s
         self._loading = "builtin"  # the source of what registers here now
-        self._current: ProjectRegistry | None = None  # made by load_plugins (compatibility)
 
     def register(self, kind: str, name: str | None = None, params: tuple[Param, ...] | list = ()):
         """Decorator that registers ``func`` as step ``name`` of ``kind``.
@@ -254,8 +262,6 @@ class Registry:
 
     def get(self, kind: str, name: str) -> Step:
         """Return the step, or raise PluginError listing what exists."""
-        if self._current is not None:
-            return self._current.get(kind, name)
         _check_kind(kind)
         try:
             return self.steps[kind][name]
@@ -264,8 +270,6 @@ class Registry:
 
     def names(self, kind: str) -> list[str]:
         """Names registered for ``kind``, sorted."""
-        if self._current is not None:
-            return self._current.names(kind)
         return sorted(self.steps[kind])
 
     def for_project(self, plugins_dir: str | Path | None, entry_points: bool = True) -> "ProjectRegistry":
@@ -286,39 +290,6 @@ class Registry:
         layer = ProjectRegistry(self, plugins_dir)
         layer.load_plugins(entry_points=entry_points)
         return layer
-
-    # -- compatibility: one project's plug-ins reached through the shared registry ------------
-    def load_plugins(self, folder: str | Path | None = None, entry_points: bool = True) -> dict[str, str]:
-        """Make ``folder``'s plug-ins the ones :meth:`get` and :meth:`names` see here.
-
-        Kept for callers written for one process-wide registry: the plug-ins of an earlier call
-        are closed and gone, so a project opened before never leaks into the next. New code holds
-        its project's registry instead (:meth:`for_project`). Returns the plug-ins that failed in
-        this call, name -> reason (all failures so far stay in ``failed_plugins``).
-        """
-        layer = self.for_project(folder, entry_points=entry_points)
-        previous, self._current = self._current, layer
-        if previous is not None:
-            previous.close()
-        failed = dict(layer.failed_plugins)
-        self.failed_plugins = {**self.failed_plugins, **failed}
-        return failed
-
-    def unload_plugins(self, folder: str | Path | None) -> None:
-        """Close ``folder``'s plug-ins if they are the ones :meth:`load_plugins` made current (the
-        project closed: its steps, modules and helper process go with it)."""
-        current = self._current
-        if current is not None and folder is not None and current.plugins_dir == Path(folder):
-            self._current = None
-            current.close()
-
-    @property
-    def _helper(self):
-        return self._current.sandbox.helper if self._current is not None else None
-
-    @property
-    def _stopped(self) -> dict:
-        return self._current.sandbox.stopped if self._current is not None else {}
 
 
 class ProjectRegistry:

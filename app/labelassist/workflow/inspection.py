@@ -44,7 +44,8 @@ import numpy as np
 from labelassist.errors import MaskError, PluginError, ProjectError
 from labelassist.workflow import components
 from labelassist.workflow.metrics import dice
-from labelassist.workflow.registry import Param, get, register
+from labelassist.workflow.registry import REGISTRY, Param, ProjectRegistry, Registry, register
+from labelassist.workflow.results import Check
 
 __all__ = [
     "Check",
@@ -61,43 +62,6 @@ __all__ = [
     "segment_count",
     "tiny_fragments",
 ]
-
-
-@dataclass(frozen=True)
-class Check:
-    """The result of one inspection metric.
-
-    Attributes
-    ----------
-    name : str
-        Registered name of the metric.
-    score : float
-        γ_j in [0, 1]; 1 means the label is as expected.
-    passed : bool
-        Whether the label meets the expectation.
-    message : str
-        Plain words for the annotator, e.g. ``"3 segments, expected 2 (1 too many)"``.
-    value : Any
-        What was measured (a count, a fraction, a DSC).
-    expected : Any
-        What was expected (a count, a ``(min, max)`` pair, a smallest DSC).
-    applicable : bool
-        False when the check could not be made (no prior, no prediction...);
-        such a check has score 1, passes, and is left out of γ.
-    """
-
-    name: str
-    score: float
-    passed: bool
-    message: str
-    value: Any = None
-    expected: Any = None
-    applicable: bool = True
-
-    @classmethod
-    def not_applicable(cls, name: str, message: str) -> "Check":
-        """A check that could not be made, with the reason as ``message``."""
-        return cls(name=name, score=1.0, passed=True, message=message, applicable=False)
 
 
 @dataclass(eq=False)  # holds arrays: compared by identity
@@ -468,6 +432,8 @@ def inspect_label(
     context: InspectionContext,
     metrics: dict[str, dict[str, Any]],
     gamma0: float,
+    *,
+    registry: Registry | ProjectRegistry = REGISTRY,
 ) -> Report:
     """Run the weighted inspection metrics and combine them into γ(y).
 
@@ -483,6 +449,10 @@ def inspect_label(
         metric's parameters.
     gamma0 : float
         Warning threshold in [0, 1]: a warning is raised when γ(y) ≤ gamma0.
+    registry : Registry or ProjectRegistry, optional
+        Where the metric names are looked up: a project's registry
+        (:meth:`~labelassist.workflow.registry.Registry.for_project`) to reach its
+        plug-ins; default the built-in steps only.
 
     Returns
     -------
@@ -506,7 +476,7 @@ def inspect_label(
             )
         params = dict(settings)
         weight = _weight(name, params.pop("weight", 1.0))
-        step = get("inspect", name)
+        step = registry.get("inspect", name)
         plan.append((step, weight, step.resolve(params)))
     if sum(weight for _, weight, _ in plan) <= 0:
         raise PluginError("the inspection weights add up to 0; give at least one check a weight above 0")
@@ -540,7 +510,8 @@ def _all_but_largest(labels: np.ndarray, areas: np.ndarray, keep: int) -> np.nda
     return components.select(labels, order[keep:])
 
 
-def highlight(mask: np.ndarray, check_name: str, context: InspectionContext) -> np.ndarray:
+def highlight(mask: np.ndarray, check_name: str, context: InspectionContext, *,
+              registry: Registry | ProjectRegistry = REGISTRY) -> np.ndarray:
     """Pixels a UI should highlight to show what a check objects to.
 
     Parameters
@@ -549,6 +520,10 @@ def highlight(mask: np.ndarray, check_name: str, context: InspectionContext) -> 
     check_name : str
         A registered inspection metric.
     context : InspectionContext
+    registry : Registry or ProjectRegistry, optional
+        Where the metric name is looked up: a project's registry
+        (:meth:`~labelassist.workflow.registry.Registry.for_project`) to reach its
+        plug-ins; default the built-in steps only.
 
     Returns
     -------
@@ -562,7 +537,7 @@ def highlight(mask: np.ndarray, check_name: str, context: InspectionContext) -> 
         check that passes or has no prior).
     """
     mask = components.as_mask(mask)
-    get("inspect", check_name)  # unknown names are an error, not an empty highlight
+    registry.get("inspect", check_name)  # unknown names are an error, not an empty highlight
     none = np.zeros(mask.shape, dtype=bool)
     priors = context.priors
     if check_name == "segment_count":

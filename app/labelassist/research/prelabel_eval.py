@@ -8,112 +8,41 @@ image; :meth:`Evaluation.best` picks the method to use, or None to switch
 pre-labelling off.
 
 Interactive methods are run with *simulated prompts* derived from the truth
-(see :func:`simulate_prompts`), i.e. the prompts a careful annotator would
-give; their figures are therefore an upper bound of what a hurried tap gives.
+(see :func:`labelassist.research.prompts.simulate_prompts`), i.e. the prompts a
+careful annotator would give; their figures are therefore an upper bound of what
+a hurried tap gives.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
-import cv2
 import numpy as np
 
 from labelassist.errors import LabelAssistError, MaskError, PluginError
+from labelassist.research.prompts import simulate_prompts
 from labelassist.workflow.metrics import correction_effort, dice
 from labelassist.workflow.prelabel import PrelabelContext
-from labelassist.workflow.registry import get
+from labelassist.workflow.registry import REGISTRY
+
+if TYPE_CHECKING:
+    from labelassist.workflow.registry import ProjectRegistry, Registry
 
 __all__ = [
     "PROMPTS",
-    "BoxEvaluation",
-    "BoxRow",
     "Evaluation",
-    "Prompts",
     "Row",
     "Summary",
-    "evaluate_box_prompts",
     "evaluate_prelabels",
-    "object_boxes",
-    "simulate_prompts",
+    "summarise",
 ]
 
 #: How each built-in interactive method is prompted in an evaluation: ``taps``
 #: (one call with every tap), ``boxes`` (one call per segment with its box; the
 #: union of the results is the pre-label). Methods not listed get no prompt.
 PROMPTS: dict[str, str] = {"flood": "taps", "watershed": "taps", "grabcut": "boxes"}
-
-
-@dataclass(frozen=True)
-class Prompts:
-    """Prompts simulated from a true mask.
-
-    Attributes
-    ----------
-    points : list of (x, y)
-        One foreground tap per segment, pixels.
-    background_points : list of (x, y)
-        One tap per background region, pixels.
-    boxes : list of (x0, y0, x1, y1)
-        Bounding box of each segment, pixels (``x1``, ``y1`` exclusive), in
-        the order of ``points``.
-    """
-
-    points: list[tuple[int, int]]
-    background_points: list[tuple[int, int]]
-    boxes: list[tuple[int, int, int, int]]
-
-
-def _interior_point(region: np.ndarray) -> tuple[int, int]:
-    """The pixel farthest from the region's edge (the image border counts as an edge)."""
-    padded = np.pad(region, 1).view(np.uint8)
-    dist = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    return int(x), int(y)
-
-
-def simulate_prompts(truth: np.ndarray, min_area: int = 16) -> Prompts:
-    """The taps and boxes a careful annotator would give for ``truth``.
-
-    Parameters
-    ----------
-    truth : ndarray of bool, shape (H, W)
-        True mask.
-    min_area : int
-        Segments and background regions smaller than this (pixels) get no
-        prompt: nobody taps a speck.
-
-    Returns
-    -------
-    Prompts
-        A foreground tap at the interior point of each 8-connected segment
-        (the maximum of the distance transform: the spot farthest from any
-        edge, where a finger lands when aiming at the object's middle), a
-        background tap at the interior point of each 4-connected background
-        region, and each segment's bounding box.
-    """
-    truth = np.ascontiguousarray(np.asarray(truth, dtype=bool))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(truth.view(np.uint8), connectivity=8)
-    points, boxes = [], []
-    for k in range(1, n):
-        x, y, w, h, area = (int(v) for v in stats[k])
-        if area < min_area:
-            continue
-        # The distance transform of the segment's own bounding box is enough (and cheap).
-        px, py = _interior_point(labels[y : y + h, x : x + w] == k)
-        points.append((x + px, y + py))
-        boxes.append((x, y, x + w, y + h))
-    background = []
-    n, labels, stats, _ = cv2.connectedComponentsWithStats((~truth).view(np.uint8), connectivity=4)
-    for k in range(1, n):
-        x, y, w, h, area = (int(v) for v in stats[k])
-        if area < min_area:
-            continue
-        px, py = _interior_point(labels[y : y + h, x : x + w] == k)
-        background.append((x + px, y + py))
-    return Prompts(points=points, background_points=background, boxes=boxes)
 
 
 @dataclass(frozen=True)
@@ -220,7 +149,8 @@ class Evaluation:
         }
 
 
-def _summarise(method: str, rows: Sequence[Row]) -> Summary:
+def summarise(method: str, rows: Sequence[Row]) -> Summary:
+    """The :class:`Summary` of one method's rows (nan statistics when there is no row)."""
     d = np.array([r.dice for r in rows], dtype=np.float64)
     e = np.array([r.effort for r in rows], dtype=np.float64)
     e = e[np.isfinite(e)]
@@ -245,6 +175,7 @@ def evaluate_prelabels(
     progress: Callable[[int, int], None] | None = None,
     model: Any = None,
     prompts: Mapping[str, str] | None = None,
+    registry: Registry | ProjectRegistry = REGISTRY,
 ) -> Evaluation:
     """Run pre-label methods on labelled samples and measure them.
 
@@ -271,6 +202,9 @@ def evaluate_prelabels(
     prompts : mapping, optional
         Overrides :data:`PROMPTS`, ``{method: 'taps' | 'boxes' | 'none'}``
         (for interactive plug-ins).
+    registry : Registry or ProjectRegistry
+        Where the methods are looked up: the shared built-ins by default, a
+        project's registry (its plug-ins on top) for a project.
 
     Returns
     -------
@@ -278,8 +212,8 @@ def evaluate_prelabels(
 
     Notes
     -----
-    Simulated prompts (:func:`simulate_prompts`): ``taps`` methods get one call
-    with a foreground tap at the interior point of every segment and a
+    Simulated prompts (:func:`~labelassist.research.prompts.simulate_prompts`):
+    ``taps`` methods get one call with a foreground tap at the interior point of every segment and a
     background tap at the interior point of every background region; ``boxes``
     methods get one call per segment with that segment's bounding box (no
     taps), and the union of the results is the pre-label. A sample without a
@@ -291,7 +225,7 @@ def evaluate_prelabels(
     records the message and counts the pre-label as empty. So does a
     placeholder result (``previous`` at a sequence start).
     """
-    steps = [get("prelabel", m) for m in methods]
+    steps = [registry.get("prelabel", m) for m in methods]
     resolved = {s.name: s.resolve(dict((params or {}).get(s.name, {}))) for s in steps}
     unknown = sorted(set(params or {}) - {s.name for s in steps})
     if unknown:
@@ -344,160 +278,7 @@ def evaluate_prelabels(
             if progress is not None:
                 progress(done, total)
     for step in steps:
-        evaluation.summaries[step.name] = _summarise(step.name, evaluation.rows_of(step.name))
+        evaluation.summaries[step.name] = summarise(step.name, evaluation.rows_of(step.name))
     return evaluation
 
 
-# --------------------------------------------------------------------------- box prompts (tap-to-segment)
-
-
-def object_boxes(truth: np.ndarray, min_area: int = 50,
-                 limit: int | None = None) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
-    """The box an annotator would draw around each object of a true mask.
-
-    Parameters
-    ----------
-    truth : ndarray of bool, shape (H, W)
-        True mask.
-    min_area : int
-        Objects (8-connected segments) smaller than this, in pixels, get no box.
-    limit : int, optional
-        Keep at most this many boxes (an evaluation's time is spent per box):
-        objects at evenly spaced ranks of size, so small and large ones are
-        both represented.
-
-    Returns
-    -------
-    list of ((x0, y0, x1, y1), object mask)
-        Boxes in pixels (``x1``, ``y1`` exclusive) and each object's own mask,
-        cropped to its box (the object lies wholly inside it).
-    """
-    truth = np.ascontiguousarray(np.asarray(truth) != 0)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(truth.view(np.uint8), connectivity=8)
-    order = sorted((k for k in range(1, n) if stats[k, 4] >= min_area), key=lambda k: -int(stats[k, 4]))
-    if limit is not None and len(order) > limit:
-        order = [order[int(i)] for i in np.unique(np.linspace(0, len(order) - 1, max(limit, 0)).round())]
-    out = []
-    for k in order:
-        x, y, w, h = (int(v) for v in stats[k, :4])
-        out.append(((x, y, x + w, y + h), labels[y : y + h, x : x + w] == k))
-    return out
-
-
-@dataclass(frozen=True)
-class BoxRow:
-    """One box-prompt method on one object.
-
-    Attributes
-    ----------
-    method, sample : str
-    dice : float
-        DSC of the method's mask, restricted to the box, against the object.
-    ms : float
-        Milliseconds per box, the method's per-image work (e.g. an image
-        embedding) shared out over the image's boxes.
-    """
-
-    method: str
-    sample: str
-    dice: float
-    ms: float
-
-
-@dataclass
-class BoxEvaluation:
-    """Rows of :func:`evaluate_box_prompts`, per object."""
-
-    rows: list[BoxRow] = field(default_factory=list)
-    methods: list[str] = field(default_factory=list)
-
-    def mean_dice(self, method: str) -> float:
-        """Mean DSC per object of ``method`` (nan with no object)."""
-        d = [r.dice for r in self.rows if r.method == method]
-        return float(np.mean(d)) if d else float("nan")
-
-    def mean_ms(self, method: str) -> float:
-        """Mean milliseconds per box of ``method``."""
-        t = [r.ms for r in self.rows if r.method == method]
-        return float(np.mean(t)) if t else float("nan")
-
-    def objects(self, method: str | None = None) -> int:
-        """Objects measured (for one method, or for the first)."""
-        method = method or (self.methods[0] if self.methods else None)
-        return sum(1 for r in self.rows if r.method == method)
-
-    def best(self) -> str | None:
-        """The method with the highest mean DSC per object (the earlier one on a tie); None with no object."""
-        scored = [(self.mean_dice(m), -i, m) for i, m in enumerate(self.methods) if self.objects(m)]
-        return max(scored)[2] if scored else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: per method the objects, mean DSC and ms per box; the best; the rows."""
-        return {"methods": {m: {"objects": self.objects(m), "dsc_mean": round(self.mean_dice(m), 4),
-                                "ms_per_box": round(self.mean_ms(m), 1)} for m in self.methods},
-                "best": self.best(), "rows": [asdict(r) for r in self.rows]}
-
-
-def evaluate_box_prompts(
-    samples: Iterable[tuple[str, np.ndarray, np.ndarray]],
-    segmenters: Mapping[str, Callable[[np.ndarray, list[tuple[int, int, int, int]]], list[np.ndarray]]],
-    min_area: int = 50,
-    boxes_per_image: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> BoxEvaluation:
-    """Compare box-prompt segmenters on the objects of labelled samples.
-
-    Parameters
-    ----------
-    samples : iterable of (name, image, truth)
-        ``truth`` is the true mask (bool, image size).
-    segmenters : mapping
-        ``{method: f(image, boxes) -> masks}``: one call per image with all of
-        its boxes, one bool mask (image size) per box back, so a method with
-        per-image work (LiteMedSAM's embedding) does it once.
-    min_area, boxes_per_image : int
-        See :func:`object_boxes`.
-    progress : callable, optional
-        ``progress(done, total)`` after each image and method (``total`` counts
-        image x method when ``samples`` is sized, else 0).
-
-    Returns
-    -------
-    BoxEvaluation
-
-    Notes
-    -----
-    Each box is the bounding box of one true object (what a careful annotator
-    draws). A mask is scored inside its box only: the object against the
-    method's pixels in the box, so a method is not blamed for the neighbours an
-    annotator did not ask for, but is for spilling onto them within the box. A
-    segmenter raising :class:`~labelassist.errors.LabelAssistError` scores 0 on
-    that image's objects.
-    """
-    try:
-        total = len(samples) * len(segmenters)  # type: ignore[arg-type]
-    except TypeError:
-        total = 0
-    result = BoxEvaluation(methods=list(segmenters))
-    done = 0
-    for name, image, truth in samples:
-        truth = np.asarray(truth) != 0
-        if truth.shape != np.asarray(image).shape[:2]:
-            raise MaskError(f"sample {name}: the true mask is {truth.shape[1]}x{truth.shape[0]} "
-                            f"but the image is {image.shape[1]}x{image.shape[0]}")
-        objects = object_boxes(truth, min_area, boxes_per_image)
-        boxes = [b for b, _ in objects]
-        for method, segment in segmenters.items():
-            start = time.perf_counter()
-            try:
-                masks = list(segment(image, boxes)) if boxes else []
-            except LabelAssistError:
-                masks = [np.zeros(truth.shape, bool)] * len(boxes)
-            ms = (time.perf_counter() - start) * 1000.0 / max(1, len(boxes))
-            for ((x0, y0, x1, y1), obj), mask in zip(objects, masks):
-                inside = np.asarray(mask, bool)[y0:y1, x0:x1]  # the object lies wholly in its box
-                result.rows.append(BoxRow(method, str(name), dice(inside, obj), ms))
-            done += 1
-            if progress is not None:
-                progress(done, total)
-    return result

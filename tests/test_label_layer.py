@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from labelassist import kiosk_settings
-from labelassist.annotate import Edit, LabelLayer
+from labelassist.label_layer import Edit, LabelLayer
 
 
 def stroke(layer, points, radius=4.0, value=True, kind="brush"):

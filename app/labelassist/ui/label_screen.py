@@ -1,0 +1,405 @@
+"""Label: the canvas with its tool rail; owns the open sample and its label layer (layout: label_screen.kv).
+
+The tool rail is built from the tool table (:data:`labelassist.ui.tools.TOOLS`): one button
+per row, in its order, with its text and icon; the keyboard shortcuts are the table's too.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from kivy.clock import Clock
+from kivy.properties import AliasProperty, BooleanProperty, NumericProperty, ObjectProperty, StringProperty
+
+from labelassist import kiosk_settings
+from labelassist.label_layer import LabelLayer
+from labelassist.session.save_flow import Step, SubmitMask
+from labelassist.ui import theme, tools
+from labelassist.ui.screens import KioskScreen
+from labelassist.ui.widgets import IconToggleButton
+from labelassist.workflow import preprocess
+
+log = logging.getLogger(__name__)
+
+
+def _if_alive(call) -> None:
+    """Run a call scheduled for the next frame unless its widget went away meanwhile (the app
+    closed or switched projects in between: Kivy's weak references then raise ReferenceError)."""
+    try:
+        call()
+    except ReferenceError:
+        log.debug("a scheduled view change was dropped: its screen is gone")
+
+
+class LabelScreen(KioskScreen):
+    """The canvas with its tool rail; owns the open sample and its label layer."""
+
+    canvas_widget = ObjectProperty(None)
+    tool = StringProperty(next(iter(tools.TOOLS)))  # the first tool of the table (the brush)
+    brush_size = NumericProperty(8.0)
+    overlay_opacity = NumericProperty(0.55)
+    outline = BooleanProperty(False)
+    show_raw = BooleanProperty(False)
+    has_proposal = BooleanProperty(False)
+    sample_title = StringProperty("")
+    message = StringProperty("")
+    # The error state is a property of its own (the smoke test and any caller read it); the
+    # colour only shows it.
+    message_is_error = BooleanProperty(False)
+    message_color = AliasProperty(lambda self: list(theme.ERROR_TEXT if self.message_is_error else theme.OK_TEXT),
+                                  bind=["message_is_error"], cache=True)
+    busy = BooleanProperty(False)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.assisted = None
+        self.layer: LabelLayer | None = None
+        self.history: list[int] = []
+        self._journal_future = None
+        self._prelabel_journaled = True
+        self._pending_view = None
+        self._raw_display = None
+        self._remember_trigger = Clock.create_trigger(self._remember_view, 0.5)
+        self.build_tool_rail()
+
+    def build_tool_rail(self):
+        """One button per row of the tool table, in its order (ids ``tool_<name>``); built again
+        when the table changed."""
+        rail = self.ids.tool_buttons
+        for button in rail.children:
+            self.ids.pop(f"tool_{button.tool_name}", None)
+        rail.clear_widgets()
+        for tool in tools.TOOLS.values():
+            button = IconToggleButton(icon=tool.icon, text=tool.text, group="tool",
+                                      state="down" if self.tool == tool.name else "normal")
+            button.tool_name = tool.name
+            button.bind(on_release=lambda _, name=tool.name: setattr(self, "tool", name))
+            rail.add_widget(button)
+            self.ids[f"tool_{tool.name}"] = button
+
+    def _show_tool(self):
+        rail = self.ids.get("tool_buttons")  # None while the kv rule is being applied
+        for button in rail.children if rail is not None else ():
+            button.state = "down" if button.tool_name == self.tool else "normal"
+
+    def leave_project(self):
+        """The project is about to close: the view waiting to be remembered is remembered now
+        and the last stroke's journal write is waited for."""
+        if self._remember_trigger.is_triggered:
+            self._remember_trigger.cancel()
+            self._remember_view()
+        self.wait_for_journal()
+
+    def project_changed(self):
+        """Another project was opened: nothing of the old one stays on this screen."""
+        self.assisted = None
+        self.layer = None
+        self.history = []
+        self._pending_view = None
+        self._raw_display = None
+        self.has_proposal = False
+        self.busy = False
+        self.sample_title = ""
+        self.say("")
+
+    # opening samples
+    def resume(self):
+        """Continue where the last session stopped: same sample, same view, unsaved strokes."""
+        app = self.app
+        state = app.worker.call_now(app.session.resume_state)
+        sample_id = state.get("sample_id")
+        if sample_id is not None:
+            self._pending_view = state
+            self.tool = state["tool"] if state.get("tool") in tools.TOOLS else self.tool
+            self.open_sample(int(sample_id), keep_view=True)
+        else:
+            self.next_sample()
+
+    def open_sample(self, sample_id: int, keep_view: bool = False):
+        app = self.app
+        if app.root.current != "label":
+            app.go("label")
+        self.busy = True
+        self.say("Opening...")
+        if not keep_view:
+            self._pending_view = None
+        app.worker.submit(app.session.open, sample_id, on_done=self.app.show_opened, on_error=self._open_failed)
+
+    def next_sample(self):
+        self.busy = True
+        self.say("Opening the next image...")
+        self.app.worker.submit(self.app.session.next, on_done=self.app.show_opened, on_error=self._open_failed)
+
+    def _open_failed(self, message):
+        self.busy = False
+        self.say(message, error=True)
+
+    def show(self, assisted):
+        """Put an opened sample on the canvas (UI thread); None: every sample is labelled (the
+        app decides which screen shows then, ``LabelAssistApp.show_opened``)."""
+        self.busy = False
+        if assisted is None:
+            self.say("Every image is labelled. Well done!")
+            return
+        self.assisted = assisted
+        self._raw_display = None
+        prelabel = assisted.prelabel
+        offer = (assisted.recovered is None and assisted.label is None and prelabel is not None
+                 and not prelabel.is_placeholder)
+        if offer:
+            self.layer = LabelLayer(np.zeros(assisted.image.shape[:2], bool))
+        else:
+            self.layer = LabelLayer(assisted.start_mask)
+        canvas = self.canvas_widget
+        canvas.set_image(self._raw() if self.show_raw else assisted.display)
+        canvas.set_layer(self.layer, proposal=prelabel.mask if offer else None)
+        self.has_proposal = offer
+        sample = assisted.sample
+        if not self.history or self.history[-1] != sample.id:
+            self.history.append(sample.id)
+        self.sample_title = f"{sample.name}  ({sample.width}x{sample.height})"
+        if assisted.recovered is not None:
+            self.say("Your unsaved strokes were restored.")
+        elif offer:
+            self.say(f"Pre-label ready ({prelabel.method}): tap 'Accept pre-label' or draw.")
+        elif assisted.label is not None:
+            self.say("Labelled before: you are editing the saved label.")
+        else:
+            self.say(prelabel.note if prelabel is not None and prelabel.note else "Draw the objects.")
+        view = self._pending_view
+        self._pending_view = None
+        if view and view.get("sample_id") == sample.id and view.get("zoom"):
+            Clock.schedule_once(lambda dt: _if_alive(lambda: canvas.set_view(view["zoom"], view.get("center", (0, 0)))))
+        else:
+            Clock.schedule_once(lambda dt: _if_alive(lambda: canvas.fit()))
+        self.app.worker.remember(sample_id=sample.id, screen="label")
+
+    def _raw(self):
+        if self._raw_display is None and self.assisted is not None:
+            self._raw_display = preprocess.to_uint8(self.assisted.image)
+        return self._raw_display
+
+    def on_show_raw(self, *_):
+        if self.assisted is not None:
+            self.canvas_widget.set_image(self._raw() if self.show_raw else self.assisted.display)
+
+    def _can_remember(self) -> bool:
+        app = self.app
+        return app is not None and app.worker is not None and not app.worker.closed
+
+    def on_tool(self, *_):
+        self._show_tool()
+        if self._can_remember():
+            self.app.worker.remember(tool=self.tool)
+
+    def view_changed(self):
+        if self._can_remember():
+            self._remember_trigger()
+
+    def _remember_view(self, *_):
+        # a fit or zoom scheduled just before the app stopped must not reach a closed worker
+        if self.assisted is None or not self._can_remember():
+            return
+        c = self.canvas_widget
+        self.app.worker.remember(sample_id=self.assisted.sample.id, zoom=c.scale,
+                                 center=[float(v) for v in c.view_center()])
+
+    def say(self, text: str, error: bool = False):
+        self.message = text
+        self.message_is_error = bool(error)
+
+    # edits: each finished edit is journalled before the next one starts
+    def wait_for_journal(self, timeout: float = 5.0) -> bool:
+        """Wait for the previous edit's journal write (at most ``timeout`` seconds); True when it is on disk.
+
+        A write still running after ``timeout`` (a very slow or failing disk) is logged and
+        the user is told: it stays queued, the worker's FIFO order still puts it before the
+        next edit's write and any save, and if it then fails the worker's ``on_error`` says
+        so too. A failed write was reported by the worker already (``on_error``).
+        """
+        future, self._journal_future = self._journal_future, None
+        if future is None:
+            return True
+        try:
+            future.result(timeout=timeout)
+        except TimeoutError:  # concurrent.futures.TimeoutError is this class since Python 3.11
+            log.warning("the last edit's journal write was not done after %.1f s; it stays queued", timeout)
+            self.say("The tablet is slow to store your strokes: the last one is still being written. "
+                     "Keep the app open.", error=True)
+            return False
+        except Exception:  # noqa: BLE001 - the worker's on_error already told the user and logged it
+            return False
+        return True
+
+    def on_canvas_edit(self, edit):
+        self.journal(edit.kind, edit.indices(), edit.pixel_values())
+        if edit.kind == "prelabel":
+            self.has_proposal = False
+
+    def journal(self, kind, indices, values):
+        if self.assisted is None:
+            return
+        self.wait_for_journal()
+        self._journal_future = self.app.worker.journal(
+            self.assisted.sample.id, kind, indices, values,
+            on_error=lambda m: self.say("The last stroke could not be stored: " + m, error=True))
+
+    def undo(self):
+        if self.layer is None or self.busy:
+            return
+        change = self.layer.undo()
+        self.canvas_widget.refresh_overlay()
+        if change is not None:
+            self.journal("undo", change.indices(), change.pixel_values())
+            if change.kind == "prelabel" and self.assisted is not None and self.assisted.prelabel is not None:
+                self.canvas_widget.set_proposal(self.assisted.prelabel.mask)
+                self.has_proposal = True
+
+    def redo(self):
+        if self.layer is None or self.busy:
+            return
+        change = self.layer.redo()
+        self.canvas_widget.refresh_overlay()
+        if change is not None:
+            self.journal("redo", change.indices(), change.pixel_values())
+            if change.kind == "prelabel":
+                self.canvas_widget.set_proposal(None)
+                self.has_proposal = False
+
+    def accept_prelabel(self):
+        if not self.has_proposal or self.assisted is None or self.busy:
+            return
+        proposal = self.assisted.prelabel.mask
+        self.canvas_widget.set_proposal(None)
+        self.has_proposal = False
+        self.canvas_widget.apply_edit("prelabel", lambda layer: layer.set_mask(proposal))
+        self.say("Pre-label accepted: correct it, then Save & next.")
+
+    def clear(self):
+        if self.layer is not None and not self.busy:
+            self.canvas_widget.apply_edit("clear", lambda layer: layer.set_mask(np.zeros_like(layer.mask)))
+
+    def previous(self):
+        if self.busy:  # Save & next runs for this sample: it opens the next one itself
+            return
+        if len(self.history) >= 2:
+            self.history.pop()
+            self.open_sample(self.history.pop())
+
+    def segment(self, intent: str, prompt: dict):
+        """Tap-to-segment: the user's intent from the canvas (a ``box`` or a ``point``; the
+        session chooses the method), added to the mask as one edit."""
+        if self.assisted is None or self.busy:
+            return
+        boxed = intent == "box"
+        self.say("Cutting out the boxed object..." if boxed else "Finding the object...")
+        sample_id = self.assisted.sample.id
+
+        def done(prelabel):
+            # Not while this mask is being saved (the object was not in what is saved) nor on another sample.
+            if self.busy or self.assisted is None or self.assisted.sample.id != sample_id:
+                return
+            edit = self.canvas_widget.apply_edit("segment", lambda layer: layer.add_mask(prelabel.mask))
+            self.say("Added the object." if edit is not None else "Nothing new was found there.")
+
+        session = self.app.session
+        if boxed:  # the box-prompt model when one is installed, GrabCut otherwise
+            self.app.worker.submit(session.segment_box, sample_id, prompt["box"], on_done=done,
+                                   on_error=lambda m: self.say(m, error=True))
+        else:
+            self.app.worker.submit(session.segment_point, sample_id, prompt["points"], on_done=done,
+                                   on_error=lambda m: self.say(m, error=True))
+
+    def close_polygon(self):
+        self.canvas_widget.close_polygon()
+
+    # save & next: this screen sends the mask and renders what the flow says (App.show_review)
+    def save_and_next(self):
+        if self.assisted is None or self.busy:
+            return
+        self.wait_for_journal()
+        self.busy = True
+        self.say("Checking the label...")
+        self.canvas_widget.set_highlight(None)
+        self.app.review(SubmitMask(self.assisted.sample.id, self.layer.mask.copy(), self.layer.strokes))
+
+    def render_review(self, review):
+        """The flow's state on the canvas: the accepted suggestions in the mask (one edit,
+        journalled), the regions to fix, or what went wrong. SAVED is shown by :meth:`show`."""
+        if self.assisted is None or self.assisted.sample.id != review.sample_id:
+            return
+        if review.step in (Step.WARNING, Step.FIX, Step.SAVE_FAILED, Step.OPEN_FAILED):
+            # Only the pixels the accepted suggestions changed: a stroke drawn while the flow ran stays.
+            suggested = review.mask != review.before
+            mask = np.where(suggested, review.mask, self.layer.mask)
+            if not np.array_equal(mask, self.layer.mask):
+                self.canvas_widget.apply_edit("suggestion", lambda layer: layer.set_mask(mask))
+        if review.step is Step.WARNING:
+            self.busy = False
+        elif review.step is Step.FIX:
+            self.busy = False
+            self.canvas_widget.set_highlight(review.highlight)
+            self.say("Fix the highlighted parts, then Save & next." if review.highlight.any()
+                     else "Look at the label again, then Save & next.")
+        elif review.step is Step.SAVE_FAILED:
+            self.busy = False
+            self.say("The label was NOT saved: " + review.error, error=True)
+        elif review.step is Step.OPEN_FAILED:
+            self._open_failed(review.error)
+
+    def review_failed(self, message):
+        self._open_failed(message)
+
+    # keyboard
+    def handle_key(self, key: str, modifiers) -> bool:
+        if key in tools.TOOL_KEYS:
+            self.tool = tools.TOOL_KEYS[key]
+        elif key == "z" and "shift" in modifiers or key == "y":
+            self.redo()
+        elif key == "z":
+            self.undo()
+        elif key == "a":
+            self.accept_prelabel()
+        elif key == "o":
+            self.outline = not self.outline
+        elif key == "r":
+            self.show_raw = not self.show_raw
+        elif key in ("[", "-"):
+            self.brush_size = max(1, self.brush_size - 2)
+        elif key in ("]", "+", "="):
+            self.brush_size = min(80, self.brush_size + 2)
+        elif key in ("enter", "spacebar"):
+            if self.tool == "polygon" and self.canvas_widget.polygon:
+                self.close_polygon()
+            else:
+                self.save_and_next()
+        elif key == "backspace":
+            self.previous()
+        elif key == "0":
+            self.canvas_widget.fit()
+        elif key == "c":
+            self.clear()
+        elif key == "q":
+            self.go_queue()
+        elif key == "h":
+            self.go_home()
+        else:
+            return False
+        return True
+
+    def go_home(self):
+        self.app.go("home")
+
+    def stop(self):
+        """The app is closing: no more delayed writes."""
+        self._remember_trigger.cancel()
+
+    def go_queue(self):
+        if kiosk_settings.is_locked("queue", self.app.home):
+            self.say("The queue is locked on this tablet.", error=True)
+            return
+        self.app.go("queue")
+
+
+__all__ = ["LabelScreen"]
