@@ -8,6 +8,7 @@ The flow of one sample::
     Session.submit()    inspection γ(y) of the corrected mask, and post-processing
                         suggestions to show before/after
     Session.save()      a new label version in the store, with time spent and strokes
+                        (SaveFlow runs submit, the user's answers and save as one state machine)
 
 No Kivy here: every action a user can take on screen is a method a test can call.
 
@@ -17,7 +18,9 @@ core          the :class:`Session` front: next, open, submit, save, record_edit,
 pool          what to label next: selector features, model uncertainty, ranking
 lookahead     samples prepared ahead (:class:`Assisted`), on the background thread
 assistance    which pre-label and which box method, and the measurement behind each choice
-review        inspection and post-processing suggestions of a finished mask (:class:`Submission`)
+review        inspection, highlight and post-processing suggestions of a finished mask (:class:`Submission`)
+save_flow     Save & next as a state machine without a GUI (:class:`~labelassist.session.save_flow.SaveFlow`):
+              suggestions, re-inspection, warning, save, next; the UI's worker drives it
 journal       the stroke journal of unsaved edits, and the screen state
 background    the one worker thread
 """
