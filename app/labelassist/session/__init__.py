@@ -16,7 +16,8 @@ Modules
 -------
 core          the :class:`Session` front: next, open, submit, save, record_edit, recover
 pool          what to label next: selector features, model uncertainty, ranking
-lookahead     samples prepared ahead (:class:`Assisted`), on the background thread
+lookahead     samples prepared ahead, on the background thread
+assisted      a sample ready to label (:class:`Assisted`)
 assistance    which pre-label and which box method, and the measurement behind each choice
 review        inspection, highlight and post-processing suggestions of a finished mask (:class:`Submission`)
 save_flow     Save & next as a state machine without a GUI (:class:`~labelassist.session.save_flow.SaveFlow`):
@@ -35,7 +36,7 @@ from labelassist.session.assistance import (
     PrelabelChoice,
 )
 from labelassist.session.core import Session
-from labelassist.session.lookahead import Assisted
+from labelassist.session.assisted import Assisted
 from labelassist.session.pool import Ranked
 from labelassist.session.review import Submission
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -20,14 +20,12 @@ from labelassist.errors import ImageReadError, LabelAssistError
 from labelassist.project import Project
 from labelassist.research.box_eval import evaluate_box_prompts
 from labelassist.research.prelabel_eval import Evaluation, evaluate_prelabels
+from labelassist.session.assisted import Assisted
 from labelassist.session.background import Background
 from labelassist.store import DamagedLabelError, Sample
 from labelassist.workflow.prelabel import PrelabelContext
 from labelassist.workflow.registry import ProjectRegistry, Registry
 from labelassist.workflow.results import Prelabel
-
-if TYPE_CHECKING:
-    from labelassist.session.lookahead import Assisted
 
 log = logging.getLogger(__name__)
 

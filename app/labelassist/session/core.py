@@ -22,7 +22,8 @@ from labelassist.project import Project
 from labelassist.session import journal, review
 from labelassist.session.assistance import BOX_EVALUATION_SAMPLES, Assistance, BoxChoice, PrelabelChoice, load_model
 from labelassist.session.background import Background
-from labelassist.session.lookahead import Assisted, Lookahead, display_image
+from labelassist.session.assisted import Assisted
+from labelassist.session.lookahead import Lookahead, display_image
 from labelassist.session.pool import Ranked, Selection
 from labelassist.session.review import Submission
 from labelassist.store import Sample
