@@ -10,6 +10,11 @@ Run under a display (a GL context is needed for the texture uploads)::
 3. opening the next sample with a warm cache, from the tap on "Save & next" to the first
    frame (target <= 50 ms), on real 16-bit 1022x1024 images;
 4. undo memory after 1000 strokes on 4096x4096 (target <= 50 MB).
+
+``--with-learner``: figures 1 and 2 again in the same run while the instant learner trains
+without pause on a thread of the same process, as in the kiosk after each save
+(``labelassist.learning``: features, a held-out score and a new forest per round, on real
+scratch_assay labels); the figures without it come first, for comparison.
 """
 
 from __future__ import annotations
@@ -250,6 +255,40 @@ def bench_undo_memory():
           f"{1000 * size * size / 1e9:.1f} GB)")
 
 
+class LearnerLoad:
+    """The instant learner training round after round on a daemon thread (``--with-learner``)."""
+
+    def __init__(self):
+        import threading
+
+        from labelassist.images import read_image, read_mask
+        from labelassist.learning.instant import InstantLearner
+
+        folder = DATASETS / "scratch_assay"
+        names = sorted(p.name for p in (folder / "images").iterdir())[:12]
+        self.samples = [(n, read_image(folder / "images" / n), read_mask(folder / "masks" / n)) for n in names]
+        self.learner = InstantLearner()
+        self.rounds = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        i = 0
+        while not self.stop.is_set():
+            name, image, mask = self.samples[i % len(self.samples)]
+            self.learner.learn(i, name, image, mask)
+            self.rounds += 1
+            i += 1
+
+    def __enter__(self):
+        self.thread.start()
+        time.sleep(1.0)  # into its first training
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+
+
 def main():
     from kivy.base import EventLoop
     from kivy.core.window import Window
@@ -264,6 +303,13 @@ def main():
     EventLoop.idle()
     bench_segments(LabelCanvas())
     bench_frames(root)
+    if "--with-learner" in sys.argv:
+        with LearnerLoad() as load:
+            print("-- the same while the instant learner trains on a thread of this process:")
+            bench_segments(LabelCanvas())
+            bench_frames(root)
+            print(f"   (learner rounds meanwhile: {load.rounds})")
+        return
     bench_huge(root)
     Window.remove_widget(root)
     bench_open_next()

@@ -53,7 +53,10 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "preprocess": {"pipeline": [{"step": "percentile_normalise", "low": 0.5, "high": 99.5}]},
     # box_method: what a box drawn for tap-to-segment runs: "auto" (the better of the two on this
     # project's labels), "box_model" (LiteMedSAM, when installed) or "grabcut".
-    "prelabel": {"method": "auto", "min_dsc": 0.5, "box_method": "auto", "params": {}},
+    # shipped_models: the models shipped with the kiosk are candidates for "auto" too.
+    # learn: the instant learner trains on every saved label and is a candidate for "auto".
+    "prelabel": {"method": "auto", "min_dsc": 0.5, "box_method": "auto", "params": {},
+                 "shipped_models": True, "learn": True},
     "selector": {
         "seed": 0,
         "weights": {

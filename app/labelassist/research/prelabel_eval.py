@@ -176,6 +176,7 @@ def evaluate_prelabels(
     model: Any = None,
     prompts: Mapping[str, str] | None = None,
     registry: Registry | ProjectRegistry = REGISTRY,
+    candidates: Mapping[str, tuple[str, Any]] | None = None,
 ) -> Evaluation:
     """Run pre-label methods on labelled samples and measure them.
 
@@ -205,6 +206,12 @@ def evaluate_prelabels(
     registry : Registry or ProjectRegistry
         Where the methods are looked up: the shared built-ins by default, a
         project's registry (its plug-ins on top) for a project.
+    candidates : mapping, optional
+        ``{name: (step, model)}``: methods of ``methods`` that run a registered
+        step under a name of their own with a model of their own, e.g. each
+        shipped model as ``"shipped:usiigaci_phase": ("onnx", model)``. Their
+        rows and summaries carry the name; ``params`` under that name are its
+        own (else the step's).
 
     Returns
     -------
@@ -225,9 +232,15 @@ def evaluate_prelabels(
     records the message and counts the pre-label as empty. So does a
     placeholder result (``previous`` at a sequence start).
     """
-    steps = [registry.get("prelabel", m) for m in methods]
-    resolved = {s.name: s.resolve(dict((params or {}).get(s.name, {}))) for s in steps}
-    unknown = sorted(set(params or {}) - {s.name for s in steps})
+    candidates = dict(candidates or {})
+    # (name, step, model) of each method: a candidate runs its step with its own model.
+    runs = [(m, registry.get("prelabel", candidates[m][0]), candidates[m][1]) if m in candidates
+            else (m, registry.get("prelabel", m), model) for m in methods]
+    steps = [step for _, step, _ in runs]
+    params = dict(params or {})
+    # A candidate's own parameters first (a shipped model's threshold), else its step's.
+    resolved = {name: step.resolve(dict(params.get(name, params.get(step.name, {})))) for name, step, _ in runs}
+    unknown = sorted(set(params) - {s.name for s in steps} - {name for name, _, _ in runs})
     if unknown:
         raise PluginError(f"parameters given for {', '.join(map(repr, unknown))}, which are not evaluated")
     how = {**PROMPTS, **dict(prompts or {})}
@@ -249,36 +262,36 @@ def evaluate_prelabels(
             raise MaskError(f"sample {name}: the true mask is {truth.shape[1]}x{truth.shape[0]} "
                             f"but the image is {image.shape[1]}x{image.shape[0]}")
         simulated = simulate_prompts(truth) if any(how.get(s.name) in ("taps", "boxes") for s in steps) else None
-        for step in steps:
+        for name_of_method, step, step_model in runs:
             kind = how.get(step.name, "none")
-            base = PrelabelContext(previous_mask=prev, model=model)
+            base = PrelabelContext(previous_mask=prev, model=step_model)
             contexts = [base]
             if kind == "taps":
-                contexts = [PrelabelContext(previous_mask=prev, model=model, points=list(simulated.points),
+                contexts = [PrelabelContext(previous_mask=prev, model=step_model, points=list(simulated.points),
                                             background_points=list(simulated.background_points))]
                 if not simulated.points:
                     contexts = []
             elif kind == "boxes":
-                contexts = [PrelabelContext(previous_mask=prev, model=model, box=b) for b in simulated.boxes]
+                contexts = [PrelabelContext(previous_mask=prev, model=step_model, box=b) for b in simulated.boxes]
             mask = np.zeros(truth.shape, dtype=bool)
             note = ""
             start = time.perf_counter()
             try:
                 for context in contexts:
-                    result = step.func(image, context, **resolved[step.name])
+                    result = step.func(image, context, **resolved[name_of_method])
                     mask |= result.mask
                     note = note or result.note
             except LabelAssistError as exc:
                 mask[:] = False
                 note = str(exc)
             ms = (time.perf_counter() - start) * 1000.0
-            evaluation.rows.append(Row(method=step.name, sample=str(name), dice=dice(mask, truth),
+            evaluation.rows.append(Row(method=name_of_method, sample=str(name), dice=dice(mask, truth),
                                        effort=correction_effort(mask, truth), ms=ms, note=note))
             done += 1
             if progress is not None:
                 progress(done, total)
-    for step in steps:
-        evaluation.summaries[step.name] = summarise(step.name, evaluation.rows_of(step.name))
+    for name_of_method, _, _ in runs:
+        evaluation.summaries[name_of_method] = summarise(name_of_method, evaluation.rows_of(name_of_method))
     return evaluation
 
 

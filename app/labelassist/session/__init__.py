@@ -23,11 +23,13 @@ review        inspection, highlight and post-processing suggestions of a finishe
 save_flow     Save & next as a state machine without a GUI (:class:`~labelassist.session.save_flow.SaveFlow`):
               suggestions, re-inspection, warning, save, next; the UI's worker drives it
 journal       the stroke journal of unsaved edits, and the screen state
-background    the one worker thread
+background    the one worker thread (preparations and measurements)
+learning      the instant learner on a thread of its own: learns every save, teaches from strokes
 """
 
 from labelassist.session.assistance import (
-    AUTOMATIC_PRELABELS,
+    MODEL_FREE_PRELABELS,
+    Candidate,
     BOX_EVALUATION_OBJECTS,
     BOX_EVALUATION_SAMPLES,
     EVALUATION_SAMPLES,
@@ -41,5 +43,5 @@ from labelassist.session.pool import Ranked
 from labelassist.session.review import Submission
 
 __all__ = ["Assisted", "Submission", "Ranked", "PrelabelChoice", "BoxChoice", "Session",
-           "AUTOMATIC_PRELABELS", "EVALUATION_SAMPLES", "REEVALUATE_EVERY", "BOX_EVALUATION_SAMPLES",
+           "MODEL_FREE_PRELABELS", "Candidate", "EVALUATION_SAMPLES", "REEVALUATE_EVERY", "BOX_EVALUATION_SAMPLES",
            "BOX_EVALUATION_OBJECTS"]

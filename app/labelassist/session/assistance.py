@@ -1,17 +1,25 @@
 """Which pre-label and which box method a session uses, and the measurement behind each choice.
 
-``prelabel.method = "auto"`` measures the automatic pre-label methods on the newest labelled
-samples and takes the best; ``prelabel.box_method = "auto"`` compares the box-prompt model with
-GrabCut on the objects of the newest labels. Both are measured again as labels come in
-(:func:`remeasure_due`), on the background thread in the kiosk. No database writes happen here
-except through deferred events, so a measurement may run on the worker thread.
+``prelabel.method = "auto"`` measures every pre-label candidate on the newest labelled samples
+and takes the best. The candidates (:class:`Candidate`) are the steps that need no prompt (Otsu,
+the previous frame's label), the project's imported model, every model shipped with the kiosk
+(``prelabel.shipped_models``) and the instant learner (``prelabel.learn``). The learner is not run
+on the newest labels, which it learned from: its score is its own held-out record, each new label
+predicted before it was learned (:mod:`labelassist.learning.instant`), so the comparison stays
+fair and the choice follows the learner after every save at no cost.
+
+``prelabel.box_method = "auto"`` compares the box-prompt model with GrabCut on the objects of the
+newest labels. Both are measured again as labels come in (:func:`remeasure_due`), on the
+background thread in the kiosk. No database writes happen here except through deferred events,
+so a measurement may run on the worker thread.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -19,9 +27,10 @@ import numpy as np
 from labelassist.errors import ImageReadError, LabelAssistError
 from labelassist.project import Project
 from labelassist.research.box_eval import evaluate_box_prompts
-from labelassist.research.prelabel_eval import Evaluation, evaluate_prelabels
+from labelassist.research.prelabel_eval import Evaluation, Row, evaluate_prelabels, summarise
 from labelassist.session.assisted import Assisted
 from labelassist.session.background import Background
+from labelassist.session.learning import SessionLearner
 from labelassist.store import DamagedLabelError, Sample
 from labelassist.workflow.prelabel import PrelabelContext
 from labelassist.workflow.registry import ProjectRegistry, Registry
@@ -29,8 +38,11 @@ from labelassist.workflow.results import Prelabel
 
 log = logging.getLogger(__name__)
 
-# Methods that need no prompt: the ones the session can pre-label with on its own.
-AUTOMATIC_PRELABELS = ("otsu", "previous", "onnx")
+# Steps that need no prompt and no model: candidates for every project.
+MODEL_FREE_PRELABELS = ("otsu", "previous")
+# What each candidate is, in plain words for the screens.
+CANDIDATE_TITLES = {"otsu": "brightness threshold", "previous": "the previous frame's label",
+                    "onnx": "your imported model"}
 # Labelled samples an automatic choice of pre-label method is measured on (the newest ones).
 EVALUATION_SAMPLES = 12
 # Re-measure the pre-label methods after this many new labels.
@@ -38,6 +50,8 @@ REEVALUATE_EVERY = 10
 # Tap-to-segment: the box-prompt model and GrabCut are compared on objects (spread over sizes) of the
 # newest labelled samples; GrabCut takes up to seconds per box, so both are bounded.
 BOX_EVALUATION_SAMPLES = 4
+# The Label screen's "matches your last N": the learner's newest held-out scores.
+WORDS_SCORES = 5
 BOX_EVALUATION_OBJECTS = 8
 
 
@@ -47,6 +61,31 @@ class SegmenterLookup(enum.Enum):
     NOT_YET = "not looked for yet"
     NONE = "none installed, or the installed one does not load"
     FOUND = "installed and loaded"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One pre-label ``auto`` may choose: a registered step, run with a model of its own for models.
+
+    Attributes
+    ----------
+    name : str
+        ``otsu``, ``previous``, ``onnx`` (the project's imported model), ``shipped:<data set>``
+        (a model shipped with the kiosk) or ``learned`` (the instant learner); a project
+        plug-in's name for a plug-in.
+    step : str
+        The registered pre-label step it runs: every model runs ``onnx`` (a probability map,
+        thresholded), whatever made the model.
+    model : object or None
+        ``predict(image) -> probability`` and ``threshold``, for model candidates.
+    title : str
+        What it is, in plain words.
+    """
+
+    name: str
+    step: str
+    model: Any = None
+    title: str = ""
 
 
 @dataclass
@@ -67,6 +106,12 @@ class PrelabelChoice:
     reason: str
     evaluation: Evaluation | None = None
     labelled_at: int = 0
+
+
+def _learned_note(model) -> str:
+    # The learned pre-label's note: it says what the forest learned from, which also tells a
+    # pre-label of an older forest (fewer labels) from one of the newest.
+    return f"Learned from {model.labels} of your labels."
 
 
 def remeasure_due(measured_at: int, labelled: int) -> bool:
@@ -139,13 +184,19 @@ class Assistance:
     registry : Registry or ProjectRegistry
         Where the pre-label methods are looked up: the session's registry, with the project's
         plug-ins.
+    learner : SessionLearner or None
+        The session's instant learner: its model is the ``learned`` candidate.
     """
 
     def __init__(self, project: Project, author: str | None, background: Background,
-                 registry: Registry | ProjectRegistry):
+                 registry: Registry | ProjectRegistry, learner: SessionLearner | None = None):
         self.project, self.store, self.author, self.background = project, project.store, author, background
         self.registry = registry
-        self.choice: PrelabelChoice | None = None  # the last measured pre-label choice
+        self.learner = learner
+        self.choice: PrelabelChoice | None = None  # the last pre-label choice; None: measure again
+        self._measured: Evaluation | None = None  # the candidates but the learner, on the newest labels
+        self._choice_lock = threading.Lock()
+        self._shipped: dict[str, Candidate] | None = None  # loaded once per session
         self._measuring = -1  # labelled count a background measurement was started for
         self._box_choice: BoxChoice | None = None
         self._box_measuring = -1
@@ -172,11 +223,28 @@ class Assistance:
             return None
 
     def run_prelabel(self, method: str, image: np.ndarray, context: PrelabelContext) -> Prelabel:
-        """One pre-label method with the project's parameters for it."""
+        """One pre-label method or candidate (``shipped:...``, ``learned``) with the project's parameters.
+
+        A model candidate runs with its own model and threshold; the project's ``onnx``
+        parameters are for its imported model.
+        """
+        candidate = self.candidate(method)
+        step = method if candidate is None else candidate.step
         params = dict(self.settings["prelabel"]["params"].get(method, {}))
-        if method == "onnx" and context.model is not None and "threshold" not in params:
+        if candidate is not None and candidate.model is not None:
+            context = replace(context, model=candidate.model)
+        if step == "onnx" and context.model is not None and "threshold" not in params:
             params["threshold"] = context.model.threshold  # the card's threshold, unless the project sets one
-        return self.registry.get("prelabel", method)(image, context, **params)
+        result = self.registry.get("prelabel", step)(image, context, **params)
+        if candidate is not None and candidate.name == "learned":
+            result = replace(result, note=result.note or _learned_note(candidate.model))
+        return result if result.method == method else replace(result, method=method)
+
+    def learned_is_stale(self, prelabel: Prelabel | None) -> bool:
+        """Whether ``prelabel`` is the learner's, made by a model older than its newest."""
+        model = None if self.learner is None else self.learner.model
+        return (prelabel is not None and prelabel.method == "learned" and model is not None
+                and prelabel.note != _learned_note(model))
 
     def _image(self, sample: Sample, current: Assisted | None) -> np.ndarray:
         """The sample's pixels: those of the open sample when it is this one, else read again."""
@@ -206,57 +274,177 @@ class Assistance:
         self.store.defer_event("prelabel", actor=self.author, sample_id=sample_id, assistance="prelabel:box_model")
         return Prelabel(mask=mask, probability=None, method="box_model")
 
+    # -- the candidates ----------------------------------------------------------------------
+    def candidates(self) -> dict[str, Candidate]:
+        """The pre-labels ``auto`` chooses from now, by name (see the module's notes)."""
+        registered = self.registry.names("prelabel")
+        out = {m: Candidate(m, m, None, CANDIDATE_TITLES[m]) for m in MODEL_FREE_PRELABELS if m in registered}
+        if "onnx" in registered:
+            model = load_model(self.project)
+            if model is not None:
+                out["onnx"] = Candidate("onnx", "onnx", model, CANDIDATE_TITLES["onnx"])
+            if self.settings["prelabel"]["shipped_models"]:
+                installed = None if model is None else (model.card.name, model.card.version)
+                # A shipped model imported into the project is one candidate, the project's.
+                out.update({name: c for name, c in self._shipped_candidates().items()
+                            if (c.model.card.name, c.model.card.version) != installed})
+        learned = self._learned_candidate()
+        if learned is not None:
+            out["learned"] = learned
+        return out
+
+    def candidate(self, name: str) -> Candidate | None:
+        """The candidate of that name when it is one now (None for other steps: plain registered names)."""
+        if name == "learned":
+            return self._learned_candidate()
+        if name.startswith("shipped:"):
+            return self._shipped_candidates().get(name)
+        if name == "onnx":
+            return None  # the step itself, with the context's model (the project's)
+        return None
+
+    def _learned_candidate(self) -> Candidate | None:
+        model = None if self.learner is None else self.learner.model
+        if model is None:
+            return None
+        return Candidate("learned", "onnx", model, f"learned from {model.labels} of your labels")
+
+    def _shipped_candidates(self) -> dict[str, Candidate]:
+        if self._shipped is None:
+            from labelassist import models
+
+            shipped = {}
+            for name in models.shipped_models():
+                try:
+                    shipped[f"shipped:{name}"] = Candidate(f"shipped:{name}", "onnx", models.shipped_model(name),
+                                                           f"the shipped {name} model")
+                except LabelAssistError as exc:  # a damaged install: labelling goes on without it
+                    log.warning("the shipped model %s is not used: %s", name, exc)
+            self._shipped = shipped
+        return self._shipped
+
     # -- which pre-label --------------------------------------------------------------------
     def prelabel_choice(self, wait: bool = True) -> PrelabelChoice:
         """The pre-label method in use and why.
 
-        ``prelabel.method = "auto"`` measures the automatic methods on the newest
-        labelled samples and takes the best; when even the best mean DSC is below
-        ``prelabel.min_dsc`` pre-labelling is switched off (a bad pre-label slows
-        the annotator down). ``"none"`` switches it off by hand. With ``wait=False``
-        (the kiosk) a due re-measurement runs on the worker thread and the current
-        choice is returned meanwhile, so saving and opening never wait for it.
+        ``prelabel.method = "auto"`` measures the candidates on the newest labelled samples and
+        takes the best; when even the best mean DSC is below ``prelabel.min_dsc``
+        pre-labelling is switched off (a bad pre-label slows the annotator down). ``"none"``
+        switches it off by hand. With ``wait=False`` (the kiosk) a due re-measurement runs on
+        the worker thread and the current choice is returned meanwhile, so saving and opening
+        never wait for it. The learner's record is read afresh on every call.
         """
         setting = self.settings["prelabel"]["method"]
         if setting == "none":
             return PrelabelChoice(None, "pre-labelling is switched off in the project settings")
         if setting != "auto":
-            self.registry.get("prelabel", setting)  # an unknown name is an error, not a silent 'off'
+            if setting == "learned" or setting.startswith("shipped:"):
+                if self.candidate(setting) is None:
+                    return PrelabelChoice(None, f"{setting} is chosen in the project settings but not available yet")
+            else:
+                self.registry.get("prelabel", setting)  # an unknown name is an error, not a silent 'off'
             return PrelabelChoice(setting, "chosen in the project settings")
         labelled = len(self.store.labelled_ids())
         if labelled == 0:
             return PrelabelChoice("otsu", "no labels yet to measure the methods on", labelled_at=0)
-        if self.choice is not None and not remeasure_due(self.choice.labelled_at, labelled):
-            return self.choice
+        if self.choice is not None and self._measured is not None \
+                and not remeasure_due(self.choice.labelled_at, labelled):
+            return self._decide(self.choice.labelled_at)
         inputs = self.evaluation_inputs(EVALUATION_SAMPLES)
         if wait or not self.background.running:
-            self.choice = self._measure_choice(inputs, labelled)
-            return self.choice
+            return self._measure_choice(inputs, labelled)
         if self._measuring != labelled:
             self._measuring = labelled
             self.background.submit(self._measure_choice, inputs, labelled)
-        return self.choice or PrelabelChoice("otsu", "measuring the pre-label methods", labelled_at=0)
+        return self.current_choice() or PrelabelChoice("otsu", "measuring the pre-label methods", labelled_at=0)
+
+    def current_choice(self) -> PrelabelChoice | None:
+        """The choice as known now (no measurement started), the learner's newest record included."""
+        if self.choice is None or self._measured is None:
+            return self.choice
+        return self._decide(self.choice.labelled_at)
 
     def _measure_choice(self, inputs: list, labelled: int) -> PrelabelChoice:
         # May run on the worker thread: reads images, no database access (the event is deferred).
-        evaluation = self._evaluate(inputs, self.automatic_methods())
-        min_dsc = float(self.settings["prelabel"]["min_dsc"])
-        best = evaluation.best(min_dsc)
-        top = evaluation.ranking()[0]
-        if best is None:
-            reason = (f"off: the best method ({top.method}) reaches a DSC of {top.dice_mean:.2f} on "
-                      f"{top.n} labelled samples, below {min_dsc:.2f}")
+        methods = [m for m in self.candidates() if m != "learned"]
+        self._measured = self._evaluate(inputs, methods)
+        return self._decide(labelled)
+
+    def learned_rows(self) -> list[Row]:
+        """The learner's held-out scores on the newest labels, as evaluation rows."""
+        if self.learner is None:
+            return []
+        return [Row(method="learned", sample=s.sample, dice=s.dice, effort=s.effort, ms=s.ms,
+                    note="" if s.labels else "the first label: learned from its left half, scored on its right")
+                for s in self.learner.scores(EVALUATION_SAMPLES)]
+
+    def _with_learned(self, measured: Evaluation) -> Evaluation:
+        rows = self.learned_rows() if self._learned_candidate() is not None else []
+        if not rows:
+            return measured
+        evaluation = Evaluation(rows=list(measured.rows) + rows, summaries=dict(measured.summaries))
+        evaluation.summaries["learned"] = summarise("learned", rows)
+        return evaluation
+
+    def _decide(self, labelled_at: int) -> PrelabelChoice:
+        """The best of the measured candidates and the learner's record."""
+        with self._choice_lock:
+            evaluation = self._with_learned(self._measured)
+            min_dsc = float(self.settings["prelabel"]["min_dsc"])
+            best = evaluation.best(min_dsc)
+            ranking = evaluation.ranking()
+            if not ranking:
+                return PrelabelChoice(None, "no pre-label method to measure", evaluation, labelled_at)
+            top = ranking[0]
+            if best is None:
+                reason = (f"off: the best method ({top.method}) reaches a DSC of {top.dice_mean:.2f} on "
+                          f"{top.n} labelled samples, below {min_dsc:.2f}")
+            else:
+                reason = (f"{best}: DSC {top.dice_mean:.2f} on {top.n} labelled samples"
+                          f"{' (held out)' if best == 'learned' else ''} (best of {len(evaluation.summaries)})")
+            previous = self.choice
+            self.choice = PrelabelChoice(best, reason, evaluation, labelled_at)
+            if previous is None or previous.method != best or previous.labelled_at != labelled_at:
+                self.store.defer_event("prelabel_choice", actor=self.author, method=best, reason=reason)
+            return self.choice
+
+    def choice_words(self) -> str:
+        """The current choice in plain words, with how well it matched the newest labels.
+
+        The learner's figure is over its last :data:`WORDS_SCORES` held-out scores (what it
+        learned lately); a measured candidate's over the labels it was measured on.
+        """
+        setting = self.settings["prelabel"]["method"]
+        if setting == "none":
+            return "No pre-label: switched off in the settings"
+        choice = self.current_choice()
+        if choice is None:
+            if setting == "auto":
+                return "Pre-label: brightness threshold (no labels yet to compare with)"
+            return f"Pre-label: {self._title(setting)}"
+        if choice.method is None:
+            return "No pre-label: none matched your labels well enough"
+        title = self._title(choice.method)
+        if choice.method == "learned":
+            scores = [s.dice for s in (self.learner.scores(WORDS_SCORES) if self.learner else ())]
         else:
-            reason = f"{best}: DSC {top.dice_mean:.2f} on {top.n} labelled samples (best of {len(evaluation.summaries)})"
-        self.choice = PrelabelChoice(best, reason, evaluation, labelled)
-        self.store.defer_event("prelabel_choice", actor=self.author, method=best, reason=reason)
-        return self.choice
+            summary = choice.evaluation.summaries.get(choice.method) if choice.evaluation else None
+            scores = [r.dice for r in choice.evaluation.rows_of(choice.method)] if summary else []
+        if not scores:
+            return f"Pre-label: {title}"
+        n = len(scores)
+        last = "your last label" if n == 1 else f"your last {n}"
+        return f"Pre-label {title}: matches {last} at {round(100 * float(np.mean(scores)))} %"
+
+    def _title(self, method: str) -> str:
+        candidate = self.candidate(method) or self.candidates().get(method)
+        if candidate is not None:
+            return candidate.title if method == "learned" else f"from {candidate.title}"
+        return f"from {method}"
 
     def automatic_methods(self) -> list[str]:
-        """The registered methods that need no prompt (``onnx`` only with a model installed)."""
-        has_model = load_model(self.project) is not None
-        registered = self.registry.names("prelabel")
-        return [m for m in AUTOMATIC_PRELABELS if m in registered and (m != "onnx" or has_model)]
+        """The names of the candidates ``auto`` chooses from now (see :meth:`candidates`)."""
+        return list(self.candidates())
 
     def evaluation_inputs(self, limit: int | None = None) -> list[tuple[Sample, np.ndarray, np.ndarray | None]]:
         """(sample, saved mask, previous frame's mask) of the newest labelled samples; database reads only."""
@@ -266,16 +454,27 @@ class Assistance:
         return [(sample, label.mask, self.previous_mask(sample)) for sample, label in pairs]
 
     def _evaluate(self, inputs, methods, progress=None) -> Evaluation:
-        params = {m: dict(p) for m, p in self.settings["prelabel"]["params"].items() if m in methods}
-        model = load_model(self.project) if "onnx" in methods else None
+        """The methods on the inputs; ``learned`` is not run (it learned from them) but reports its record."""
+        candidates = self.candidates()
+        run = [m for m in methods if m != "learned"]
+        params = {m: dict(p) for m, p in self.settings["prelabel"]["params"].items() if m in run}
+        model = load_model(self.project) if "onnx" in run else None
         if model is not None:
             params.setdefault("onnx", {}).setdefault("threshold", model.threshold)
-        return evaluate_prelabels(_PrelabelSamples(self.project, inputs), methods, params=params,
-                                  progress=progress, model=model, registry=self.registry)
+        own = {m: (c.step, c.model) for m, c in candidates.items() if m in run and c.step != m}
+        for m in own:  # a shipped model runs with its own card's threshold, as run_prelabel does
+            if candidates[m].model is not None and m not in params:
+                params[m] = {"threshold": candidates[m].model.threshold}
+        evaluation = evaluate_prelabels(_PrelabelSamples(self.project, inputs), run, params=params,
+                                        progress=progress, model=model, registry=self.registry, candidates=own)
+        return self._with_learned(evaluation) if "learned" in methods else evaluation
 
     def evaluate_prelabels(self, methods: list[str] | None = None, limit: int | None = None,
                            progress: Callable[[int, int], None] | None = None) -> Evaluation:
-        """DSC of pre-label methods against the labels already in the project (newest first)."""
+        """DSC of pre-label methods against the labels already in the project (newest first).
+
+        ``learned`` reports the instant learner's held-out record (it learned from these labels).
+        """
         inputs = self.evaluation_inputs(limit)
         if not inputs:
             raise LabelAssistError("the project has no labels yet to measure pre-labels against")

@@ -23,6 +23,7 @@ from labelassist.session import journal, review
 from labelassist.session.assistance import BOX_EVALUATION_SAMPLES, Assistance, BoxChoice, PrelabelChoice, load_model
 from labelassist.session.background import Background
 from labelassist.session.assisted import Assisted
+from labelassist.session.learning import WARM_UP_LABELS, SessionLearner
 from labelassist.session.lookahead import Lookahead, display_image
 from labelassist.session.pool import Ranked, Selection
 from labelassist.session.review import Submission
@@ -30,7 +31,7 @@ from labelassist.store import Sample
 from labelassist.workflow import inspection
 from labelassist.workflow import preprocess, selector
 from labelassist.research.prelabel_eval import Evaluation
-from labelassist.workflow.prelabel import Prelabel
+from labelassist.workflow.prelabel import Prelabel, PrelabelContext
 from labelassist.workflow.registry import REGISTRY
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,11 @@ class Session:
     own : bool
         Take the project's lock (only one labelling app may change a project) and
         keep rolling backups. Read-only tools (``labelassist select``...) pass False.
+    learn : bool or None
+        Run the instant learner (:mod:`~labelassist.session.learning`): it learns the newest
+        labels when the session opens and every label saved. Default: when ``own`` and the
+        project's ``prelabel.learn`` say so; a read-only tool that shows what was learned
+        (``labelassist learn``, ``prelabel --method auto``) passes True.
 
     Attributes
     ----------
@@ -61,7 +67,7 @@ class Session:
     """
 
     def __init__(self, project: Project, author: str | None = None, lookahead: int = 3,
-                 background: bool = True, own: bool = True):
+                 background: bool = True, own: bool = True, learn: bool | None = None):
         if own:
             project.lock("the labelling app")
         self.project = project
@@ -78,15 +84,26 @@ class Session:
             log.warning("plug-in %s was skipped: %s", name, reason)
         self.background = Background(background)
         self.selection = Selection(project, registry=self.registry)
-        self.assistance = Assistance(project, author, self.background, registry=self.registry)
+        # The instant learner learns from every save (read-only tools never save: it stays off).
+        if learn is None:
+            learn = own
+        self.learner = SessionLearner(project, author, threaded=background,
+                                      enabled=learn and bool(project.settings["prelabel"]["learn"]))
+        self.assistance = Assistance(project, author, self.background, registry=self.registry,
+                                     learner=self.learner)
         self.prepared_samples = Lookahead(project, self.assistance, self.selection, self.background,
                                           registry=self.registry)
+        self.learner.listeners.append(self.prepared_samples.refresh_learned)
+        if self.learner.enabled:
+            newest = sorted(self.store.latest_labels(), key=lambda p: -p[1].id)[:WARM_UP_LABELS]
+            self.learner.start([(sample, label.mask) for sample, label in newest])
         self.current: Assisted | None = None
         self._opened_at = 0.0
         self.unavailable: set[int] = set()
 
     def close(self) -> None:
         """Stop the background worker (pending preparations are dropped) and back up if anything changed."""
+        self.learner.close()
         self.background.shutdown()
         if self.backups is not None:
             self.backups.maybe(force=True)
@@ -216,6 +233,9 @@ class Session:
             self.backups.maybe()
         self.selection.mark_labelled(sample_id)
         self.prepared_samples.forget(sample_id)
+        # The learner learns it on its own thread: the next sample opens without waiting for it.
+        self.learner.after_save(self.store.sample(sample_id), mask, label_id,
+                                self.current.image if opened else None)
         return label_id
 
     # -- nothing is lost: the stroke journal and the screen state ----------------------------
@@ -315,6 +335,73 @@ class Session:
         self.selection.invalidate()  # uncertainties belong to the model that made them
         self.prepared_samples.forget()
         return report
+
+    # -- the instant learner ------------------------------------------------------------------
+    def prelabel_words(self) -> str:
+        """What the pre-label is and how well it matched the newest labels, in plain words.
+
+        For the Label screen, e.g. "Pre-label learned from 20 of your labels: matches your last
+        5 at 96 %" or "Pre-label from the shipped scratch_assay model: matches your last 12 at
+        98 %". Reads what is known now; measures nothing.
+        """
+        return self.assistance.choice_words()
+
+    # -- teaching and the learner's pre-label ----------------------------------------------
+    def learned_prelabel(self, sample_id: int) -> Prelabel | None:
+        """The open sample's pre-label made again with the learner's newest model, or None.
+
+        Only when ``learned`` is the current choice, the sample has no saved label and the
+        learner has a model newer than its pre-label's. Nothing changes until
+        :meth:`use_prelabel` (the screen offers it only on an untouched canvas).
+        """
+        choice = self.assistance.current_choice()
+        if not self._is_open(sample_id) or self.current.label is not None or choice is None \
+                or choice.method != "learned" or self.learner.model is None:
+            return None
+        old = self.current.prelabel
+        if old is not None and old.method == "learned" and not self.assistance.learned_is_stale(old):
+            return None  # made by the newest forest: nothing new
+        return self.assistance.run_prelabel("learned", self.current.image, PrelabelContext())
+
+    def use_prelabel(self, sample_id: int, prelabel: Prelabel) -> None:
+        """The open sample starts from ``prelabel`` now (the screen put it on an untouched canvas)."""
+        if self._is_open(sample_id):
+            self.current = replace(self.current, prelabel=prelabel)
+
+    def teach(self, sample_id: int, object_strokes: np.ndarray, background_strokes: np.ndarray) -> Prelabel:
+        """A proposal for the whole open image learned from strokes of object and of background.
+
+        The teach mode: where no pre-label helps, a few strokes of each are enough. The
+        proposal is a pre-label to accept or correct (method ``scribbles``); nothing is saved.
+
+        Raises
+        ------
+        LabelAssistError
+            The sample is not open, a class has no stroke yet, or the learner is switched off.
+        """
+        if not self._is_open(sample_id):
+            raise LabelAssistError("open the sample before teaching on it")
+        if not self.learner.enabled:
+            raise LabelAssistError("learning is switched off in the project settings (prelabel.learn)")
+        obj = np.asarray(object_strokes, dtype=bool)
+        bg = np.asarray(background_strokes, dtype=bool)
+        shape = self.current.image.shape[:2]
+        if obj.shape != shape or bg.shape != shape:
+            raise LabelAssistError(f"the strokes are {obj.shape[1]}x{obj.shape[0]} but the image is "
+                                   f"{shape[1]}x{shape[0]}")
+        missing = [what for what, m in (("object", obj & ~bg), ("background", bg & ~obj)) if not m.any()]
+        if missing:
+            raise LabelAssistError(f"paint some {' and some '.join(missing)} first")
+        probability = self.learner.teach(sample_id, self.current.image, obj, bg)
+        self.store.defer_event("prelabel", actor=self.author, sample_id=sample_id, assistance="prelabel:scribbles",
+                               object_pixels=int(obj.sum()), background_pixels=int(bg.sum()))
+        return Prelabel(mask=probability > 0.5, probability=probability, method="scribbles",
+                        note="Learned from your strokes on this image.")
+
+    def prepare_teach(self, sample_id: int) -> None:
+        """Compute the open image's features ahead, so the first strokes give a proposal quickly."""
+        if self._is_open(sample_id) and self.learner.enabled:
+            self.learner.prepare_teach(sample_id, self.current.image)
 
     # -- delegated to the parts (the names the UI, the CLI and the tests call) ---------------
     @property

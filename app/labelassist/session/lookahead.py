@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,7 @@ class Lookahead:
         self._cache: dict[int, Assisted] = {}
         self._futures: dict[int, Future] = {}
         self._side_jobs: list[Future] = []  # background work no sample waits for (box embeddings)
+        self._order: list[int] = []  # the samples asked for by the last ahead(), next first
         self._lock = threading.Lock()
 
     @property
@@ -81,6 +83,14 @@ class Lookahead:
                 assisted = None  # prepare again below, so the error reaches the caller
         if assisted is None:
             assisted = self.prepare(sample_id)
+        elif assisted.label is None and self.assistance.learned_is_stale(assisted.prelabel):
+            # Prepared while the learner was still training on the newest label: remade now
+            # (a forest pass, well under the time a training takes).
+            try:
+                assisted = replace(assisted, prelabel=self.assistance.run_prelabel("learned", assisted.image,
+                                                                                   PrelabelContext()))
+            except LabelAssistError as exc:
+                log.info("the learned pre-label of %s was not remade: %s", assisted.sample.name, exc)
         return assisted
 
     def ahead(self, sample_ids: list[int]) -> None:
@@ -88,6 +98,7 @@ class Lookahead:
         if not self.background.running:
             return
         with self._lock:
+            self._order = list(sample_ids)
             wanted = set(sample_ids)
             for stale in [k for k in self._cache if k not in wanted]:
                 del self._cache[stale]
@@ -105,6 +116,30 @@ class Lookahead:
         with self._lock:
             if self._futures.pop(sample_id, None) is future:
                 self._cache[sample_id] = future.result()
+
+    def refresh_learned(self, model) -> None:
+        """The instant learner has a new model: remake the next prepared sample's pre-label with it.
+
+        Runs on the learner's thread after each training, when ``learned`` is the choice: the
+        sample opened next shows what the newest label taught (the ones after it are remade when
+        they come next). A sample taken meanwhile keeps what it had.
+        """
+        choice = self.assistance.current_choice()
+        if choice is None or choice.method != "learned" or self.settings["prelabel"]["method"] != "auto":
+            return
+        with self._lock:
+            nxt = next((sid for sid in self._order if sid in self._cache), None)
+            assisted = self._cache.get(nxt) if nxt is not None else None
+        if assisted is None or assisted.label is not None:
+            return
+        try:
+            prelabel = self.assistance.run_prelabel("learned", assisted.image, PrelabelContext())
+        except LabelAssistError as exc:
+            log.info("no learned pre-label for %s: %s", assisted.sample.name, exc)
+            return
+        with self._lock:
+            if self._cache.get(nxt) is assisted:
+                self._cache[nxt] = replace(assisted, prelabel=prelabel)
 
     def prepared(self, sample_id: int) -> bool:
         """True when the sample's assistance is ready in the cache."""
@@ -142,7 +177,7 @@ class Lookahead:
         # Runs on the worker thread: pixels and numpy only, no database access. A
         # re-measurement of the pre-labels queued before this job has finished by now.
         start = time.perf_counter()
-        choice = self.assistance.choice
+        choice = self.assistance.current_choice()
         if choice is not None and self.settings["prelabel"]["method"] == "auto":
             method = choice.method
         image = self.project.read_image(sample)

@@ -1,0 +1,221 @@
+"""The instant learner: a pixel classifier retrained on every saved label, and its honest record.
+
+:class:`InstantLearner` keeps the sampled training pixels of the newest labels (never whole
+feature stacks), retrains the forest of :mod:`~labelassist.learning.pixel_classifier` on them
+after each new label, and scores itself on each new label *before* learning from it: the
+forest trained on the earlier labels predicts the new image, and the saved label is its truth.
+Those held-out scores, and only those, are what ``auto`` compares with the other pre-labels (a
+forest scored on its own training labels would always look best). The very first label has no
+earlier forest: the learner then trains on the left half of that image and scores the right
+half, a spatial hold-out.
+
+Pure numpy and scikit-learn, no files and no threads: the session runs it on its own thread
+(:mod:`labelassist.session.learning`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from labelassist.learning import pixel_classifier as pc
+from labelassist.workflow.metrics import correction_effort, dice
+
+__all__ = ["LearnedModel", "Score", "InstantLearner", "MAX_LABELS"]
+
+#: The newest labels whose pixels the forest trains on (their rows share the pixel cap).
+MAX_LABELS = 10
+
+
+@dataclass(frozen=True)
+class LearnedModel:
+    """A fitted forest and what it learned from; predicts like an ONNX model (``predict``, ``threshold``).
+
+    Attributes
+    ----------
+    forest : sklearn.ensemble.RandomForestClassifier
+    labels : int
+        How many saved labels it learned from (the newest :data:`MAX_LABELS` at most by pixels;
+        counted in full).
+    round : int
+        Which training round of the learner made it (1, 2, ...): newer rounds replace older.
+    sigmas : tuple of float
+        The feature scales it was trained with.
+    threshold : float
+        Probability above which a pixel is object.
+    """
+
+    forest: Any
+    labels: int
+    round: int
+    sigmas: tuple[float, ...] = pc.DEFAULT_SIGMAS
+    threshold: float = 0.5
+
+    def predict(self, image: np.ndarray, stack: np.ndarray | None = None) -> np.ndarray:
+        """Object probability of every pixel, float32 (H, W); ``stack`` = ``features(image)`` if known."""
+        return pc.predict(self.forest, image, self.sigmas, stack=stack)
+
+
+@dataclass(frozen=True)
+class Score:
+    """The learner measured on a label it had not learned from.
+
+    Attributes
+    ----------
+    sample : str
+        The sample's name.
+    dice, effort : float
+        DSC and correction effort of the learned pre-label against the saved label.
+    labels : int
+        How many labels the measured forest had learned from (0: the first label's spatial
+        hold-out, trained on the left half of the same image).
+    ms : float
+        Time of the prediction, milliseconds.
+    """
+
+    sample: str
+    dice: float
+    effort: float
+    labels: int
+    ms: float
+
+
+@dataclass
+class _Rows:
+    x: np.ndarray  # (N, F) float32 feature rows
+    y: np.ndarray  # (N,) bool
+
+
+def _spatial_holdout(stack: np.ndarray, mask: np.ndarray, seed: int, settings: dict) -> tuple[float, float] | None:
+    """DSC and effort of a forest trained on the left half of one label, on its right half."""
+    width = mask.shape[1]
+    half = width // 2
+    if half < 8:
+        return None
+    left, right = mask[:, :half], mask[:, half:]
+    if not left.any() or left.all():
+        return None  # the left half alone teaches nothing
+    rows, cols, y = pc.sample_training_pixels(left, pc.DEFAULT_PIXELS_PER_IMAGE, seed)
+    forest = pc.train([stack[:, :half][rows, cols]], [y], **settings)
+    probability = pc.predict(forest, None, stack=np.ascontiguousarray(stack[:, half:]))
+    return dice(probability > 0.5, right), correction_effort(probability > 0.5, right)
+
+
+@dataclass
+class InstantLearner:
+    """Learns from saved labels, one at a time, and keeps its held-out record.
+
+    Parameters
+    ----------
+    max_labels : int
+        Train on the pixels of the newest this many labels.
+    max_pixels : int
+        At most this many training pixels in one training.
+    n_estimators, max_depth, n_jobs, seed
+        The forest's settings (:func:`~labelassist.learning.pixel_classifier.train`).
+
+    Attributes
+    ----------
+    model : LearnedModel or None
+        The newest forest; None until a label held both object and background.
+    scores : tuple of Score
+        Every held-out measurement, oldest first (replaced, never changed in place, so another
+        thread may read it while this one learns).
+    """
+
+    max_labels: int = MAX_LABELS
+    max_pixels: int = pc.DEFAULT_MAX_TRAINING_PIXELS
+    n_estimators: int = 60
+    max_depth: int | None = 10
+    n_jobs: int = 1
+    seed: int = 0
+    model: LearnedModel | None = None
+    scores: tuple[Score, ...] = ()
+    learned: int = 0  # labels learned from in all
+    _rows: "OrderedDict[Any, _Rows]" = field(default_factory=OrderedDict, repr=False)
+
+    @property
+    def _forest_settings(self) -> dict:
+        return {"n_estimators": self.n_estimators, "max_depth": self.max_depth, "n_jobs": self.n_jobs,
+                "seed": self.seed}
+
+    def learn(self, key: Any, name: str, image: np.ndarray | None, mask: np.ndarray, *,
+              stack: np.ndarray | None = None, score: bool = True, retrain: bool = True) -> Score | None:
+        """Score the current forest on this label, then learn from it and retrain.
+
+        Parameters
+        ----------
+        key : hashable
+            The sample it belongs to: a newer label of the same sample replaces the older one's pixels.
+        name : str
+            The sample's name, for the record.
+        image : ndarray or None
+            The image (None when ``stack`` is given).
+        mask : ndarray of bool, shape (H, W)
+            The saved label.
+        stack : ndarray, optional
+            ``features(image)`` when the caller has it.
+        score : bool
+            Measure before learning (False when re-learning labels measured in an earlier session).
+        retrain : bool
+            Retrain now (False to add several labels and retrain once, :meth:`retrain`).
+
+        Returns
+        -------
+        Score or None
+            The held-out measurement, or None when nothing could be measured.
+        """
+        mask = np.asarray(mask, dtype=bool)
+        if stack is None:
+            stack = pc.features(image, self.model.sigmas if self.model else pc.DEFAULT_SIGMAS)
+        if stack.shape[:2] != mask.shape:
+            raise ValueError(f"the label is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                             f"{stack.shape[1]}x{stack.shape[0]}")
+        measured = self._score(name, stack, mask, key) if score else None
+        rows, cols, y = pc.sample_training_pixels(mask, pc.DEFAULT_PIXELS_PER_IMAGE,
+                                                  hash(key) % (2 ** 32), one_class=True)
+        self._rows.pop(key, None)
+        self._rows[key] = _Rows(stack[rows, cols].copy(), y)
+        while len(self._rows) > self.max_labels:
+            self._rows.popitem(last=False)
+        self.learned += 1
+        if measured is not None:
+            self.scores = self.scores + (measured,)
+        if retrain:
+            self.retrain()
+        return measured
+
+    def _score(self, name: str, stack: np.ndarray, mask: np.ndarray, key: Any) -> Score | None:
+        start = time.perf_counter()
+        if self.model is not None:
+            predicted = self.model.predict(None, stack=stack) > self.model.threshold
+            return Score(name, dice(predicted, mask), correction_effort(predicted, mask), self.model.labels,
+                         (time.perf_counter() - start) * 1000.0)
+        held_out = _spatial_holdout(stack, mask, hash(key) % (2 ** 32), self._forest_settings)
+        if held_out is None:
+            return None
+        return Score(name, held_out[0], held_out[1], 0, (time.perf_counter() - start) * 1000.0)
+
+    def retrain(self) -> LearnedModel | None:
+        """Train a new forest on the kept pixels; the model stays as it was while they hold one class."""
+        if not self._rows:
+            return self.model
+        y = np.concatenate([r.y for r in self._rows.values()])
+        if y.all() or not y.any():
+            return self.model
+        forest = pc.train([r.x for r in self._rows.values()], [r.y for r in self._rows.values()],
+                          max_pixels=self.max_pixels, **self._forest_settings)
+        self.model = LearnedModel(forest, self.learned, (self.model.round + 1) if self.model else 1)
+        return self.model
+
+    def recent_scores(self, limit: int) -> Sequence[Score]:
+        """The newest ``limit`` held-out scores, oldest first."""
+        return self.scores[-limit:] if limit else ()
+
+    def restore_scores(self, scores: Sequence[Score]) -> None:
+        """Put back the record of an earlier session (the session keeps it in the event log)."""
+        self.scores = tuple(scores) + self.scores

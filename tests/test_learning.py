@@ -1,0 +1,235 @@
+"""The tablet learns from the biologist's labels (issue 14 items 1 and 2), on real data.
+
+Every model is a candidate; the instant learner learns every save, is scored only on labels it
+had not learned from, keeps its record across sessions, and teaches a proposal from strokes.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from labelassist.errors import LabelAssistError
+from labelassist.images import read_image, read_mask
+from labelassist.importer import import_images
+from labelassist.project import Project
+from labelassist.session import Session
+from labelassist.workflow.metrics import dice
+from labelassist.workflow.prelabel import PrelabelContext
+from labelassist.workflow.registry import REGISTRY
+
+
+def _project(tmp_path, datasets, name, count=None, masks=False, shipped=False, start=0):
+    src = datasets / name
+    images = tmp_path / f"{name}-images"
+    images.mkdir()
+    for path in sorted((src / "images").iterdir())[start:start + count if count else None]:
+        shutil.copy(path, images)
+    project = Project.create(tmp_path / f"{name}-project")
+    project.settings["prelabel"]["shipped_models"] = shipped
+    project.save_settings()
+    import_images(project, [images], masks=src / "masks" if masks else None)
+    return project
+
+
+def _truth(datasets, name, sample):
+    return read_mask(datasets / name / "masks" / (sample.name.rsplit(".", 1)[0] + ".png"))
+
+
+def test_one_saved_label_teaches_pre_labels_better_than_otsu(tmp_path, datasets):
+    """The issue's test: a scratch_assay project with no model; after one saved label, the learned
+    pre-label of other images has DSC >= 0.80 (on average over images spread over the set: one
+    image alone ranges 0.63-0.95, docs/learning.md), and beats Otsu on every one."""
+    project = _project(tmp_path, datasets, "scratch_assay", count=1)
+    with Session(project, background=False) as session:
+        assisted = session.next()
+        assert assisted.prelabel.method == "otsu"  # no label, no model: nothing else to offer
+        session.save(assisted.sample.id, _truth(datasets, "scratch_assay", assisted.sample))
+        # Without a thread the learner waits to be asked: a tool that only saves pays nothing.
+        assert session.learner.model is None
+        session.learner.wait()
+        assert session.learner.model is not None and session.learner.model.labels == 1
+        images = sorted((datasets / "scratch_assay" / "images").iterdir())
+        learned, otsu = [], []
+        for path in images[1:60:8]:  # 001, 009, ..., 057: never learned from
+            image, truth = read_image(path), read_mask(datasets / "scratch_assay" / "masks" / path.name)
+            learned.append(dice(session.assistance.run_prelabel("learned", image, PrelabelContext()).mask, truth))
+            otsu.append(dice(REGISTRY.get("prelabel", "otsu")(image).mask, truth))
+    project.close()
+    assert all(a > b for a, b in zip(learned, otsu)), (learned, otsu)
+    assert np.mean(learned) >= 0.80, learned
+
+
+def test_the_learner_is_scored_only_on_labels_it_had_not_learned(tmp_path, datasets):
+    project = _project(tmp_path, datasets, "scratch_assay", count=5)
+    with Session(project, background=False) as session:
+        shown = []
+        for _ in range(4):
+            assisted = session.next()
+            truth = _truth(datasets, "scratch_assay", assisted.sample)
+            shown.append((assisted.prelabel.method, dice(assisted.start_mask, truth)))
+            session.save(assisted.sample.id, truth)
+            session.learner.wait()  # as the kiosk's thread does while the next sample is labelled
+        scores = session.learner.scores(10)
+        # One score a label, each taken before learning from it: the first from its own left half
+        # (no earlier label), then from the forest of the labels before.
+        assert [s.labels for s in scores] == [0, 1, 2, 3]
+        choice = session.prelabel_choice()
+        rows = choice.evaluation.rows_of("learned")
+        assert [r.dice for r in rows] == [s.dice for s in scores]
+        # The learner's pre-label shown on an image equals its held-out score on that image.
+        for (method, shown_dice), score in zip(shown[1:], scores[1:]):
+            if method == "learned":
+                assert shown_dice == pytest.approx(score.dice)
+        assert choice.method == "learned", choice.reason  # no model, Otsu 0.5: the learner is best
+        assert "learned from 4 of your labels: matches your last 4 at" in session.prelabel_words()
+        following = session.next()
+        assert following.prelabel.method == "learned"
+        assert following.prelabel.note == "Learned from 4 of your labels."
+    project.close()
+
+
+def test_every_shipped_model_is_a_candidate_and_the_demo_uses_the_one_that_fits(tmp_path):
+    from labelassist.demo_project import demo_project
+
+    project = Project.open(demo_project(tmp_path / "demo"))
+    with Session(project, background=False) as session:
+        assert "learned" not in session.assistance.candidates()
+        session.learner.wait()  # the learner learns the demo's imported masks
+        candidates = session.assistance.candidates()
+        assert {"shipped:scratch_assay", "shipped:usiigaci_phase"} <= set(candidates)
+        assert "learned" in candidates
+        choice = session.prelabel_choice()
+        # T98G phase contrast: the phase-contrast U-Net fits, Otsu pre-labels the halos.
+        assert choice.method == "shipped:usiigaci_phase", choice.reason
+        summaries = choice.evaluation.summaries
+        assert summaries["shipped:usiigaci_phase"].dice_mean > summaries["otsu"].dice_mean
+        assert session.prelabel_words().startswith("Pre-label from the shipped usiigaci_phase model: matches")
+        assisted = session.next()
+        assert assisted.prelabel.method == "shipped:usiigaci_phase"
+    project.close()
+
+
+def test_an_installed_copy_of_a_shipped_model_is_one_candidate(tmp_path, datasets):
+    from labelassist.models import SHIPPED_DIR
+
+    project = _project(tmp_path, datasets, "scratch_assay", count=3, masks=True, shipped=True)
+    with Session(project, background=False) as session:
+        session.import_model(SHIPPED_DIR / "scratch_assay_unet.int8.onnx")
+        names = set(session.assistance.candidates())
+        assert "onnx" in names and "shipped:scratch_assay" not in names and "shipped:usiigaci_phase" in names
+        assert session.prelabel_choice().method == "onnx"
+    project.close()
+
+
+def test_the_record_and_the_forest_come_back_in_the_next_session(tmp_path, datasets):
+    project = _project(tmp_path, datasets, "scratch_assay", count=4)
+    with Session(project, background=False) as session:
+        for _ in range(3):
+            assisted = session.next()
+            session.save(assisted.sample.id, _truth(datasets, "scratch_assay", assisted.sample))
+            session.learner.wait()
+        before = [(s.sample, s.dice, s.labels) for s in session.learner.scores(10)]
+    project.close()
+    with Project.open(project.folder) as again, Session(again, background=True) as session:
+        session.learner.wait()
+        after = [(s.sample, round(s.dice, 4), s.labels) for s in session.learner.scores(10)]
+        assert after == [(n, round(d, 4), k) for n, d, k in before]
+        assert session.learner.model is not None and session.learner.model.labels == 3
+        assert session.prelabel_choice().method == "learned"
+        # A read-only tool does not learn unless asked.
+    with Project.open(project.folder) as again, Session(again, background=False, own=False) as tool:
+        assert tool.learner.model is None and "learned" not in tool.assistance.candidates()
+
+
+def test_the_kiosk_learns_on_its_own_thread_and_refreshes_the_next_pre_label(tmp_path, datasets):
+    project = _project(tmp_path, datasets, "scratch_assay", count=6)
+    with Session(project, lookahead=1) as session:
+        refreshed = []
+        session.learner.listeners.append(lambda model: refreshed.append(model.labels))
+        for _ in range(3):
+            assisted = session.next()
+            session.save(assisted.sample.id, _truth(datasets, "scratch_assay", assisted.sample))
+            session.learner.wait()
+            session.wait_prepared()
+        assert session.prelabel_choice().method == "learned"
+        assisted = session.next()  # the next one is prepared with the forest of 3 labels...
+        session.save(assisted.sample.id, _truth(datasets, "scratch_assay", assisted.sample))
+        session.wait_prepared()
+        session.learner.wait()
+        assert refreshed == [1, 2, 3, 4]
+        assisted = session.next()
+        # ...and opens with the forest of 4: remade when the training ended.
+        assert assisted.prelabel.method == "learned" and assisted.prelabel.note == "Learned from 4 of your labels."
+        # Nothing newer to offer for the open sample: the screen keeps what it shows.
+        assert session.learned_prelabel(assisted.sample.id) is None
+    project.close()
+
+
+def test_a_fresher_learned_pre_label_is_offered_for_the_open_sample(tmp_path, datasets):
+    project = _project(tmp_path, datasets, "scratch_assay", count=6)
+    with Session(project, background=False) as session:
+        for _ in range(2):
+            assisted = session.next()
+            session.save(assisted.sample.id, _truth(datasets, "scratch_assay", assisted.sample))
+            session.learner.wait()
+        opened = session.next()
+        assert opened.prelabel.method == "learned"
+        saved_other = session.store.sample(session._next_ids(2)[1])
+        # Another label arrives (e.g. on the queue); the open sample's pre-label can be remade.
+        session.save(saved_other.id, _truth(datasets, "scratch_assay", saved_other))
+        session.learner.wait()
+        fresher = session.learned_prelabel(opened.sample.id)
+        assert fresher is not None and fresher.note == "Learned from 3 of your labels."
+        assert session.current.prelabel.note == "Learned from 2 of your labels."  # nothing changed yet
+        session.use_prelabel(opened.sample.id, fresher)
+        assert session.current.prelabel is fresher
+        assert session.learned_prelabel(opened.sample.id) is None
+    project.close()
+
+
+def test_strokes_teach_a_proposal_for_the_whole_image(tmp_path, datasets):
+    project = _project(tmp_path, datasets, "scratch_assay", count=2, start=5)
+    with Session(project, background=False) as session:
+        assisted = session.next()
+        sid = assisted.sample.id
+        truth = _truth(datasets, "scratch_assay", assisted.sample)
+        obj = np.zeros(truth.shape, bool)
+        bg = np.zeros(truth.shape, bool)
+        with pytest.raises(LabelAssistError, match="paint some object and some background first"):
+            session.teach(sid, obj, bg)
+        # Three short strokes a class, inside it, as a biologist would paint them.
+        rng = np.random.default_rng(1)
+        for where, target in ((np.argwhere(truth), obj), (np.argwhere(~truth), bg)):
+            for y, x in where[rng.choice(len(where), 3, replace=False)]:
+                target[max(0, y - 2):y + 3, max(0, x - 20):x + 20] = True
+        obj &= truth
+        bg &= ~truth
+        with pytest.raises(LabelAssistError, match="paint some background first"):
+            session.teach(sid, obj, np.zeros_like(bg))
+        with pytest.raises(LabelAssistError, match="the strokes are"):
+            session.teach(sid, obj[:10], bg[:10])
+        session.prepare_teach(sid)
+        proposal = session.teach(sid, obj, bg)
+        assert proposal.method == "scribbles" and proposal.mask.shape == truth.shape
+        otsu = REGISTRY.get("prelabel", "otsu")(assisted.image).mask
+        assert dice(proposal.mask, truth) > dice(otsu, truth) + 0.1
+        assert session.store.latest_label(sid) is None  # a proposal, nothing saved
+    project.close()
+
+
+def test_learning_switched_off_offers_no_learner(tmp_path, datasets):
+    project = _project(tmp_path, datasets, "scratch_assay", count=3)
+    project.settings["prelabel"]["learn"] = False
+    project.save_settings()
+    with Session(project, background=False) as session:
+        for _ in range(2):
+            assisted = session.next()
+            session.save(assisted.sample.id, _truth(datasets, "scratch_assay", assisted.sample))
+        assert "learned" not in session.assistance.candidates()
+        assert session.prelabel_choice().method in ("otsu", None)
+        with pytest.raises(LabelAssistError, match="switched off"):
+            session.teach(assisted.sample.id, np.ones((2, 2), bool), np.ones((2, 2), bool))
+    project.close()
