@@ -233,3 +233,29 @@ def test_learning_switched_off_offers_no_learner(tmp_path, datasets):
         with pytest.raises(LabelAssistError, match="switched off"):
             session.teach(assisted.sample.id, np.ones((2, 2), bool), np.ones((2, 2), bool))
     project.close()
+
+
+def test_opening_a_session_does_not_load_the_learner_libraries(tmp_path, datasets):
+    """The kiosk's first screen never waits for scikit-learn (2.6-4.5 s to import on the tablet):
+    a session on a project with labels opens and shows its first sample without it; the learner
+    imports it on its own thread, after its warm-up delay."""
+    import subprocess
+    import sys
+
+    project = _project(tmp_path, datasets, "scratch_assay", count=3, masks=True)
+    project.close()
+    code = (
+        "import sys\n"
+        "from labelassist.project import Project\n"
+        "from labelassist.session import Session\n"
+        f"project = Project.open({str(project.folder)!r})\n"
+        "session = Session(project)\n"
+        "session.open(session.store.samples()[0].id)\n"
+        "print('before', sorted(m for m in ('sklearn', 'scipy', 'torch') if m in sys.modules))\n"
+        "session.learner.wait()\n"
+        "print('after', sorted(m for m in ('sklearn', 'torch') if m in sys.modules), session.learner.model.labels)\n"
+        "session.close(); project.close()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "before []" in out.stdout and "after ['sklearn'] 3" in out.stdout, out.stdout

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -36,12 +37,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "packaging"))
 import bundle_tools  # noqa: E402
 
-STEPS = ("demo project", "model", "first frame", "label screen", "pre-label", "stroke", "save", "read back", "reopen")
+STEPS = ("demo project", "model", "first frame", "label screen", "pre-label", "stroke", "save", "read back", "reopen",
+         "no torch", "learner")
 
 
 def _check_smoke_output(out: str) -> None:
     for step in STEPS:
         assert f"] {step}" in out, f"step {step!r} missing from:\n{out}"
+    # issue 14: the UI process never imports torch, and the instant learner works where it runs
+    assert re.search(r"\] no torch .*'torch' not in sys\.modules after the UI ran", out), out
+    assert re.search(r"\] learner .* ok: .*finds its square .*still no torch", out), out
+    # ...and the first frame never waits for scikit-learn (the learner imports it on its thread)
+    assert "scikit-learn not loaded" in out and "scikit-learn LOADED" not in out, out
     assert "smoke: OK" in out
 
 
@@ -271,8 +278,16 @@ def test_bundle_manifest_zip_and_trim(bundle):
     if not os.environ.get("LABELASSIST_BUNDLE"):
         assert zips and Path(str(zips[-1]) + ".sha256").is_file()
     internal = bundle / "_internal"
-    for gone in ("scipy", "skimage", "torch", "PIL", "onnx", "kivy/tests"):
+    for gone in ("torch", "PIL", "onnx", "kivy/tests"):
         assert not (internal / gone).exists(), f"{gone} should have been trimmed"
+    # the instant learner's libraries ship (issue 14), narrowed to what it imports
+    for kept in ("sklearn/tree/_tree.*.so", "sklearn/ensemble/_gradient_boosting.*.so",
+                 "scipy/ndimage/_nd_image.*.so", "skimage/feature/__init__.pyi", "skimage/feature/corner_cy.*.so"):
+        assert list(internal.glob(kept)), f"{kept} is missing: the instant learner needs it"
+    for gone in ("skimage/filters/rank", "skimage/morphology", "skimage/draw", "sklearn/datasets",
+                 "sklearn/cluster", "scipy/signal", "scipy/io"):
+        assert not (internal / gone).exists(), f"{gone} should have been trimmed (the learner never imports it)"
+    assert not list(internal.glob("sklearn/**/*.pyx")), "scikit-learn's Cython sources should not ship"
     models = sorted(p.name for p in (internal / "models").glob("*.onnx"))
     assert models and (internal / "models" / "index.json").is_file(), models
     assert (internal / "labelassist" / "demo" / "images").is_dir()

@@ -18,6 +18,12 @@ stroke          one pen stroke is posted through Kivy's event loop onto the canv
 save            "Save & next" (post-processing suggestions rejected, a warning saved anyway)
 read back       the label version is read back from the store (in the app, and again from the
                 database file after the app closed) and compared pixel for pixel
+no torch        after the whole UI run, ``torch`` is not in ``sys.modules``: the UI process never
+                imports the trainer's library (issue 14)
+learner         the instant learner (``labelassist.learning.pixel_classifier``: scikit-image
+                features, a scikit-learn forest) trains on a synthetic image and separates its
+                bright square; torch is still not imported. Run after the UI, so its imports are
+                not on the start-up path (the kiosk imports it on its learner thread)
 ==============  ===================================================================================
 
 Each step prints one line with the time since the smoke test started and how long the step
@@ -30,7 +36,7 @@ took; at the end ``smoke: OK`` and exit code 0. Any failure prints one plain lin
 ONNX Runtime loaded: its 1DS telemetry (when it is not disabled) makes its first DNS look-up
 about 9 s after the first session, later than a 4-second smoke test ends. ``tests/test_offline.py``
 lingers 12 s so that a telemetry socket would be seen.
-``LABELASSIST_SMOKE_STOP_AFTER=first frame`` (or any other step name) ends the test with
+``LABELASSIST_SMOKE_STOP_AFTER=first frame`` (or another step the UI drives) ends the test with
 ``smoke: OK`` after that step: ``bench/bench_bundle.py`` uses it to time the cold start.
 """
 
@@ -52,7 +58,13 @@ log = logging.getLogger(__name__)
 
 TIMEOUT_S = float(os.environ.get("LABELASSIST_SMOKE_TIMEOUT", "180"))
 STEP_TICK = 0.05  # seconds between two looks at the UI
-STEPS = ("demo project", "model", "first frame", "label screen", "pre-label", "stroke", "save", "read back", "reopen")
+UI_STEPS = ("demo project", "model", "first frame", "label screen", "pre-label", "stroke", "save", "read back",
+            "reopen")
+STEPS = UI_STEPS + ("no torch", "learner")
+#: The steps ``LABELASSIST_SMOKE_STOP_AFTER`` may name (those the UI's clock drives).
+STOPPABLE = UI_STEPS[2:-2]
+#: The smallest Dice coefficient of the learner's proposal with the synthetic square.
+LEARNER_MIN_DICE = 0.9
 STOP_AFTER_NEXT: dict[str, str] = {}
 
 
@@ -238,7 +250,10 @@ class _Driver:
             return
         age = process_age()
         since = f"; {age:.2f} s after the process started" if age is not None else ""
-        self.report.step("first frame", f"window {self.app.root.width}x{self.app.root.height}{since}")
+        # the learner's libraries belong on its thread after a save, not on the start-up path
+        learner = ("; scikit-learn LOADED before the first frame" if "sklearn" in sys.modules
+                   else "; scikit-learn not loaded")
+        self.report.step("first frame", f"window {self.app.root.width}x{self.app.root.height}{since}{learner}")
         self.phase = "label screen"
         self.app.root.get_screen("home").continue_labelling()   # the Home screen's big button
 
@@ -354,6 +369,51 @@ class _Driver:
         self.app.stop()
 
 
+def _check_no_torch(what: str) -> str:
+    """Fail unless ``torch`` is absent from ``sys.modules`` (the UI process never imports it)."""
+    if "torch" in sys.modules:
+        raise SmokeFailure("no torch", f"{what} imported torch ({sys.modules['torch'].__file__}): the UI "
+                                       f"process must never import the trainer's library")
+    return f"'torch' not in sys.modules after {what} ran ({len(sys.modules)} modules loaded)"
+
+
+def _square_image(size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy grey image with a bright square in its middle, and the square as a mask."""
+    mask = np.zeros((size, size), dtype=bool)
+    mask[size // 4:3 * size // 4, size // 4:3 * size // 4] = True
+    noise = np.random.default_rng(0).normal(0.0, 0.05, mask.shape)
+    return (0.2 + 0.6 * mask + noise).astype(np.float32), mask
+
+
+def _check_learner() -> str:
+    """Train the instant learner on a synthetic image and check its proposal finds the square.
+
+    Proves the bundle carries what the learner needs (scikit-learn's forest and its compiled
+    extensions, scipy.ndimage, scikit-image's ``multiscale_basic_features``).
+    """
+    loaded_by_session = "labelassist.learning.pixel_classifier" in sys.modules  # its learner thread
+    started = time.perf_counter()
+    from labelassist.learning import pixel_classifier as pc
+
+    imported = ("already imported by the session" if loaded_by_session
+                else f"imported in {(time.perf_counter() - started) * 1000:.0f} ms")
+    image, square = _square_image()
+    stack = pc.features(image)
+    rows, cols, truth = pc.sample_training_pixels(square, 2000, rng=0)
+    model = pc.train([stack[rows, cols]], [truth], n_estimators=5)
+    proposal = pc.predict(model, None, stack=stack) > 0.5
+    dice = 2 * np.logical_and(proposal, square).sum() / max(1, int(proposal.sum() + square.sum()))
+    if dice < LEARNER_MIN_DICE:
+        raise SmokeFailure("learner", f"the learned proposal matches the square at Dice {dice:.2f} "
+                                      f"(at least {LEARNER_MIN_DICE} expected)")
+    _check_no_torch("the learner")
+    import sklearn
+
+    return (f"ok: a {len(model.estimators_)}-tree forest (scikit-learn {sklearn.__version__}) on "
+            f"{stack.shape[-1]} features of a {image.shape[1]}x{image.shape[0]} image finds its square "
+            f"(Dice {dice:.2f}); {imported}; still no torch")
+
+
 def run_smoke(keep: bool | None = None) -> int:
     """Run the smoke test; 0 when every step passed, 1 (with one failure line) otherwise."""
     report = _Report()
@@ -392,9 +452,9 @@ def run_smoke(keep: bool | None = None) -> int:
         report.step("ui imported", "Kivy and the kiosk UI loaded")
         stop_after = os.environ.get("LABELASSIST_SMOKE_STOP_AFTER", "").replace("-", " ").replace("_", " ")
         if stop_after:
-            if stop_after not in STEPS[2:-2]:
-                raise SmokeFailure("start", f"LABELASSIST_SMOKE_STOP_AFTER must be one of {', '.join(STEPS[2:-2])}")
-            STOP_AFTER_NEXT["phase"] = STEPS[STEPS.index(stop_after) + 1]
+            if stop_after not in STOPPABLE:
+                raise SmokeFailure("start", f"LABELASSIST_SMOKE_STOP_AFTER must be one of {', '.join(STOPPABLE)}")
+            STOP_AFTER_NEXT["phase"] = UI_STEPS[UI_STEPS.index(stop_after) + 1]
         app.run()
         Window.unbind(on_flip=driver.on_flip)
         if driver.failure is not None:
@@ -412,6 +472,10 @@ def run_smoke(keep: bool | None = None) -> int:
         if version is None or version.id != driver.label_id or not np.array_equal(version.mask, driver.saved_mask):
             raise SmokeFailure("reopen", "the label read from the database file after closing differs")
         report.step("reopen", f"label version {version.id} read again from {folder.name}/labels.sqlite")
+        step = "no torch"
+        report.step("no torch", _check_no_torch("the UI"))
+        step = "learner"
+        report.step("learner", _check_learner())
         total = time.perf_counter() - report.t0
         linger = float(os.environ.get("LABELASSIST_SMOKE_LINGER", "0") or 0)
         if linger > 0:

@@ -25,7 +25,7 @@ import numpy as np
 from labelassist.learning import pixel_classifier as pc
 from labelassist.workflow.metrics import correction_effort, dice
 
-__all__ = ["LearnedModel", "Score", "InstantLearner", "MAX_LABELS"]
+__all__ = ["LearnedModel", "Score", "InstantLearner", "MAX_LABELS", "image_features"]
 
 #: The newest labels whose pixels the forest trains on (their rows share the pixel cap).
 MAX_LABELS = 10
@@ -55,9 +55,22 @@ class LearnedModel:
     sigmas: tuple[float, ...] = pc.DEFAULT_SIGMAS
     threshold: float = 0.5
 
-    def predict(self, image: np.ndarray, stack: np.ndarray | None = None) -> np.ndarray:
-        """Object probability of every pixel, float32 (H, W); ``stack`` = ``features(image)`` if known."""
-        return pc.predict(self.forest, image, self.sigmas, stack=stack)
+    def predict(self, image: np.ndarray | None, stack: np.ndarray | None = None) -> np.ndarray:
+        """Object probability of every pixel of ``image``, float32 (H, W).
+
+        ``stack``: the image's features at its working scale when known (:func:`image_features`);
+        without ``image`` the answer is at that scale.
+        """
+        if stack is None:
+            stack = image_features(image, self.sigmas)
+        probability = pc.predict(self.forest, None, self.sigmas, stack=stack)
+        return probability if image is None else pc.grow_probability(probability, np.shape(image)[:2])
+
+
+def image_features(image: np.ndarray, sigmas=pc.DEFAULT_SIGMAS) -> np.ndarray:
+    """The features of an image at its working scale (large images scaled down, see
+    :data:`~labelassist.learning.pixel_classifier.MAX_WORKING_PIXELS`)."""
+    return pc.features(pc.working_image(image), sigmas)
 
 
 @dataclass(frozen=True)
@@ -171,10 +184,14 @@ class InstantLearner:
         """
         mask = np.asarray(mask, dtype=bool)
         if stack is None:
-            stack = pc.features(image, self.model.sigmas if self.model else pc.DEFAULT_SIGMAS)
-        if stack.shape[:2] != mask.shape:
-            raise ValueError(f"the label is {mask.shape[1]}x{mask.shape[0]} but the image is "
+            if image is None or np.shape(image)[:2] != mask.shape:
+                raise ValueError(f"the label is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                                 f"{np.shape(image)[1]}x{np.shape(image)[0]}")
+            stack = image_features(image)
+        if stack.shape[:2] != pc.working_shape(mask.shape):
+            raise ValueError(f"the label is {mask.shape[1]}x{mask.shape[0]}, the image's features are "
                              f"{stack.shape[1]}x{stack.shape[0]}")
+        mask = pc.shrink_mask(mask, stack.shape[:2])  # the label at the scale the forest learns at
         measured = self._score(name, stack, mask, key) if score else None
         rows, cols, y = pc.sample_training_pixels(mask, pc.DEFAULT_PIXELS_PER_IMAGE,
                                                   hash(key) % (2 ** 32), one_class=True)
@@ -192,7 +209,7 @@ class InstantLearner:
     def _score(self, name: str, stack: np.ndarray, mask: np.ndarray, key: Any) -> Score | None:
         start = time.perf_counter()
         if self.model is not None:
-            predicted = self.model.predict(None, stack=stack) > self.model.threshold
+            predicted = self.model.predict(None, stack=stack) > self.model.threshold  # at the working scale
             return Score(name, dice(predicted, mask), correction_effort(predicted, mask), self.model.labels,
                          (time.perf_counter() - start) * 1000.0)
         held_out = _spatial_holdout(stack, mask, hash(key) % (2 ** 32), self._forest_settings)

@@ -96,7 +96,7 @@ class Session:
         self.learner.listeners.append(self.prepared_samples.refresh_learned)
         if self.learner.enabled:
             newest = sorted(self.store.latest_labels(), key=lambda p: -p[1].id)[:WARM_UP_LABELS]
-            self.learner.start([(sample, label.mask) for sample, label in newest])
+            self.learner.start(newest)
         self.current: Assisted | None = None
         self._opened_at = 0.0
         self.unavailable: set[int] = set()

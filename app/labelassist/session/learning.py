@@ -28,12 +28,14 @@ import numpy as np
 
 from labelassist.errors import ImageReadError
 from labelassist.project import Project
-from labelassist.store import Sample
+from labelassist.store import DamagedLabelError, LabelVersion, Sample
 
 log = logging.getLogger(__name__)
 
 #: Labels the learner trains on when a session opens (the newest ones).
 WARM_UP_LABELS = 10
+#: Seconds the kiosk's learner waits after the session opens before it learns the earlier labels.
+WARM_UP_DELAY_S = 5.0
 #: Held-out scores read back from the event log when a session opens.
 KEPT_SCORES = 24
 #: Jobs a session without a thread keeps until :meth:`SessionLearner.wait` (the newest; the forest
@@ -70,6 +72,7 @@ class SessionLearner:
             threading.Thread(target=self._serve, args=(self._queue,), name="learner", daemon=True).start()
         self._jobs: list[Future] = []
         self._pending: collections.deque = collections.deque(maxlen=PENDING_JOBS)  # without a thread
+        self._closed = threading.Event()
         self._learner = None  # InstantLearner, made on first use (imports scikit-learn)
         self._stack_lock = threading.Lock()
         self._stack: tuple[int, np.ndarray] | None = None  # (sample id, features) of the open image
@@ -158,6 +161,7 @@ class SessionLearner:
         """Stop the thread without waiting: queued jobs are dropped, a training under way ends
         unheard (it changes nothing stored: its ``learned`` event is only written with a save)."""
         self.enabled = False
+        self._closed.set()
         self._pending.clear()
         for f in self._jobs:
             f.cancel()
@@ -167,36 +171,45 @@ class SessionLearner:
         self.listeners.clear()
 
     # -- learning ---------------------------------------------------------------------------
-    def start(self, labelled: list[tuple[Sample, np.ndarray]]) -> None:
+    def start(self, labelled: list[tuple[Sample, LabelVersion]]) -> None:
         """Learn the newest labels of earlier sessions, and read back the held-out record.
 
-        ``labelled`` is (sample, mask) of the newest labels, newest first (read on the caller's
-        thread: the store stays on it).
+        ``labelled`` is (sample, label version) of the newest labels, newest first (read on the
+        caller's thread: the store stays on it). The learning waits :data:`WARM_UP_DELAY_S` on the
+        learner's thread: the kiosk's first screen comes first, and scikit-learn is imported
+        there, never on the way to it.
         """
         if not self.enabled:
             return
-        from labelassist.learning.instant import Score
-
-        record = []
-        for event in self.store.events("learned")[-KEPT_SCORES:]:
-            d = event.get("details") or {}
-            try:
-                record.append(Score(str(d["sample"]), float(d["dice"]), float(d["effort"]), int(d["labels"]),
-                                    float(d.get("ms", 0.0))))
-            except (KeyError, TypeError, ValueError):
-                continue  # an event of another version: leave it out
+        record = [event.get("details") or {} for event in self.store.events("learned")[-KEPT_SCORES:]]
         self._run(self._warm_up, record, labelled[:WARM_UP_LABELS])
 
-    def _warm_up(self, record, labelled) -> None:
-        learner = self._instant()
-        learner.restore_scores(record)
-        for sample, mask in reversed(labelled):  # oldest first, as they were learned
+    def _warm_up(self, record: list[dict], labelled) -> None:
+        if self._queue is not None and self._closed.wait(WARM_UP_DELAY_S):
+            return  # closed meanwhile
+        from labelassist.learning.instant import Score
+
+        scores = []
+        for d in record:
             try:
+                scores.append(Score(str(d["sample"]), float(d["dice"]),
+                                    float("inf") if d["effort"] is None else float(d["effort"]),
+                                    int(d["labels"]), float(d.get("ms", 0.0))))
+            except (KeyError, TypeError, ValueError):
+                continue  # an event of another version: leave it out
+        learner = self._instant()
+        learner.restore_scores(scores)
+        for sample, label in reversed(labelled):  # oldest first, as they were learned
+            try:
+                mask = label.mask
                 image = self.project.read_image(sample)
-            except ImageReadError as exc:
+            except (ImageReadError, DamagedLabelError) as exc:
                 log.info("the learner leaves out %s: %s", sample.name, exc)
                 continue
-            learner.learn(sample.id, sample.name, image, mask, score=False, retrain=False)
+            try:
+                learner.learn(sample.id, sample.name, image, mask, score=False, retrain=False)
+            except ValueError as exc:  # the image no longer matches its label (e.g. replaced)
+                log.info("the learner leaves out %s: %s", sample.name, exc)
         if labelled:
             self._trained(learner.retrain())
 
@@ -214,7 +227,11 @@ class SessionLearner:
                 log.info("the learner leaves out %s: %s", sample.name, exc)
                 return
         start = time.perf_counter()
-        score = learner.learn(sample.id, sample.name, image, mask, stack=stack)
+        try:
+            score = learner.learn(sample.id, sample.name, image, mask, stack=stack)
+        except ValueError as exc:  # the image no longer matches its label: this one is left out
+            log.info("the learner leaves out %s: %s", sample.name, exc)
+            return
         if score is not None:
             # Deferred: written with the next save, never a write of its own from this thread.
             self.store.defer_event("learned", actor=self.author, sample_id=sample.id, label_id=label_id,
@@ -242,12 +259,13 @@ class SessionLearner:
         return None
 
     def features(self, sample_id: int, image: np.ndarray) -> np.ndarray:
-        """The features of the open image, computed once and kept (one image at a time: ~100 MB at 1024²)."""
+        """The features of the open image at its working scale, computed once and kept (one image
+        at a time: ~100 MB at 1024 x 1024, the largest working scale)."""
         stack = self._cached_stack(sample_id)
         if stack is None:
-            from labelassist.learning import pixel_classifier as pc
+            from labelassist.learning.instant import image_features
 
-            stack = pc.features(image)
+            stack = image_features(image)
             with self._stack_lock:
                 self._stack = (sample_id, stack)
         return stack
@@ -264,4 +282,7 @@ class SessionLearner:
         """
         from labelassist.learning import pixel_classifier as pc
 
-        return pc.propose_from_scribbles(self.features(sample_id, image), object_strokes, background_strokes)
+        stack = self.features(sample_id, image)
+        obj = pc.shrink_mask(object_strokes, stack.shape[:2], any_pixel=True)
+        bg = pc.shrink_mask(background_strokes, stack.shape[:2], any_pixel=True)
+        return pc.grow_probability(pc.propose_from_scribbles(stack, obj, bg), np.shape(image)[:2])

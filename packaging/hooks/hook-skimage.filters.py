@@ -1,0 +1,14 @@
+"""Narrow replacement of pyinstaller-hooks-contrib's hook for ``skimage.filters`` (trimmed bundle only).
+
+The contrib hook collects every submodule of the package. The kiosk uses one scikit-image
+function, ``skimage.feature.multiscale_basic_features`` (the instant learner,
+``labelassist.learning.pixel_classifier``); this hook ships the lazy loader's stub (``__init__.pyi``,
+which ``lazy_loader.attach_stub`` reads at import) and only the submodules that path needs.
+``_basic_features`` calls ``filters.gaussian`` and ``filters.sobel`` through the lazy package.
+Not shipped: ``filters.rank`` (5.6 MB of extensions) and every other filter.
+"""
+
+from PyInstaller.utils.hooks import collect_data_files
+
+datas = collect_data_files("skimage.filters", includes=["*.pyi"])
+hiddenimports = ["skimage.filters._gaussian", "skimage.filters.edges"]

@@ -1,0 +1,13 @@
+"""Narrow replacement of pyinstaller-hooks-contrib's hook for ``skimage.transform`` (trimmed bundle only).
+
+The contrib hook collects every submodule of the package. The kiosk uses one scikit-image
+function, ``skimage.feature.multiscale_basic_features`` (the instant learner,
+``labelassist.learning.pixel_classifier``); this hook ships the lazy loader's stub (``__init__.pyi``,
+which ``lazy_loader.attach_stub`` reads at import) and only the submodules that path needs.
+``feature.corner`` imports ``integral_image`` from the lazy package.
+"""
+
+from PyInstaller.utils.hooks import collect_data_files
+
+datas = collect_data_files("skimage.transform", includes=["*.pyi"])
+hiddenimports = ["skimage.transform.integral"]
