@@ -25,10 +25,14 @@ import numpy as np
 from labelassist.learning import pixel_classifier as pc
 from labelassist.workflow.metrics import correction_effort, dice
 
-__all__ = ["LearnedModel", "Score", "InstantLearner", "MAX_LABELS", "image_features"]
+__all__ = ["LearnedModel", "Score", "InstantLearner", "MAX_LABELS", "image_features", "LabelDoesNotFit"]
 
 #: The newest labels whose pixels the forest trains on (their rows share the pixel cap).
 MAX_LABELS = 10
+
+
+class LabelDoesNotFit(ValueError):
+    """A label that cannot be learned from its image (their sizes differ, or the image is too small)."""
 
 
 @dataclass(frozen=True)
@@ -39,8 +43,8 @@ class LearnedModel:
     ----------
     forest : sklearn.ensemble.RandomForestClassifier
     labels : int
-        How many saved labels it learned from (the newest :data:`MAX_LABELS` at most by pixels;
-        counted in full).
+        How many labelled samples there were when it was trained (its pixels come from the newest
+        :data:`MAX_LABELS` of them).
     round : int
         Which training round of the learner made it (1, 2, ...): newer rounds replace older.
     sigmas : tuple of float
@@ -148,8 +152,9 @@ class InstantLearner:
     seed: int = 0
     model: LearnedModel | None = None
     scores: tuple[Score, ...] = ()
-    learned: int = 0  # labels learned from in all
+    learned: int = 0  # labelled samples in all, as far as known
     _rows: "OrderedDict[Any, _Rows]" = field(default_factory=OrderedDict, repr=False)
+    _seen: set = field(default_factory=set, repr=False)
 
     @property
     def _forest_settings(self) -> dict:
@@ -157,8 +162,10 @@ class InstantLearner:
                 "seed": self.seed}
 
     def learn(self, key: Any, name: str, image: np.ndarray | None, mask: np.ndarray, *,
-              stack: np.ndarray | None = None, score: bool = True, retrain: bool = True) -> Score | None:
-        """Score the current forest on this label, then learn from it and retrain.
+              stack: np.ndarray | None = None, score: bool = True, retrain: bool = True,
+              labelled: int | None = None) -> Score | None:
+        """Score the current forest on this label (when it has not learned that sample), then learn
+        from it and retrain.
 
         Parameters
         ----------
@@ -174,8 +181,13 @@ class InstantLearner:
             ``features(image)`` when the caller has it.
         score : bool
             Measure before learning (False when re-learning labels measured in an earlier session).
+            A sample the current forest learned from (a label saved again) is never scored: the
+            record holds held-out scores only.
         retrain : bool
             Retrain now (False to add several labels and retrain once, :meth:`retrain`).
+        labelled : int, optional
+            How many labelled samples the project has now (what the next model says it learned
+            from); default: the samples this learner has seen.
 
         Returns
         -------
@@ -185,21 +197,26 @@ class InstantLearner:
         mask = np.asarray(mask, dtype=bool)
         if stack is None:
             if image is None or np.shape(image)[:2] != mask.shape:
-                raise ValueError(f"the label is {mask.shape[1]}x{mask.shape[0]} but the image is "
-                                 f"{np.shape(image)[1]}x{np.shape(image)[0]}")
-            stack = image_features(image)
+                raise LabelDoesNotFit(f"the label is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                                      f"{np.shape(image)[1]}x{np.shape(image)[0]}")
+            try:
+                stack = image_features(image)
+            except ValueError as exc:  # too small to learn from
+                raise LabelDoesNotFit(str(exc)) from exc
         if stack.shape[:2] != pc.working_shape(mask.shape):
-            raise ValueError(f"the label is {mask.shape[1]}x{mask.shape[0]}, the image's features are "
-                             f"{stack.shape[1]}x{stack.shape[0]}")
+            raise LabelDoesNotFit(f"the label is {mask.shape[1]}x{mask.shape[0]}, the image's features are "
+                                  f"{stack.shape[1]}x{stack.shape[0]}")
         mask = pc.shrink_mask(mask, stack.shape[:2])  # the label at the scale the forest learns at
-        measured = self._score(name, stack, mask, key) if score else None
+        held_out = key not in self._rows  # the current forest learned from the kept rows only
+        measured = self._score(name, stack, mask, key) if score and held_out else None
         rows, cols, y = pc.sample_training_pixels(mask, pc.DEFAULT_PIXELS_PER_IMAGE,
                                                   hash(key) % (2 ** 32), one_class=True)
         self._rows.pop(key, None)
         self._rows[key] = _Rows(stack[rows, cols].copy(), y)
         while len(self._rows) > self.max_labels:
             self._rows.popitem(last=False)
-        self.learned += 1
+        self._seen.add(key)
+        self.learned = max(len(self._seen), int(labelled or 0))
         if measured is not None:
             self.scores = self.scores + (measured,)
         if retrain:

@@ -114,6 +114,8 @@ def features(image: np.ndarray, sigmas: Sequence[float] = DEFAULT_SIGMAS) -> np.
     sigmas = [float(s) for s in sigmas]
     if not sigmas or min(sigmas) <= 0:
         raise ValueError(f"sigmas must be positive, got {sigmas!r}")
+    if np.ndim(image) < 2 or min(np.shape(image)[:2]) < 3:
+        raise ValueError(f"an image of {np.shape(image)[:2]} pixels is too small to learn from")
     grey = _grey01(image)
     parts = [multiscale_basic_features(grey, sigma_min=s, sigma_max=s, num_sigma=1, workers=1) for s in sigmas]
     return np.concatenate(parts, axis=-1).astype(np.float32, copy=False)
@@ -227,7 +229,13 @@ def train(features_list: Sequence[np.ndarray], labels_list: Sequence[np.ndarray]
     if y.all() or not y.any():
         raise ValueError("the training pixels hold only one class: label some object and some background")
     if max_pixels is not None and y.size > max_pixels:
-        keep = np.sort(np.random.default_rng(seed).choice(y.size, size=int(max_pixels), replace=False))
+        # A subset per class: a rare class keeps all its rows up to half the cap, so a subset can
+        # never lose a class (a forest of one class would answer nothing).
+        rng = np.random.default_rng(seed)
+        pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
+        n_pos = min(pos.size, max(int(max_pixels) // 2, int(max_pixels) - neg.size))
+        n_neg = min(neg.size, int(max_pixels) - n_pos)
+        keep = np.sort(np.concatenate([_pick(pos, n_pos, rng), _pick(neg, n_neg, rng)]))
         x, y = x[keep], y[keep]
     model = RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth, n_jobs=n_jobs,
                                    random_state=seed)
@@ -267,8 +275,11 @@ def predict(model: RandomForestClassifier, image: np.ndarray | None,
     if getattr(model, "n_features_in_", f) != f:
         raise ValueError(f"the model expects {model.n_features_in_} features, these sigmas give {f}")
     rows = stack.reshape(-1, f)
+    classes = list(model.classes_)
+    if True not in classes or False not in classes:  # fitted on one class only: it knows one answer
+        return np.full((h, w), 1.0 if True in classes else 0.0, np.float32)
     out = np.empty(rows.shape[0], np.float32)
-    column = list(model.classes_).index(True)
+    column = classes.index(True)
     for start in range(0, rows.shape[0], _PREDICT_CHUNK):
         out[start:start + _PREDICT_CHUNK] = model.predict_proba(rows[start:start + _PREDICT_CHUNK])[:, column]
     return out.reshape(h, w)
@@ -314,7 +325,10 @@ def working_shape(shape: tuple[int, ...], max_pixels: int = MAX_WORKING_PIXELS) 
     if h * w <= max_pixels:
         return h, w
     scale = (max_pixels / float(h * w)) ** 0.5
-    return max(1, int(h * scale)), max(1, int(w * scale))  # rounded down: never over the budget
+    # Rounded down; a side clamped to one pixel leaves the other the whole budget (a line scan).
+    small_h, small_w = max(1, int(h * scale)), max(1, int(w * scale))
+    small_w = max(1, min(small_w, max_pixels // small_h))
+    return min(small_h, max_pixels // small_w), small_w
 
 
 def working_image(image: np.ndarray, max_pixels: int = MAX_WORKING_PIXELS) -> np.ndarray:

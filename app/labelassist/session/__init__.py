@@ -18,7 +18,8 @@ core          the :class:`Session` front: next, open, submit, save, record_edit,
 pool          what to label next: selector features, model uncertainty, ranking
 lookahead     samples prepared ahead, on the background thread
 assisted      a sample ready to label (:class:`Assisted`)
-assistance    which pre-label and which box method, and the measurement behind each choice
+assistance    which pre-label (the candidates: steps, imported, shipped and learned models), and why
+box_assistance  which box method tap-to-segment runs, and why
 review        inspection, highlight and post-processing suggestions of a finished mask (:class:`Submission`)
 save_flow     Save & next as a state machine without a GUI (:class:`~labelassist.session.save_flow.SaveFlow`):
               suggestions, re-inspection, warning, save, next; the UI's worker drives it
@@ -28,15 +29,13 @@ learning      the instant learner on a thread of its own: learns every save, tea
 """
 
 from labelassist.session.assistance import (
-    MODEL_FREE_PRELABELS,
-    Candidate,
-    BOX_EVALUATION_OBJECTS,
-    BOX_EVALUATION_SAMPLES,
     EVALUATION_SAMPLES,
+    MODEL_FREE_PRELABELS,
     REEVALUATE_EVERY,
-    BoxChoice,
+    Candidate,
     PrelabelChoice,
 )
+from labelassist.session.box_assistance import BOX_EVALUATION_OBJECTS, BOX_EVALUATION_SAMPLES, BoxChoice
 from labelassist.session.core import Session
 from labelassist.session.assisted import Assisted
 from labelassist.session.pool import Ranked

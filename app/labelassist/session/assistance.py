@@ -1,4 +1,4 @@
-"""Which pre-label and which box method a session uses, and the measurement behind each choice.
+"""Which pre-label a session uses, and the measurement behind the choice.
 
 ``prelabel.method = "auto"`` measures every pre-label candidate on the newest labelled samples
 and takes the best. The candidates (:class:`Candidate`) are the steps that need no prompt (Otsu,
@@ -8,15 +8,14 @@ on the newest labels, which it learned from: its score is its own held-out recor
 predicted before it was learned (:mod:`labelassist.learning.instant`), so the comparison stays
 fair and the choice follows the learner after every save at no cost.
 
-``prelabel.box_method = "auto"`` compares the box-prompt model with GrabCut on the objects of the
-newest labels. Both are measured again as labels come in (:func:`remeasure_due`), on the
-background thread in the kiosk. No database writes happen here except through deferred events,
-so a measurement may run on the worker thread.
+The candidates are measured again as labels come in (:func:`remeasure_due`), on the background
+thread in the kiosk. No database writes happen here except through deferred events, so a
+measurement may run on the worker thread. The box method of tap-to-segment is chosen the same way
+in :mod:`~labelassist.session.box_assistance`.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 from dataclasses import dataclass, replace
@@ -24,9 +23,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from labelassist.errors import ImageReadError, LabelAssistError
+from labelassist.errors import ImageReadError, LabelAssistError, PluginError
 from labelassist.project import Project
-from labelassist.research.box_eval import evaluate_box_prompts
 from labelassist.research.prelabel_eval import Evaluation, Row, evaluate_prelabels, summarise
 from labelassist.session.assisted import Assisted
 from labelassist.session.background import Background
@@ -47,20 +45,8 @@ CANDIDATE_TITLES = {"otsu": "brightness threshold", "previous": "the previous fr
 EVALUATION_SAMPLES = 12
 # Re-measure the pre-label methods after this many new labels.
 REEVALUATE_EVERY = 10
-# Tap-to-segment: the box-prompt model and GrabCut are compared on objects (spread over sizes) of the
-# newest labelled samples; GrabCut takes up to seconds per box, so both are bounded.
-BOX_EVALUATION_SAMPLES = 4
 # The Label screen's "matches your last N": the learner's newest held-out scores.
 WORDS_SCORES = 5
-BOX_EVALUATION_OBJECTS = 8
-
-
-class SegmenterLookup(enum.Enum):
-    """Whether the box-prompt model has been looked for, and what was found."""
-
-    NOT_YET = "not looked for yet"
-    NONE = "none installed, or the installed one does not load"
-    FOUND = "installed and loaded"
 
 
 @dataclass(frozen=True)
@@ -89,16 +75,6 @@ class Candidate:
 
 
 @dataclass
-class BoxChoice:
-    """What a box drawn for tap-to-segment runs (``box_model`` or ``grabcut``), and the evidence."""
-
-    method: str
-    reason: str
-    evaluation: Any = None  # research.box_eval.BoxEvaluation when measured
-    labelled_at: int = 0
-
-
-@dataclass
 class PrelabelChoice:
     """Which pre-label the session uses, and the evidence."""
 
@@ -106,6 +82,11 @@ class PrelabelChoice:
     reason: str
     evaluation: Evaluation | None = None
     labelled_at: int = 0
+
+
+def _family(card) -> tuple[str, str]:
+    # The fp32 and int8 variants of one network: the same model for the candidates.
+    return card.name.removesuffix(".int8"), card.version
 
 
 def _learned_note(model) -> str:
@@ -161,18 +142,13 @@ class LabelledImages:
             yield sample, image, mask, previous
 
 
-class _PrelabelSamples(LabelledImages):
+class _PrelabelSamples(LabelledImages):  # (name, image, mask, previous) for evaluate_prelabels
     def __iter__(self):
         return ((sample.name, image, mask, previous) for sample, image, mask, previous in super().__iter__())
 
 
-class _BoxSamples(LabelledImages):
-    def __iter__(self):
-        return ((sample.name, image, mask) for sample, image, mask, _ in super().__iter__())
-
-
 class Assistance:
-    """The pre-label and box-method choices of one session, and the pre-label runs.
+    """The pre-label choice of one session, and the pre-label runs.
 
     Parameters
     ----------
@@ -196,12 +172,9 @@ class Assistance:
         self.choice: PrelabelChoice | None = None  # the last pre-label choice; None: measure again
         self._measured: Evaluation | None = None  # the candidates but the learner, on the newest labels
         self._choice_lock = threading.Lock()
+        self._generation = 0  # bumped by invalidate(): a measurement begun before it is not kept
         self._shipped: dict[str, Candidate] | None = None  # loaded once per session
         self._measuring = -1  # labelled count a background measurement was started for
-        self._box_choice: BoxChoice | None = None
-        self._box_measuring = -1
-        self._segmenter_lookup = SegmenterLookup.NOT_YET
-        self._segmenter = None  # the box-prompt model, when the lookup FOUND one
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -235,7 +208,15 @@ class Assistance:
             context = replace(context, model=candidate.model)
         if step == "onnx" and context.model is not None and "threshold" not in params:
             params["threshold"] = context.model.threshold  # the card's threshold, unless the project sets one
-        result = self.registry.get("prelabel", step)(image, context, **params)
+        try:
+            result = self.registry.get("prelabel", step)(image, context, **params)
+        except LabelAssistError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a model that fails on one image: no pre-label, said plainly
+            if candidate is None or candidate.model is None:
+                raise
+            log.warning("%s failed on an image: %r", method, exc, exc_info=True)
+            raise PluginError(f"{candidate.title} could not pre-label this image ({type(exc).__name__})") from exc
         if candidate is not None and candidate.name == "learned":
             result = replace(result, note=result.note or _learned_note(candidate.model))
         return result if result.method == method else replace(result, method=method)
@@ -246,7 +227,7 @@ class Assistance:
         return (prelabel is not None and prelabel.method == "learned" and model is not None
                 and prelabel.note != _learned_note(model))
 
-    def _image(self, sample: Sample, current: Assisted | None) -> np.ndarray:
+    def image_of(self, sample: Sample, current: Assisted | None) -> np.ndarray:
         """The sample's pixels: those of the open sample when it is this one, else read again."""
         if current is not None and current.sample.id == sample.id:
             return current.image
@@ -255,24 +236,12 @@ class Assistance:
     def prelabel(self, sample_id: int, method: str, current: Assisted | None = None, **prompt: Any) -> Prelabel:
         """Run one pre-label method on a sample, e.g. a tap (``points=[(x, y)]``) or a ``box``; logged."""
         sample = self.store.sample(sample_id)
-        image = self._image(sample, current)
+        image = self.image_of(sample, current)
         context = PrelabelContext(previous_mask=self.previous_mask(sample), model=load_model(self.project),
                                   **prompt)
         result = self.run_prelabel(method, image, context)
         self.store.log_event("prelabel", actor=self.author, sample_id=sample_id, assistance=f"prelabel:{method}")
         return result
-
-    def segment_box(self, sample_id: int, box: tuple[float, float, float, float],
-                    current: Assisted | None = None) -> Prelabel:
-        """Tap-to-segment with a drawn box: the box-prompt model or GrabCut, as :meth:`box_choice` says."""
-        segmenter = self.box_segmenter()
-        if segmenter is None or self.box_choice(wait=not self.background.running).method == "grabcut":
-            return self.prelabel(sample_id, "grabcut", current, box=box)
-        image = self._image(self.store.sample(sample_id), current)
-        embedding = segmenter.embed_cached(sample_id, image)
-        mask = segmenter.segment(embedding, box)
-        self.store.defer_event("prelabel", actor=self.author, sample_id=sample_id, assistance="prelabel:box_model")
-        return Prelabel(mask=mask, probability=None, method="box_model")
 
     # -- the candidates ----------------------------------------------------------------------
     def candidates(self) -> dict[str, Candidate]:
@@ -284,10 +253,10 @@ class Assistance:
             if model is not None:
                 out["onnx"] = Candidate("onnx", "onnx", model, CANDIDATE_TITLES["onnx"])
             if self.settings["prelabel"]["shipped_models"]:
-                installed = None if model is None else (model.card.name, model.card.version)
-                # A shipped model imported into the project is one candidate, the project's.
+                installed = None if model is None else _family(model.card)
+                # A shipped model imported into the project (either variant) is one candidate, the project's.
                 out.update({name: c for name, c in self._shipped_candidates().items()
-                            if (c.model.card.name, c.model.card.version) != installed})
+                            if _family(c.model.card) != installed})
         learned = self._learned_candidate()
         if learned is not None:
             out["learned"] = learned
@@ -338,18 +307,27 @@ class Assistance:
         if setting == "none":
             return PrelabelChoice(None, "pre-labelling is switched off in the project settings")
         if setting != "auto":
-            if setting == "learned" or setting.startswith("shipped:"):
+            if setting == "learned":
+                if self.learner is None or not self.learner.enabled:
+                    return PrelabelChoice(None, "learning is switched off (prelabel.learn)")
                 if self.candidate(setting) is None:
-                    return PrelabelChoice(None, f"{setting} is chosen in the project settings but not available yet")
+                    return PrelabelChoice(None, "the learner has not learned from a label yet")
+            elif setting.startswith("shipped:"):
+                if self.candidate(setting) is None:  # an unknown name is an error, not a silent 'off'
+                    from labelassist import models
+
+                    raise PluginError(f"prelabel.method {setting!r}: no such shipped model (shipped: "
+                                      f"{', '.join(models.shipped_models()) or 'none'})")
             else:
                 self.registry.get("prelabel", setting)  # an unknown name is an error, not a silent 'off'
             return PrelabelChoice(setting, "chosen in the project settings")
         labelled = len(self.store.labelled_ids())
         if labelled == 0:
             return PrelabelChoice("otsu", "no labels yet to measure the methods on", labelled_at=0)
-        if self.choice is not None and self._measured is not None \
-                and not remeasure_due(self.choice.labelled_at, labelled):
-            return self._decide(self.choice.labelled_at)
+        with self._choice_lock:
+            choice, measured, generation = self.choice, self._measured, self._generation
+        if choice is not None and measured is not None and not remeasure_due(choice.labelled_at, labelled):
+            return self._decide(choice.labelled_at, generation)
         inputs = self.evaluation_inputs(EVALUATION_SAMPLES)
         if wait or not self.background.running:
             return self._measure_choice(inputs, labelled)
@@ -360,15 +338,30 @@ class Assistance:
 
     def current_choice(self) -> PrelabelChoice | None:
         """The choice as known now (no measurement started), the learner's newest record included."""
-        if self.choice is None or self._measured is None:
-            return self.choice
-        return self._decide(self.choice.labelled_at)
+        with self._choice_lock:
+            choice, measured, generation = self.choice, self._measured, self._generation
+        if choice is None or measured is None:
+            return choice
+        return self._decide(choice.labelled_at, generation)
+
+    def invalidate(self) -> None:
+        """Measure the candidates again at the next choice (the settings or the model changed)."""
+        with self._choice_lock:
+            self._generation += 1
+            self.choice = None
+            self._measured = None
+            self._measuring = -1
 
     def _measure_choice(self, inputs: list, labelled: int) -> PrelabelChoice:
         # May run on the worker thread: reads images, no database access (the event is deferred).
+        generation = self._generation
         methods = [m for m in self.candidates() if m != "learned"]
-        self._measured = self._evaluate(inputs, methods)
-        return self._decide(labelled)
+        measured = self._evaluate(inputs, methods)
+        with self._choice_lock:
+            if generation != self._generation:  # invalidated meanwhile: measured with the old settings
+                return PrelabelChoice("otsu", "measuring the pre-label methods again", labelled_at=0)
+            self._measured = measured
+        return self._decide(labelled, generation)
 
     def learned_rows(self) -> list[Row]:
         """The learner's held-out scores on the newest labels, as evaluation rows."""
@@ -386,9 +379,12 @@ class Assistance:
         evaluation.summaries["learned"] = summarise("learned", rows)
         return evaluation
 
-    def _decide(self, labelled_at: int) -> PrelabelChoice:
-        """The best of the measured candidates and the learner's record."""
+    def _decide(self, labelled_at: int, generation: int) -> PrelabelChoice:
+        """The best of the measured candidates and the learner's record (kept unless invalidated
+        since ``generation``)."""
         with self._choice_lock:
+            if generation != self._generation or self._measured is None:
+                return PrelabelChoice("otsu", "measuring the pre-label methods again", labelled_at=0)
             evaluation = self._with_learned(self._measured)
             min_dsc = float(self.settings["prelabel"]["min_dsc"])
             best = evaluation.best(min_dsc)
@@ -417,13 +413,22 @@ class Assistance:
         setting = self.settings["prelabel"]["method"]
         if setting == "none":
             return "No pre-label: switched off in the settings"
+        paused = ""
+        if self.learner is not None and self.learner.failed:
+            paused = "; learning has stopped (the log says why)"
+        if setting != "auto":
+            try:
+                choice = self.prelabel_choice()  # a setting: nothing to measure
+            except LabelAssistError as exc:
+                return f"No pre-label: {exc}"
+            if choice.method is None:
+                return f"No pre-label: {choice.reason}{paused}"
+            return f"Pre-label {self._title(setting)}{paused}"
         choice = self.current_choice()
         if choice is None:
-            if setting == "auto":
-                return "Pre-label: brightness threshold (no labels yet to compare with)"
-            return f"Pre-label: {self._title(setting)}"
+            return f"Pre-label: brightness threshold (no labels yet to compare with){paused}"
         if choice.method is None:
-            return "No pre-label: none matched your labels well enough"
+            return f"No pre-label: none matched your labels well enough{paused}"
         title = self._title(choice.method)
         if choice.method == "learned":
             scores = [s.dice for s in (self.learner.scores(WORDS_SCORES) if self.learner else ())]
@@ -431,10 +436,10 @@ class Assistance:
             summary = choice.evaluation.summaries.get(choice.method) if choice.evaluation else None
             scores = [r.dice for r in choice.evaluation.rows_of(choice.method)] if summary else []
         if not scores:
-            return f"Pre-label: {title}"
+            return f"Pre-label {title}{paused}"
         n = len(scores)
         last = "your last label" if n == 1 else f"your last {n}"
-        return f"Pre-label {title}: matches {last} at {round(100 * float(np.mean(scores)))} %"
+        return f"Pre-label {title}: matches {last} at {round(100 * float(np.mean(scores)))} %{paused}"
 
     def _title(self, method: str) -> str:
         candidate = self.candidate(method) or self.candidates().get(method)
@@ -448,10 +453,15 @@ class Assistance:
 
     def evaluation_inputs(self, limit: int | None = None) -> list[tuple[Sample, np.ndarray, np.ndarray | None]]:
         """(sample, saved mask, previous frame's mask) of the newest labelled samples; database reads only."""
-        pairs = sorted(self.store.latest_labels(), key=lambda p: -p[1].id)
-        if limit is not None:
-            pairs = pairs[:limit]
-        return [(sample, label.mask, self.previous_mask(sample)) for sample, label in pairs]
+        pairs = list(self.store.latest_labels(newest=limit)) if limit is not None else \
+            sorted(self.store.latest_labels(), key=lambda p: -p[1].id)
+        inputs = []
+        for sample, label in pairs:
+            try:
+                inputs.append((sample, label.mask, self.previous_mask(sample)))
+            except DamagedLabelError as exc:  # a damaged label measures nothing; the rest still do
+                log.warning("left out of the evaluation: %s", exc)
+        return inputs
 
     def _evaluate(self, inputs, methods, progress=None) -> Evaluation:
         """The methods on the inputs; ``learned`` is not run (it learned from them) but reports its record."""
@@ -480,106 +490,3 @@ class Assistance:
             raise LabelAssistError("the project has no labels yet to measure pre-labels against")
         return self._evaluate(inputs, methods or self.automatic_methods(), progress)
 
-    # -- which box method -------------------------------------------------------------------
-    def box_segmenter(self):
-        """The box-prompt model for tap-to-segment (LiteMedSAM) when installed, else None.
-
-        Looked for once per session (loading it takes seconds).
-        """
-        if self._segmenter_lookup is SegmenterLookup.NOT_YET:
-            from labelassist import models
-
-            try:
-                segmenter = models.find_box_segmenter()
-            except LabelAssistError as exc:
-                log.warning("the box-prompt model is not used: %s", exc)
-                segmenter = None
-            self.use_box_segmenter(segmenter)
-        return self._segmenter
-
-    def use_box_segmenter(self, segmenter) -> None:
-        """Use ``segmenter`` for drawn boxes, None for none, instead of looking for the installed
-        one (tests and benchmarks leave out LiteMedSAM's seconds-long embeddings)."""
-        self._segmenter = segmenter
-        self._segmenter_lookup = SegmenterLookup.NONE if segmenter is None else SegmenterLookup.FOUND
-
-    def box_choice(self, wait: bool = True) -> BoxChoice:
-        """What a drawn box runs: the box-prompt model or GrabCut, and why.
-
-        ``prelabel.box_method = "auto"`` compares the two on the objects of this
-        project's newest labels (boxes = the objects' bounding boxes) and takes
-        the better; before there are labels the box-prompt model is used (it is
-        the better of the two over the bundled evaluation, ``models/README.md``).
-        Without a box-prompt model installed it is always GrabCut. With
-        ``wait=False`` (the kiosk) a due measurement runs on the worker thread.
-        """
-        setting = self.settings["prelabel"]["box_method"]
-        segmenter = self.box_segmenter()
-        if segmenter is None:
-            why = "no box-prompt model is installed" if setting != "grabcut" else "chosen in the project settings"
-            return BoxChoice("grabcut", why)
-        if setting != "auto":
-            return BoxChoice(setting, "chosen in the project settings")
-        labelled = len(self.store.labelled_ids())
-        if labelled == 0:
-            return BoxChoice("box_model", "no labels yet to compare the box-prompt model with GrabCut")
-        current = self._box_choice
-        if current is not None and not remeasure_due(current.labelled_at, labelled):
-            return current
-        inputs = self.evaluation_inputs(BOX_EVALUATION_SAMPLES)
-        if wait or not self.background.running:
-            return self._measure_box_choice(inputs, labelled)
-        if self._box_measuring != labelled:
-            self._box_measuring = labelled
-            self.background.submit(self._measure_box_choice, inputs, labelled)
-        return current or BoxChoice("box_model", "measuring the box-prompt model against GrabCut")
-
-    def boxes_use_model(self) -> bool:
-        """Whether boxes run the box-prompt model as far as known now (no measurement started)."""
-        setting = self.settings["prelabel"]["box_method"]
-        if setting != "auto":
-            return setting == "box_model"
-        return self._box_choice is None or self._box_choice.method == "box_model"
-
-    def evaluate_box_prompts(self, limit: int | None = BOX_EVALUATION_SAMPLES,
-                             progress: Callable[[int, int], None] | None = None):
-        """Box-prompt model (when installed) and GrabCut on the objects of the newest labels.
-
-        Returns a :class:`~labelassist.research.box_eval.BoxEvaluation`.
-        """
-        inputs = self.evaluation_inputs(limit)
-        if not inputs:
-            raise LabelAssistError("the project has no labels yet to measure tap-to-segment against")
-        return self._evaluate_boxes(inputs, progress)
-
-    def _evaluate_boxes(self, inputs, progress=None):
-        segmenter = self.box_segmenter()
-
-        def grabcut(image, boxes):  # with the project's grabcut parameters, as a drawn box runs it
-            return [self.run_prelabel("grabcut", image, PrelabelContext(box=b)).mask for b in boxes]
-
-        segmenters = {"grabcut": grabcut}
-        if segmenter is not None:
-            def box_model(image, boxes):
-                embedding = segmenter.embed(image)
-                return [segmenter.segment(embedding, b) for b in boxes]
-
-            segmenters = {"box_model": box_model, **segmenters}
-        return evaluate_box_prompts(_BoxSamples(self.project, inputs), segmenters,
-                                    boxes_per_image=BOX_EVALUATION_OBJECTS, progress=progress)
-
-    def _measure_box_choice(self, inputs, labelled: int) -> BoxChoice:
-        # May run on the worker thread: reads images, no database writes (the event is deferred).
-        evaluation = self._evaluate_boxes(inputs)
-        best = evaluation.best()
-        if best is None:
-            choice = BoxChoice("box_model", "the labels so far have no objects to draw boxes around",
-                               evaluation, labelled)
-        else:
-            other = [m for m in evaluation.methods if m != best][0]
-            choice = BoxChoice(best, f"{best}: DSC {evaluation.mean_dice(best):.2f} against {other} "
-                                     f"{evaluation.mean_dice(other):.2f} on {evaluation.objects(best)} objects "
-                                     f"of {len(inputs)} labelled samples", evaluation, labelled)
-        self._box_choice = choice
-        self.store.defer_event("box_choice", actor=self.author, method=choice.method, reason=choice.reason)
-        return choice

@@ -20,8 +20,9 @@ from labelassist.backup import BackupSchedule
 from labelassist.errors import ImageReadError, LabelAssistError
 from labelassist.project import Project
 from labelassist.session import journal, review
-from labelassist.session.assistance import BOX_EVALUATION_SAMPLES, Assistance, BoxChoice, PrelabelChoice, load_model
+from labelassist.session.assistance import Assistance, PrelabelChoice, load_model
 from labelassist.session.background import Background
+from labelassist.session.box_assistance import BOX_EVALUATION_SAMPLES, BoxAssistance, BoxChoice
 from labelassist.session.assisted import Assisted
 from labelassist.session.learning import WARM_UP_LABELS, SessionLearner
 from labelassist.session.lookahead import Lookahead, display_image
@@ -91,12 +92,13 @@ class Session:
                                       enabled=learn and bool(project.settings["prelabel"]["learn"]))
         self.assistance = Assistance(project, author, self.background, registry=self.registry,
                                      learner=self.learner)
+        self.boxes = BoxAssistance(project, author, self.background, self.assistance)
         self.prepared_samples = Lookahead(project, self.assistance, self.selection, self.background,
-                                          registry=self.registry)
+                                          registry=self.registry, boxes=self.boxes)
         self.learner.listeners.append(self.prepared_samples.refresh_learned)
         if self.learner.enabled:
-            newest = sorted(self.store.latest_labels(), key=lambda p: -p[1].id)[:WARM_UP_LABELS]
-            self.learner.start(newest)
+            self.learner.start(list(self.store.latest_labels(newest=WARM_UP_LABELS)),
+                               total=len(self.store.labelled_ids()))
         self.current: Assisted | None = None
         self._opened_at = 0.0
         self.unavailable: set[int] = set()
@@ -234,8 +236,9 @@ class Session:
         self.selection.mark_labelled(sample_id)
         self.prepared_samples.forget(sample_id)
         # The learner learns it on its own thread: the next sample opens without waiting for it.
-        self.learner.after_save(self.store.sample(sample_id), mask, label_id,
-                                self.current.image if opened else None)
+        if self.learner.enabled:
+            self.learner.after_save(self.store.sample(sample_id), mask, label_id,
+                                    self.current.image if opened else None, total=len(self.store.labelled_ids()))
         return label_id
 
     # -- nothing is lost: the stroke journal and the screen state ----------------------------
@@ -289,7 +292,7 @@ class Session:
             raise LabelAssistError("change the pre-processing with set_pipeline (it needs a confirmation)")
         self.project.save_settings(new, actor=self.author)  # validates first, then writes
         self.selection.invalidate()  # weights or seed may have changed
-        self.assistance.choice = None  # the pre-label method or its threshold may have changed
+        self.assistance.invalidate()  # the pre-label method or its threshold may have changed
 
     def set_pipeline(self, pipeline: list[dict[str, Any]], confirm: bool = False) -> None:
         """Change the pre-processing pipeline.
@@ -331,7 +334,7 @@ class Session:
         from labelassist import models
 
         report = models.install_model(self.project, path, card=card, max_seconds=max_seconds)
-        self.assistance.choice = None  # measure the pre-label methods again, the model included
+        self.assistance.invalidate()  # measure the pre-label methods again, the model included
         self.selection.invalidate()  # uncertainties belong to the model that made them
         self.prepared_samples.forget()
         return report
@@ -392,7 +395,10 @@ class Session:
         missing = [what for what, m in (("object", obj & ~bg), ("background", bg & ~obj)) if not m.any()]
         if missing:
             raise LabelAssistError(f"paint some {' and some '.join(missing)} first")
-        probability = self.learner.teach(sample_id, self.current.image, obj, bg)
+        try:
+            probability = self.learner.teach(sample_id, self.current.image, obj, bg)
+        except ValueError as exc:  # too small an image, or strokes that cancel out at its working scale
+            raise LabelAssistError(f"nothing could be learned from these strokes: {exc}") from exc
         self.store.defer_event("prelabel", actor=self.author, sample_id=sample_id, assistance="prelabel:scribbles",
                                object_pixels=int(obj.sum()), background_pixels=int(bg.sum()))
         return Prelabel(mask=probability > 0.5, probability=probability, method="scribbles",
@@ -445,7 +451,7 @@ class Session:
         return self.assistance.prelabel(sample_id, method, self.current, **prompt)
 
     def segment_box(self, sample_id: int, box: tuple[float, float, float, float]) -> Prelabel:
-        return self.assistance.segment_box(sample_id, box, self.current)
+        return self.boxes.segment_box(sample_id, box, self.current)
 
     def segment_point(self, sample_id: int, points: list[tuple[float, float]]) -> Prelabel:
         """Tap-to-segment at a point: the object under it (a flood fill on the raw pixels)."""
@@ -455,10 +461,10 @@ class Session:
         return self.assistance.prelabel_choice(wait)
 
     def box_choice(self, wait: bool = True) -> BoxChoice:
-        return self.assistance.box_choice(wait)
+        return self.boxes.box_choice(wait)
 
     def box_segmenter(self):
-        return self.assistance.box_segmenter()
+        return self.boxes.box_segmenter()
 
     def evaluate_prelabels(self, methods: list[str] | None = None, limit: int | None = None,
                            progress: Callable[[int, int], None] | None = None) -> Evaluation:
@@ -466,7 +472,7 @@ class Session:
 
     def evaluate_box_prompts(self, limit: int | None = BOX_EVALUATION_SAMPLES,
                              progress: Callable[[int, int], None] | None = None):
-        return self.assistance.evaluate_box_prompts(limit, progress)
+        return self.boxes.evaluate_box_prompts(limit, progress)
 
     def inspection_metrics(self) -> dict[str, dict[str, Any]]:
         return review.inspection_metrics(self.settings)
@@ -482,12 +488,15 @@ class Session:
 
     @_choice.setter
     def _choice(self, value: PrelabelChoice | None) -> None:
-        self.assistance.choice = value
+        if value is None:
+            self.assistance.invalidate()
+        else:
+            self.assistance.choice = value
 
     @property
     def _box_segmenter(self):
-        return self.assistance.box_segmenter()
+        return self.boxes.box_segmenter()
 
     @_box_segmenter.setter
     def _box_segmenter(self, value) -> None:
-        self.assistance.use_box_segmenter(value)
+        self.boxes.use_box_segmenter(value)

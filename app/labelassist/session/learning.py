@@ -94,6 +94,12 @@ class SessionLearner:
         """Saved labels learned from (this session and the ones before, as far as re-learned)."""
         return 0 if self._learner is None else self._learner.learned
 
+    @staticmethod
+    def _working_shape(shape):
+        from labelassist.learning.pixel_classifier import working_shape
+
+        return working_shape(shape)
+
     def _instant(self):
         if self._learner is None:
             from labelassist.learning.instant import InstantLearner  # scikit-learn: off the start-up path
@@ -130,15 +136,19 @@ class SessionLearner:
     def _guarded(self, fn: Callable, *args):
         try:
             return fn(*args)
-        except Exception as exc:  # noqa: BLE001 - logged; labelling goes on without the learner
+        except (MemoryError, ImportError, OSError) as exc:
+            # Would fail again (memory, a broken library or install): the learner stops, and
+            # labelling goes on with the other pre-labels; the Label screen says so.
             self._fail(exc)
             raise
+        except Exception as exc:  # noqa: BLE001 - one odd image: that job is left out, learning goes on
+            if not self._closed.is_set():
+                log.warning("the instant learner left a job out: %r", exc, exc_info=True)
+            raise
 
-    def _fail(self, exc: Exception) -> None:
-        # A learner that fails once (memory, a broken library) would fail again: it stops, and
-        # labelling goes on with the other pre-labels.
-        log.exception("the instant learner stopped: %s", exc)
-        self.failed = str(exc) or type(exc).__name__
+    def _fail(self, exc: BaseException) -> None:
+        log.error("the instant learner stopped: %r", exc, exc_info=True)
+        self.failed = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
     def wait(self, timeout: float = 120.0) -> None:
         """Until the learner has finished what it was given: the thread's jobs, or without a thread
@@ -171,20 +181,21 @@ class SessionLearner:
         self.listeners.clear()
 
     # -- learning ---------------------------------------------------------------------------
-    def start(self, labelled: list[tuple[Sample, LabelVersion]]) -> None:
+    def start(self, labelled: list[tuple[Sample, LabelVersion]], total: int) -> None:
         """Learn the newest labels of earlier sessions, and read back the held-out record.
 
-        ``labelled`` is (sample, label version) of the newest labels, newest first (read on the
+        ``total`` is how many samples are labelled in all (what the first forest says it learned
+        from). ``labelled`` is (sample, label version) of the newest labels, newest first (read on the
         caller's thread: the store stays on it). The learning waits :data:`WARM_UP_DELAY_S` on the
         learner's thread: the kiosk's first screen comes first, and scikit-learn is imported
         there, never on the way to it.
         """
         if not self.enabled:
             return
-        record = [event.get("details") or {} for event in self.store.events("learned")[-KEPT_SCORES:]]
-        self._run(self._warm_up, record, labelled[:WARM_UP_LABELS])
+        record = [event.get("details") or {} for event in self.store.events("learned", newest=KEPT_SCORES)]
+        self._run(self._warm_up, record, labelled[:WARM_UP_LABELS], total)
 
-    def _warm_up(self, record: list[dict], labelled) -> None:
+    def _warm_up(self, record: list[dict], labelled, total: int) -> None:
         if self._queue is not None and self._closed.wait(WARM_UP_DELAY_S):
             return  # closed meanwhile
         from labelassist.learning.instant import Score
@@ -198,40 +209,47 @@ class SessionLearner:
             except (KeyError, TypeError, ValueError):
                 continue  # an event of another version: leave it out
         learner = self._instant()
+        from labelassist.learning.instant import LabelDoesNotFit
+
         learner.restore_scores(scores)
         for sample, label in reversed(labelled):  # oldest first, as they were learned
+            if self._closed.is_set():
+                return  # the session closed: the project may be closed too
             try:
                 mask = label.mask
                 image = self.project.read_image(sample)
-            except (ImageReadError, DamagedLabelError) as exc:
+                learner.learn(sample.id, sample.name, image, mask, score=False, retrain=False, labelled=total)
+            except (ImageReadError, DamagedLabelError, LabelDoesNotFit) as exc:
                 log.info("the learner leaves out %s: %s", sample.name, exc)
-                continue
-            try:
-                learner.learn(sample.id, sample.name, image, mask, score=False, retrain=False)
-            except ValueError as exc:  # the image no longer matches its label (e.g. replaced)
-                log.info("the learner leaves out %s: %s", sample.name, exc)
-        if labelled:
+        if labelled and not self._closed.is_set():
             self._trained(learner.retrain())
 
-    def after_save(self, sample: Sample, mask: np.ndarray, label_id: int, image: np.ndarray | None) -> None:
-        """Learn a label just saved (``image``: its pixels when the caller has them, else read again)."""
-        self._run(self._learn, sample, np.array(mask, dtype=bool), label_id, image)
+    def after_save(self, sample: Sample, mask: np.ndarray, label_id: int, image: np.ndarray | None,
+                   total: int) -> None:
+        """Learn a label just saved (``image``: its pixels when the caller has them, else read again;
+        ``total``: how many samples are labelled now)."""
+        self._run(self._learn, sample, np.array(mask, dtype=bool), label_id, image, total)
 
-    def _learn(self, sample: Sample, mask: np.ndarray, label_id: int, image: np.ndarray | None) -> None:
+    def _learn(self, sample: Sample, mask: np.ndarray, label_id: int, image: np.ndarray | None,
+               total: int) -> None:
         learner = self._instant()
+        from labelassist.learning.instant import LabelDoesNotFit  # loaded by _instant already
+
         stack = self._cached_stack(sample.id)
-        if stack is None and image is None:
-            try:
-                image = self.project.read_image(sample)
-            except ImageReadError as exc:
-                log.info("the learner leaves out %s: %s", sample.name, exc)
-                return
-        start = time.perf_counter()
+        if stack is not None and stack.shape[:2] != self._working_shape(mask.shape):
+            stack = None
         try:
-            score = learner.learn(sample.id, sample.name, image, mask, stack=stack)
-        except ValueError as exc:  # the image no longer matches its label: this one is left out
+            if stack is None and image is None:
+                if self._closed.is_set():
+                    return
+                image = self.project.read_image(sample)
+            start = time.perf_counter()
+            score = learner.learn(sample.id, sample.name, image, mask, stack=stack, labelled=total)
+        except (ImageReadError, LabelDoesNotFit) as exc:
             log.info("the learner leaves out %s: %s", sample.name, exc)
             return
+        if self._closed.is_set():
+            return  # the store may be closed: the forest and its score end with the session
         if score is not None:
             # Deferred: written with the next save, never a write of its own from this thread.
             self.store.defer_event("learned", actor=self.author, sample_id=sample.id, label_id=label_id,
@@ -283,6 +301,22 @@ class SessionLearner:
         from labelassist.learning import pixel_classifier as pc
 
         stack = self.features(sample_id, image)
-        obj = pc.shrink_mask(object_strokes, stack.shape[:2], any_pixel=True)
-        bg = pc.shrink_mask(background_strokes, stack.shape[:2], any_pixel=True)
+        obj, bg = _strokes_at(stack.shape[:2], object_strokes, background_strokes)
         return pc.grow_probability(pc.propose_from_scribbles(stack, obj, bg), np.shape(image)[:2])
+
+
+def _strokes_at(shape: tuple[int, int], object_strokes: np.ndarray, background_strokes: np.ndarray):
+    """Both strokes at the working scale: a pixel touched by a stroke belongs to the class that
+    covers more of it, so neighbouring strokes of the two classes never cancel each other out."""
+    import cv2
+
+    obj = np.asarray(object_strokes, dtype=bool)
+    bg = np.asarray(background_strokes, dtype=bool)
+    both = obj & bg
+    obj, bg = obj & ~both, bg & ~both  # painted as both: neither
+    if obj.shape == tuple(shape):
+        return obj, bg
+    size = (shape[1], shape[0])
+    fo = cv2.resize(obj.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    fb = cv2.resize(bg.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    return (fo > 0) & (fo >= fb), (fb > 0) & (fb > fo)

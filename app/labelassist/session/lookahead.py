@@ -21,6 +21,7 @@ from labelassist.project import Project
 from labelassist.session.assistance import Assistance, load_model
 from labelassist.session.assisted import Assisted
 from labelassist.session.background import Background, wait_all
+from labelassist.session.box_assistance import BoxAssistance
 from labelassist.session.pool import Selection
 from labelassist.store import LabelVersion, Sample
 from labelassist.workflow import preprocess
@@ -55,12 +56,15 @@ class Lookahead:
     registry : Registry or ProjectRegistry
         Where the pre-processing steps are looked up: the session's registry, with the project's
         plug-ins.
+    boxes : BoxAssistance or None
+        The box-prompt model, whose image embeddings are computed ahead when boxes run it.
     """
 
     def __init__(self, project: Project, assistance: Assistance, selection: Selection, background: Background,
-                 registry: Registry | ProjectRegistry):
+                 registry: Registry | ProjectRegistry, boxes: BoxAssistance | None = None):
         self.project, self.store, self.registry = project, project.store, registry
         self.assistance, self.selection, self.background = assistance, selection, background
+        self.boxes = boxes
         self._cache: dict[int, Assisted] = {}
         self._futures: dict[int, Future] = {}
         self._side_jobs: list[Future] = []  # background work no sample waits for (box embeddings)
@@ -83,14 +87,6 @@ class Lookahead:
                 assisted = None  # prepare again below, so the error reaches the caller
         if assisted is None:
             assisted = self.prepare(sample_id)
-        elif assisted.label is None and self.assistance.learned_is_stale(assisted.prelabel):
-            # Prepared while the learner was still training on the newest label: remade now
-            # (a forest pass, well under the time a training takes).
-            try:
-                assisted = replace(assisted, prelabel=self.assistance.run_prelabel("learned", assisted.image,
-                                                                                   PrelabelContext()))
-            except LabelAssistError as exc:
-                log.info("the learned pre-label of %s was not remade: %s", assisted.sample.name, exc)
         return assisted
 
     def ahead(self, sample_ids: list[int]) -> None:
@@ -116,6 +112,12 @@ class Lookahead:
         with self._lock:
             if self._futures.pop(sample_id, None) is future:
                 self._cache[sample_id] = future.result()
+        if self.assistance.learned_is_stale(future.result().prelabel) and self.background.running:
+            # Made while the learner trained on a newer label, whose refresh found it not ready yet:
+            # remade behind the jobs queued, never on the opening path (a second at 1 Mpx).
+            job = self.background.submit(self._refresh, sample_id)
+            with self._lock:
+                self._side_jobs = [f for f in self._side_jobs if not f.done()] + [job]
 
     def refresh_learned(self, model) -> None:
         """The instant learner has a new model: remake the next prepared sample's pre-label with it.
@@ -129,7 +131,13 @@ class Lookahead:
             return
         with self._lock:
             nxt = next((sid for sid in self._order if sid in self._cache), None)
-            assisted = self._cache.get(nxt) if nxt is not None else None
+        if nxt is not None:
+            self._refresh(nxt)
+
+    def _refresh(self, sample_id: int) -> None:
+        """Remake one prepared sample's learned pre-label with the newest forest, if still cached."""
+        with self._lock:
+            assisted = self._cache.get(sample_id)
         if assisted is None or assisted.label is not None:
             return
         try:
@@ -138,8 +146,8 @@ class Lookahead:
             log.info("no learned pre-label for %s: %s", assisted.sample.name, exc)
             return
         with self._lock:
-            if self._cache.get(nxt) is assisted:
-                self._cache[nxt] = replace(assisted, prelabel=prelabel)
+            if self._cache.get(sample_id) is assisted:
+                self._cache[sample_id] = replace(assisted, prelabel=prelabel)
 
     def prepared(self, sample_id: int) -> bool:
         """True when the sample's assistance is ready in the cache."""
@@ -200,8 +208,8 @@ class Lookahead:
                 self.selection.note_uncertainty(sample.id, probability)
             except LabelAssistError as exc:
                 log.info("no model prediction for %s: %s", sample.name, exc)
-        segmenter = self.assistance.box_segmenter()
-        if segmenter is not None and self.background.running and self.assistance.boxes_use_model():
+        segmenter = None if self.boxes is None else self.boxes.box_segmenter()
+        if segmenter is not None and self.background.running and self.boxes.boxes_use_model():
             # A box drawn later gives a mask in milliseconds. A job of its own, queued behind this
             # one: the encoder takes most of a second on a tablet, and the sample must not wait.
             self._side_jobs = [f for f in self._side_jobs if not f.done()]

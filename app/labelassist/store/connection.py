@@ -321,13 +321,16 @@ class StoreConnection:
         with self.writing("the event log"):
             return self._log(actor, action, sample_id, label_id, assistance, details or None)
 
-    def events(self, action: str | None = None) -> list[dict[str, Any]]:
-        """The event log, oldest first, optionally only one action."""
+    def events(self, action: str | None = None, newest: int | None = None) -> list[dict[str, Any]]:
+        """The event log, oldest first, optionally only one action, and only the ``newest`` n."""
         where, params = ("WHERE action = ?", (action,)) if action else ("", ())
-        rows = self.conn.execute(
-            f"SELECT id, at, actor, action, sample_id, label_id, assistance, details FROM events {where} ORDER BY id",
-            params,
-        )
+        query = f"SELECT id, at, actor, action, sample_id, label_id, assistance, details FROM events {where}"
+        if newest is not None:
+            query = f"SELECT * FROM ({query} ORDER BY id DESC LIMIT ?) ORDER BY id"
+            params = params + (int(newest),)
+        else:
+            query += " ORDER BY id"
+        rows = self.conn.execute(query, params)
         keys = ["id", "at", "actor", "action", "sample_id", "label_id", "assistance", "details"]
         out = []
         for r in rows:

@@ -227,15 +227,21 @@ class Store(StoreConnection):
             raise StoreError(f"there is no label version {label_id} in this project")
         return found[0]
 
-    def latest_labels(self) -> Iterator[tuple[Sample, LabelVersion]]:
-        """(sample, newest label version) for every labelled sample, in sequence/frame order."""
+    def latest_labels(self, newest: int | None = None) -> Iterator[tuple[Sample, LabelVersion]]:
+        """(sample, newest label version) for every labelled sample, in sequence/frame order; with
+        ``newest``, only the samples of the ``newest`` most recent label versions, newest first."""
         query = (
             f"SELECT {', '.join('s.' + c for c in _SAMPLE_COLUMNS)}, {', '.join('l.' + c for c in _LABEL_COLUMNS)}"
             " FROM samples s JOIN labels l ON l.id = (SELECT max(id) FROM labels WHERE sample_id = s.id)"
-            " ORDER BY s.sequence, s.frame, s.id"
         )
+        params: tuple = ()
+        if newest is None:
+            query += " ORDER BY s.sequence, s.frame, s.id"
+        else:
+            query += " ORDER BY l.id DESC LIMIT ?"
+            params = (int(newest),)
         n = len(_SAMPLE_COLUMNS)
-        for row in self.conn.execute(query):
+        for row in self.conn.execute(query, params):
             yield Sample(*row[:n]), LabelVersion(*row[n : n + 13], blob=row[n + 13], score=row[n + 14],
                                                  warned=bool(row[n + 15]))
 
