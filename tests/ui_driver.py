@@ -7,10 +7,13 @@ tests/ui_crash_driver.py and tests/ui_soak_driver.py::
 
     python tests/ui_driver.py PROJECT --home HOME --script stroke --out OUT.npy
     python tests/ui_driver.py PROJECT --home HOME --script resume --out OUT.npy
+    python tests/ui_driver.py PROJECT --home HOME --script teach --out OUT.npy
 
 ``stroke``: Continue labelling, draw one pen stroke, wait until it is journalled, write
 ``OUT.npy`` (the mask on screen) and print ``STROKE JOURNALLED``, then idle until killed.
 ``resume``: Continue labelling, write the mask on screen to ``OUT.npy``, exit.
+``teach``: as ``stroke``, after strokes of object and of background with the teach tool (the
+session proposes a pre-label from them; they are never part of the label).
 """
 
 from __future__ import annotations
@@ -122,7 +125,7 @@ def next_sample_shown(app, label, saved_id: int) -> bool:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv, scripts=("stroke", "resume"))
+    args = parse_args(argv, scripts=("stroke", "resume", "teach"))
     from kivy.clock import Clock
 
     app = launch(args)
@@ -143,6 +146,12 @@ def main(argv=None) -> int:
                 return False
             canvas = label.canvas_widget
             h = label.layer.height
+            if args.script == "teach":
+                label.tool = "teach"
+                pen_stroke([canvas.image_to_window(x, h * 0.25) for x in np.linspace(20, 120, 10)], uid=1001)
+                label.teach_background = True
+                pen_stroke([canvas.image_to_window(x, h * 0.75) for x in np.linspace(200, 300, 10)], uid=1002)
+                label.tool = "brush"
             pts = [canvas.image_to_window(x, h * 0.5) for x in np.linspace(60, 200, 15)]
             pen_stroke(pts)
             state["phase"] = "stroked"

@@ -14,7 +14,8 @@ are closed (the exit backup is taken) and the process exits 0 within 2 s.
 
 Keyboard shortcuts on the Label screen (the detachable keyboard; never needed)::
 
-    B brush   E eraser   L lasso   P polygon   F fill   T tap-to-segment
+    B brush   E eraser   L lasso   P polygon   F fill   T tap-to-segment   S teach
+    X the teach tool paints object / background (swap)
     Z / Ctrl+Z undo      Y / Ctrl+Y / Shift+Z redo     A accept the pre-label
     [ ] brush size       O outline   R raw / enhanced image   0 fit the image
     C clear   Enter / Space save & next (or close the polygon)   Backspace previous
@@ -25,8 +26,9 @@ Where the code is: one module per screen (``home_screen.py``, ``queue_screen.py`
 ``screens.py``), each with its layout in the kv file of the same name; ``theme.py`` (the
 palette) and ``theme.kv`` (type and the shared widget rules), ``widgets.py`` and ``icons.kv``
 (the buttons and their icons drawn with canvas instructions), ``tools.py`` (the drawing tools:
-one table), ``label_canvas.py`` (the canvas and its input), ``input_policy.py`` (pen / finger /
-palm / mouse), ``pin_policy.py`` (the admin PIN's back-off), ``session_worker.py`` (Session
+one table; ``teach_strokes.py``, the teach tool's strokes beside the label), ``label_canvas.py``
+(the canvas and its input), ``input_policy.py`` (pen / finger / palm / mouse),
+``pin_policy.py`` (the admin PIN's back-off), ``session_worker.py`` (Session
 calls off the UI thread), ``projects.py`` (the projects on the tablet, read without opening
 them, for Home), ``labelassist.label_layer`` (the mask and its undo history, no GUI).
 """
@@ -245,12 +247,21 @@ class LabelAssistApp(App):
             log.warning("the project chosen on Home could not be remembered for the next start", exc_info=True)
 
     def _make_worker(self, session) -> SessionWorker:
+        """The session's worker; the instant learner's rounds are heard here too (both deliver to
+        the UI thread only while this project is open)."""
         generation = self.generation
 
         def deliver(fn):
             Clock.schedule_once(lambda dt: fn() if self.generation == generation else None)
 
+        # Called on the learner's thread (or the worker's, without threads) after each round.
+        session.learner.listeners.append(lambda model: deliver(self._learner_trained))
         return SessionWorker(session, deliver=deliver)
+
+    def _learner_trained(self) -> None:
+        """The instant learner has a new model: the Label screen says so and may offer it (UI thread)."""
+        if self.root is not None:
+            self.root.get_screen("label").learner_trained()
 
     def data_folder(self) -> Path:
         """Where the projects on this tablet are (kiosk.toml ``[data] folder``)."""

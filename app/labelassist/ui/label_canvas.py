@@ -25,7 +25,8 @@ from kivy.properties import BooleanProperty, ListProperty, NumericProperty, Obje
 from kivy.uix.stencilview import StencilView
 
 from labelassist.label_layer import Edit, LabelLayer
-from labelassist.ui import input_policy
+from labelassist.ui import input_policy, theme
+from labelassist.ui.teach_strokes import TeachStrokes
 from labelassist.ui.tools import TAP_TRAVEL, TOOLS, Contact
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,14 @@ TAP_SECONDS = 0.35       # a multi-finger tap is shorter than this and moves les
 WHEEL_STEP = 1.2
 OVERLAY_BAND_PIXELS = 4 * 1024 * 1024  # full overlay uploads go in bands of this many pixels
 
-# Overlay colours (RGBA) by pixel code: bit 0 mask, bit 1 proposal (pre-label), bit 2 highlight.
+
+def _rgba8(colour) -> tuple[int, ...]:
+    return tuple(int(round(255 * c)) for c in colour)
+
+
+# Overlay colours (RGBA) by pixel code: bit 0 mask, bit 1 proposal (pre-label), bit 2 highlight;
+# bits 3 and 4 the teach tool's object and background strokes (ui/teach_strokes.py), drawn over
+# everything while the teach tool is picked.
 _LUT = np.array([
     (0, 0, 0, 0),          # nothing
     (255, 40, 200, 255),   # mask: magenta (high contrast on grey microscopy)
@@ -46,7 +54,7 @@ _LUT = np.array([
     (255, 140, 0, 255),    # highlight on mask
     (255, 200, 0, 255),
     (255, 140, 0, 255),
-], dtype=np.uint8)
+] + [_rgba8(theme.TEACH_OBJECT)] * 8 + [_rgba8(theme.TEACH_BACKGROUND)] * 16, dtype=np.uint8)
 _LUT32 = _LUT.view(np.uint32).ravel()  # one 32-bit RGBA word per code: a 4x cheaper gather
 
 
@@ -64,6 +72,8 @@ class LabelCanvas(StencilView):
         Two-finger tap, three-finger tap.
     on_view_changed
         Zoom or pan changed (the screen remembers it).
+    on_teach_stroke
+        A teach stroke ended (:attr:`teach_strokes` holds all of them): the screen asks for a proposal.
     """
 
     tool = StringProperty("brush")
@@ -80,8 +90,11 @@ class LabelCanvas(StencilView):
     # True while the mask on screen is being saved or another sample opens: a stroke then would
     # be journalled after the save, on top of a version it is not part of. Navigation still works.
     paint_locked = BooleanProperty(False)
+    # The teach tool paints background strokes instead of object strokes.
+    teach_background = BooleanProperty(False)
 
-    __events__ = ("on_edit", "on_segment_request", "on_undo_gesture", "on_redo_gesture", "on_view_changed")
+    __events__ = ("on_edit", "on_segment_request", "on_undo_gesture", "on_redo_gesture", "on_view_changed",
+                  "on_teach_stroke")
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -89,6 +102,7 @@ class LabelCanvas(StencilView):
         self._overlay_texture: Texture | None = None
         self.proposal: np.ndarray | None = None
         self.highlight: np.ndarray | None = None
+        self.teach_strokes: TeachStrokes | None = None  # the open image's, shown while teaching
         self._painter = None          # uid of the contact that paints now
         self._painter_kind = None
         self._drag = None              # the tool's generator for the contact that paints now
@@ -150,6 +164,18 @@ class LabelCanvas(StencilView):
         self.has_proposal = proposal is not None
         self.redraw_overlay()
 
+    def set_teach_strokes(self, strokes: TeachStrokes | None) -> None:
+        """The teach strokes of the open image, of the layer's size (drawn while the teach tool is
+        picked). Call it after :meth:`set_layer` for a new image; new strokes are empty."""
+        shown = self._teaching and not self.teach_strokes.empty
+        self.teach_strokes = strokes
+        if shown:  # only then does the overlay change (a sample opens without a second upload)
+            self.redraw_overlay()
+
+    @property
+    def _teaching(self) -> bool:
+        return self.teach_strokes is not None and self.tool == "teach"
+
     def set_highlight(self, highlight: np.ndarray | None) -> None:
         self.highlight = highlight if highlight is not None and highlight.any() else None
         self.redraw_overlay()
@@ -162,6 +188,8 @@ class LabelCanvas(StencilView):
         if self.layer is None:
             return
         self.layer.take_dirty()
+        if self.teach_strokes is not None:
+            self.teach_strokes.take_dirty()
         w, h = self.layer.width, self.layer.height
         band = max(1, OVERLAY_BAND_PIXELS // max(1, w))
         for y0 in range(0, h, band):
@@ -174,6 +202,10 @@ class LabelCanvas(StencilView):
         dirty = self.layer.take_dirty()
         if dirty is not None:
             self._upload(dirty)
+        if self.teach_strokes is not None:
+            dirty = self.teach_strokes.take_dirty()
+            if dirty is not None and self.tool == "teach":
+                self._upload(dirty)
 
     def overlay_rgba(self, rect) -> np.ndarray:
         """The overlay pixels of ``rect`` (x0, y0, x1, y1), RGBA uint8."""
@@ -193,6 +225,8 @@ class LabelCanvas(StencilView):
             np.bitwise_or(code, self.proposal[y0:y1, x0:x1].view(np.uint8) * np.uint8(2), out=code)
         if self.highlight is not None:
             np.bitwise_or(code, self.highlight[y0:y1, x0:x1].view(np.uint8) * np.uint8(4), out=code)
+        if self._teaching:
+            np.bitwise_or(code, self.teach_strokes.codes(rect), out=code)
         return _LUT32[code].view(np.uint8).reshape(code.shape + (4,))
 
     def _upload(self, rect) -> None:
@@ -499,6 +533,8 @@ class LabelCanvas(StencilView):
         self.polygon = []
         if self._drag is None:
             self.show_path([])
+        if self.teach_strokes is not None and not self.teach_strokes.empty:
+            self.redraw_overlay()  # the strokes show only while teaching
 
     # default handlers
     def on_edit(self, edit):
@@ -514,4 +550,7 @@ class LabelCanvas(StencilView):
         pass
 
     def on_view_changed(self):
+        pass
+
+    def on_teach_stroke(self):
         pass

@@ -2,11 +2,18 @@
 
 The tool rail is built from the tool table (:data:`labelassist.ui.tools.TOOLS`): one button
 per row, in its order, with its text and icon; the keyboard shortcuts are the table's too.
+
+Two things propose a pre-label while a sample is open, both shown as the same unaccepted
+pre-label ("Accept pre-label" takes either): the teach tool's strokes (``Session.teach`` on the
+worker after each stroke, only the newest request waiting) and the instant learner's newer model
+(``Session.learned_prelabel`` after a training round, applied only while the canvas is untouched).
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import replace
 
 import numpy as np
 from kivy.clock import Clock
@@ -17,10 +24,15 @@ from labelassist.label_layer import LabelLayer
 from labelassist.session.save_flow import Step, SubmitMask
 from labelassist.ui import theme, tools
 from labelassist.ui.screens import KioskScreen
+from labelassist.ui.teach_strokes import TeachStrokes
 from labelassist.ui.widgets import IconToggleButton
 from labelassist.workflow import preprocess
 
 log = logging.getLogger(__name__)
+
+# The words beside "Accept pre-label" while the pre-label is the teach tool's proposal: it is this
+# image's own, not the session's choice that Session.prelabel_words describes.
+TAUGHT_WORDS = "Pre-label: learned from your strokes on this image"
 
 
 def _if_alive(call) -> None:
@@ -47,9 +59,17 @@ class LabelScreen(KioskScreen):
     # The error state is a property of its own (the smoke test and any caller read it); the
     # colour only shows it.
     message_is_error = BooleanProperty(False)
-    message_color = AliasProperty(lambda self: list(theme.ERROR_TEXT if self.message_is_error else theme.OK_TEXT),
-                                  bind=["message_is_error"], cache=True)
+    message_is_warning = BooleanProperty(False)  # asks the user to do something first
+    message_color = AliasProperty(
+        lambda self: list(theme.ERROR_TEXT if self.message_is_error else
+                          theme.WARN_TEXT if self.message_is_warning else theme.OK_TEXT),
+        bind=["message_is_error", "message_is_warning"], cache=True)
     busy = BooleanProperty(False)
+    # The teach tool: which class a stroke paints, and whether there are strokes to clear.
+    teach_background = BooleanProperty(False)
+    has_teach_strokes = BooleanProperty(False)
+    # What the pre-label is and how well it matched the newest labels (Session.prelabel_words).
+    prelabel_words = StringProperty("")
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -61,6 +81,9 @@ class LabelScreen(KioskScreen):
         self._pending_view = None
         self._raw_display = None
         self._remember_trigger = Clock.create_trigger(self._remember_view, 0.5)
+        self.teach_strokes: TeachStrokes | None = None
+        self._teach_asked = 0  # the newest teach request (older answers are dropped)
+        self._touched = True   # the open sample changed since it opened (no fresher pre-label then)
         self.build_tool_rail()
 
     def build_tool_rail(self):
@@ -101,6 +124,8 @@ class LabelScreen(KioskScreen):
         self.has_proposal = False
         self.busy = False
         self.sample_title = ""
+        self.prelabel_words = ""
+        self._drop_teach_strokes(None)
         self.say("")
 
     # opening samples
@@ -155,6 +180,8 @@ class LabelScreen(KioskScreen):
         canvas.set_image(self._raw() if self.show_raw else assisted.display)
         canvas.set_layer(self.layer, proposal=prelabel.mask if offer else None)
         self.has_proposal = offer
+        self._drop_teach_strokes(assisted.image.shape[:2])
+        self._touched = assisted.recovered is not None or assisted.label is not None
         sample = assisted.sample
         if not self.history or self.history[-1] != sample.id:
             self.history.append(sample.id)
@@ -174,6 +201,9 @@ class LabelScreen(KioskScreen):
         else:
             Clock.schedule_once(lambda dt: _if_alive(lambda: canvas.fit()))
         self.app.worker.remember(sample_id=sample.id, screen="label")
+        self.refresh_prelabel_words()
+        if self.tool == "teach":
+            self._prepare_teach()
 
     def _raw(self):
         if self._raw_display is None and self.assisted is not None:
@@ -192,6 +222,8 @@ class LabelScreen(KioskScreen):
         self._show_tool()
         if self._can_remember():
             self.app.worker.remember(tool=self.tool)
+            if self.tool == "teach":
+                self._prepare_teach()
 
     def view_changed(self):
         if self._can_remember():
@@ -205,9 +237,10 @@ class LabelScreen(KioskScreen):
         self.app.worker.remember(sample_id=self.assisted.sample.id, zoom=c.scale,
                                  center=[float(v) for v in c.view_center()])
 
-    def say(self, text: str, error: bool = False):
+    def say(self, text: str, error: bool = False, warning: bool = False):
         self.message = text
         self.message_is_error = bool(error)
+        self.message_is_warning = bool(warning) and not error
 
     # edits: each finished edit is journalled before the next one starts
     def wait_for_journal(self, timeout: float = 5.0) -> bool:
@@ -233,6 +266,7 @@ class LabelScreen(KioskScreen):
         return True
 
     def on_canvas_edit(self, edit):
+        self._touched = True
         self.journal(edit.kind, edit.indices(), edit.pixel_values())
         if edit.kind == "prelabel":
             self.has_proposal = False
@@ -314,6 +348,97 @@ class LabelScreen(KioskScreen):
     def close_polygon(self):
         self.canvas_widget.close_polygon()
 
+    # teach: strokes of object and background -> a proposal for the whole image
+    def _drop_teach_strokes(self, shape):
+        """New strokes for an image of ``shape`` (None: none); answers still coming are dropped."""
+        self.teach_strokes = TeachStrokes(shape) if shape is not None else None
+        self._teach_asked += 1
+        self.has_teach_strokes = False
+        if self.canvas_widget is not None:
+            self.canvas_widget.set_teach_strokes(self.teach_strokes)
+
+    def _prepare_teach(self):
+        if self.assisted is not None and self._can_remember():
+            self.app.worker.submit(self.app.session.prepare_teach, self.assisted.sample.id,
+                                   on_error=lambda m: log.info("teach features not prepared: %s", m))
+
+    def teach_stroke_ended(self):
+        """A teach stroke ended: ask for a proposal from all the strokes so far (on the worker;
+        a request still waiting is replaced, so only the newest runs after the one under way)."""
+        strokes = self.teach_strokes
+        if self.assisted is None or strokes is None or self.busy:
+            return
+        self._touched = True
+        self.has_teach_strokes = not strokes.empty
+        if not strokes.has_background:
+            self.say("Paint some background too: tap 'Background', then paint where there is no object.",
+                     warning=True)
+            return
+        if not strokes.has_object:
+            self.say("Paint some object too: tap 'Object', then paint on the objects.", warning=True)
+            return
+        self._teach_asked += 1
+        asked, sample_id = self._teach_asked, self.assisted.sample.id
+        self.say("Learning from your strokes...")
+        self.app.worker.submit(self.app.session.teach, sample_id, strokes.object.copy(), strokes.background.copy(),
+                               key="teach", on_done=lambda p: self._show_proposal(asked, sample_id, p),
+                               on_error=lambda m: self._teach_failed(asked, m))
+
+    def _show_proposal(self, asked: int, sample_id: int, prelabel):
+        # Not for strokes cleared or replaced meanwhile, nor on a mask being saved or another sample.
+        if asked != self._teach_asked or self.busy or self.assisted is None or self.assisted.sample.id != sample_id:
+            return
+        self._offer(prelabel)
+        self.prelabel_words = TAUGHT_WORDS
+        self.say("Proposal from your strokes: accept it, or add strokes where it is wrong.")
+
+    def _teach_failed(self, asked: int, message: str):
+        if asked == self._teach_asked:
+            self.say(message[:1].upper() + message[1:], warning=True)
+
+    def _offer(self, prelabel):
+        """Show ``prelabel`` as the unaccepted pre-label of the open sample; the session starts from it."""
+        self.assisted = replace(self.assisted, prelabel=prelabel)
+        self.canvas_widget.set_proposal(prelabel.mask)
+        self.has_proposal = True
+        self.app.worker.submit(self.app.session.use_prelabel, self.assisted.sample.id, prelabel)
+
+    def clear_teach_strokes(self):
+        """Clear strokes: the teach strokes go; the proposal shown stays (a pre-label like any other)."""
+        if self.teach_strokes is None or self.busy:
+            return
+        self._drop_teach_strokes(self.teach_strokes.shape)
+        self.say("Strokes cleared: paint object and background to teach again.")
+
+    # the instant learner: a newer model, in plain words and as a fresher pre-label
+    def refresh_prelabel_words(self):
+        if self._can_remember():
+            self.app.worker.submit(self.app.session.prelabel_words, key="prelabel_words", on_done=self._show_words)
+
+    def _show_words(self, words: str):
+        shown = self.assisted.prelabel if self.assisted is not None else None
+        self.prelabel_words = TAUGHT_WORDS if shown is not None and shown.method == "scribbles" else words
+
+    def learner_trained(self):
+        """The learner finished a round (UI thread): new words, and on an untouched canvas a fresher pre-label."""
+        self.refresh_prelabel_words()
+        if self.assisted is None or self.busy or self._touched or not self._can_remember():
+            return
+        sample_id = self.assisted.sample.id
+        self.app.worker.submit(self.app.session.learned_prelabel, sample_id, key="learned_prelabel",
+                               on_done=lambda p: self._fresher_prelabel(sample_id, p),
+                               on_error=lambda m: log.info("no fresher pre-label: %s", m))
+
+    def _fresher_prelabel(self, sample_id: int, prelabel):
+        # Only where nothing was drawn or taught since the sample opened: never over the user's work.
+        if prelabel is None or self.busy or self._touched or self.assisted is None \
+                or self.assisted.sample.id != sample_id:
+            return
+        self._offer(prelabel)
+        count = re.search(r"(\d+) of your labels", prelabel.note or "")
+        self.say(f"Pre-label updated: learned from {count.group(1)} of your labels." if count
+                 else "Pre-label updated: learned from your newest labels.")
+
     # save & next: this screen sends the mask and renders what the flow says (App.show_review)
     def save_and_next(self):
         if self.assisted is None or self.busy:
@@ -361,6 +486,8 @@ class LabelScreen(KioskScreen):
             self.undo()
         elif key == "a":
             self.accept_prelabel()
+        elif key == "x":  # swap what the teach tool paints, as painting programs swap colours
+            self.teach_background = not self.teach_background
         elif key == "o":
             self.outline = not self.outline
         elif key == "r":

@@ -17,3 +17,9 @@ BUTTON_DOWN = (0.38, 0.41, 0.47, 1)  # a button while pressed
 
 OK_TEXT = (0.6, 1, 0.7, 1)          # a status line that reports progress
 ERROR_TEXT = (1, 0.55, 0.45, 1)     # a status line that reports a failure
+WARN_TEXT = (1, 0.8, 0.3, 1)        # a status line that asks the user to do something first
+
+# The teach tool's strokes on the canvas: unlike the label (magenta), the pre-label (cyan) and
+# the regions to fix (amber), and unlike each other on grey microscopy.
+TEACH_OBJECT = (0.45, 1, 0.15, 1)       # "this is object": green
+TEACH_BACKGROUND = (0.3, 0.45, 1, 1)    # "this is background": blue

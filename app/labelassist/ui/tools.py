@@ -9,6 +9,9 @@ the keyboard shortcuts and the resume of the last tool all read the table.
 
 Tools report the user's intent, never a method: the segment tool says "a point here" or "a box
 there" (``on_segment_request("point" | "box", prompt)``) and the session chooses how to segment.
+The teach tool paints object or background strokes (the canvas's ``teach_background``) beside
+the label, never in it, and says when a stroke ends (``on_teach_stroke``): the session learns
+from them and proposes a pre-label.
 """
 
 from __future__ import annotations
@@ -133,6 +136,21 @@ def segment(canvas, press: Contact) -> Drag:
         canvas.dispatch("on_segment_request", "box", {"box": tuple(int(round(v)) for v in box)})
 
 
+def teach(canvas, press: Contact) -> Drag:
+    """Paint a stroke of object (or of background, the canvas's toggle) for the learner to learn from."""
+    strokes, background = canvas.teach_strokes, canvas.teach_background
+    if strokes is None:
+        return
+    strokes.paint_segment(press.point, press.point, press.radius, background=background)
+    canvas.refresh_overlay()
+    last = press.point
+    while (contact := (yield)).phase != "release":
+        strokes.paint_segment(last, contact.point, contact.radius, background=background)
+        canvas.refresh_overlay()
+        last = contact.point
+    canvas.dispatch("on_teach_stroke")
+
+
 TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
     Tool("brush", "Brush", "brush", "b", _paint(True)),
     Tool("eraser", "Eraser", "eraser", "e", _paint(False)),
@@ -140,6 +158,7 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
     Tool("polygon", "Polygon", "polygon", "p", polygon),
     Tool("bucket", "Bucket fill", "bucket", "f", bucket),
     Tool("segment", "Tap to segment", "segment", "t", segment),
+    Tool("teach", "Teach", "teach", "s", teach),
 )}
 """The tools in the order of the rail."""
 
