@@ -394,3 +394,24 @@ def test_pre_label_settings_that_cannot_be_used_say_so(tmp_path, datasets):
         assert session.prelabel_choice().method == "shipped:usiigaci_phase"
         assert session.next().prelabel.method == "shipped:usiigaci_phase"
     project.close()
+
+
+def test_labels_saved_during_a_training_are_learned_together_in_one_round(tmp_path, datasets):
+    """Someone saving faster than the learner trains never builds a queue of trainings: the
+    labels saved meanwhile are learned in one round, each scored by a forest that saw none."""
+    project = _project(tmp_path, datasets, "scratch_assay", count=6)
+    with Session(project, background=False) as session:
+        rounds = []
+        session.learner.listeners.append(lambda model: rounds.append(model.labels))
+        for _ in range(4):
+            assisted = session.next()
+            session.save(assisted.sample.id, _truth(datasets, "scratch_assay", assisted.sample))
+        session.learner.wait()  # all four saved before the learner ran: one round
+        assert rounds == [4]
+        # No forest yet: each is scored on its own halves, by no forest that saw the others.
+        assert [s.labels for s in session.learner.scores(10)] == [0, 0, 0, 0]
+        assisted = session.next()
+        session.save(assisted.sample.id, _truth(datasets, "scratch_assay", assisted.sample))
+        session.learner.wait()
+        assert rounds == [4, 5] and [s.labels for s in session.learner.scores(10)] == [0, 0, 0, 0, 4]
+    project.close()

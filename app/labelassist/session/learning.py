@@ -72,6 +72,9 @@ class SessionLearner:
             threading.Thread(target=self._serve, args=(self._queue,), name="learner", daemon=True).start()
         self._jobs: list[Future] = []
         self._pending: collections.deque = collections.deque(maxlen=PENDING_JOBS)  # without a thread
+        # Saved labels waiting for the next training round (the newest: the forest keeps no more).
+        self._to_learn: collections.deque = collections.deque(maxlen=WARM_UP_LABELS)
+        self._round_queued = False
         self._closed = threading.Event()
         self._learner = None  # InstantLearner, made on first use (imports scikit-learn)
         self._stack_lock = threading.Lock()
@@ -173,6 +176,7 @@ class SessionLearner:
         self.enabled = False
         self._closed.set()
         self._pending.clear()
+        self._to_learn.clear()
         for f in self._jobs:
             f.cancel()
         if self._queue is not None:
@@ -227,38 +231,59 @@ class SessionLearner:
     def after_save(self, sample: Sample, mask: np.ndarray, label_id: int, image: np.ndarray | None,
                    total: int) -> None:
         """Learn a label just saved (``image``: its pixels when the caller has them, else read again;
-        ``total``: how many samples are labelled now)."""
-        self._run(self._learn, sample, np.array(mask, dtype=bool), label_id, image, total)
+        ``total``: how many samples are labelled now).
 
-    def _learn(self, sample: Sample, mask: np.ndarray, label_id: int, image: np.ndarray | None,
-               total: int) -> None:
+        Labels saved while a training runs wait together and are learned in one round (each scored
+        first by the forest that learned none of them): someone saving every second never builds
+        a queue of trainings, and the forest catches up in one.
+        """
+        with self._stack_lock:
+            self._to_learn.append((sample, np.array(mask, dtype=bool), label_id, image, total))
+            if self._round_queued:
+                return
+            self._round_queued = True
+        if self._run(self._learn_round) is None:  # switched off or stopped: nothing will run it
+            with self._stack_lock:
+                self._to_learn.clear()
+                self._round_queued = False
+
+    def _learn_round(self) -> None:
+        with self._stack_lock:
+            batch = list(self._to_learn)
+            self._to_learn.clear()
+            self._round_queued = False
         learner = self._instant()
         from labelassist.learning.instant import LabelDoesNotFit  # loaded by _instant already
 
-        stack = self._cached_stack(sample.id)
-        if stack is not None and stack.shape[:2] != self._working_shape(mask.shape):
-            stack = None
-        try:
-            if stack is None and image is None:
-                if self._closed.is_set():
-                    return
-                image = self.project.read_image(sample)
-            start = time.perf_counter()
-            score = learner.learn(sample.id, sample.name, image, mask, stack=stack, labelled=total)
-        except (ImageReadError, LabelDoesNotFit) as exc:
-            log.info("the learner leaves out %s: %s", sample.name, exc)
-            return
-        if self._closed.is_set():
-            return  # the store may be closed: the forest and its score end with the session
-        if score is not None:
-            # Deferred: written with the next save, never a write of its own from this thread.
-            self.store.defer_event("learned", actor=self.author, sample_id=sample.id, label_id=label_id,
-                                   sample=score.sample, dice=round(score.dice, 4),
-                                   effort=round(score.effort, 4) if np.isfinite(score.effort) else None,
-                                   labels=score.labels, ms=round(score.ms, 1))
-        log.info("learned from %s in %.1f s (%d labels)", sample.name, time.perf_counter() - start,
+        start = time.perf_counter()
+        learned = []
+        for sample, mask, label_id, image, total in batch:
+            stack = self._cached_stack(sample.id)
+            if stack is not None and stack.shape[:2] != self._working_shape(mask.shape):
+                stack = None
+            try:
+                if stack is None and image is None:
+                    if self._closed.is_set():
+                        return
+                    image = self.project.read_image(sample)
+                score = learner.learn(sample.id, sample.name, image, mask, stack=stack, labelled=total,
+                                      retrain=False)
+            except (ImageReadError, LabelDoesNotFit) as exc:
+                log.info("the learner leaves out %s: %s", sample.name, exc)
+                continue
+            learned.append(sample.name)
+            if score is not None and not self._closed.is_set():
+                # Deferred: written with the next save, never a write of its own from this thread.
+                self.store.defer_event("learned", actor=self.author, sample_id=sample.id, label_id=label_id,
+                                       sample=score.sample, dice=round(score.dice, 4),
+                                       effort=round(score.effort, 4) if np.isfinite(score.effort) else None,
+                                       labels=score.labels, ms=round(score.ms, 1))
+        if not learned or self._closed.is_set():
+            return  # the store may be closed: the forest ends with the session
+        model = learner.retrain()
+        log.info("learned from %s in %.1f s (%d labels)", ", ".join(learned), time.perf_counter() - start,
                  learner.learned)
-        self._trained(learner.model)
+        self._trained(model)
 
     def _trained(self, model) -> None:
         if model is None:
