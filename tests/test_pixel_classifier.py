@@ -5,7 +5,7 @@ image has DSC >= 0.80". Measured (trained on 000.png with the defaults, every
 4th image from 001.png): DSC 0.63-0.95, mean 0.837, 11 of 15 images at 0.80 or
 more, every one above Otsu. So one image is not guaranteed 0.80; the test asserts
 the mean over eight images spread over the set (measured 0.818) and that each
-beats Otsu (see docs/learning-spike.md).
+beats Otsu (see docs/learning.md).
 """
 
 from __future__ import annotations

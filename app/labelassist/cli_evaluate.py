@@ -1,5 +1,5 @@
-"""The command line's measuring commands: ``select``, ``prelabel``, ``evaluate prelabel|box|selector``,
-``simulate`` and ``inspect``.
+"""The command line's measuring commands: ``select``, ``prelabel``, ``learn``, ``evaluate
+prelabel|box|selector``, ``simulate`` and ``inspect``.
 
 :func:`add_measuring_commands` adds their arguments to ``cli.build_parser``; each ``cmd_*``
 takes the parsed arguments and returns an exit code; errors are raised as
@@ -9,11 +9,13 @@ takes the parsed arguments and returns an exit code; errors are raised as
 from __future__ import annotations
 
 import json
+import math
 import sys
+import time
 from pathlib import Path
 
 from labelassist.cli_support import (EXIT_OK, EXIT_PARTIAL, check_plot_target, count_arg, open_project,
-                                     open_session, pick_samples, print_progress, write_plot)
+                                     open_session, pick_samples, print_progress, whole_number_arg, write_plot)
 from labelassist.errors import LabelAssistError
 from labelassist.progress import ProgressBar
 
@@ -45,42 +47,188 @@ def cmd_select(args) -> int:
 
 
 def cmd_prelabel(args) -> int:
-    import numpy as np
+    from labelassist.export import plan_mask_names, prepare_output
 
-    from labelassist.export import (DamagedLabel, damaged_lines, decode_label, encode_png, plan_mask_names,
-                                    prepare_output, write_file)
-    from labelassist.workflow.metrics import dice
-
-    with open_project(args.project) as project, open_session(project) as session:
+    method = args.method
+    learns = method in ("auto", "learned")
+    with open_project(args.project) as project:
         samples = pick_samples(project, args.samples)
         # Every output path is checked before the first pre-label runs: never over an image, never
         # into the project folder (see export.prepare_output).
         names = plan_mask_names(samples)
         out = prepare_output(project, args.out, names) if args.out else None
-        scores, damaged = [], []
-        with ProgressBar(f"pre-labelling with {args.method}") as bar:
-            for done, sample in enumerate(samples, 1):
-                result = session.prelabel(sample.id, args.method)
-                line = f"{sample.name}: {int(result.mask.sum())} foreground pixels"
-                label = project.store.latest_label(sample.id)
-                saved = None if label is None else decode_label(sample, label, project.store)
-                if isinstance(saved, DamagedLabel):
-                    damaged.append(saved)  # named below; the pre-label itself is still good
-                    line += ", no DSC (the saved label is damaged)"
-                elif saved is not None:
-                    scores.append(dice(result.mask, saved))
-                    line += f", DSC {scores[-1]:.3f} against the saved label"
-                if result.note:
-                    line += f" ({result.note})"
-                if out:
-                    write_file(out / names[done - 1], encode_png(result.mask, sample.name))
-                print(line)
-                bar(done, len(samples))
-        if scores:
-            print(f"mean DSC {float(np.mean(scores)):.3f} over {len(scores)} labelled samples")
-        for line in damaged_lines(damaged, project.folder):
-            print(f"labelassist: {line}", file=sys.stderr)
-        return EXIT_PARTIAL if damaged else EXIT_OK
+        if learns and project.settings["prelabel"]["learn"]:
+            with ProgressBar("learning from your newest labels") as bar:
+                _learn_held_out(project, progress=bar)
+        with open_session(project, learn=True if learns else None) as session:
+            if learns:
+                session.learner.wait()  # it learns the newest labels as the kiosk does when it opens
+            if method == "auto":
+                # The session's current choice, the instant learner included; said in one line.
+                choice = session.prelabel_choice(wait=True)
+                if choice.method is None:
+                    print(f"auto: no pre-label ({choice.reason})")
+                    return EXIT_OK
+                method = choice.method
+                print(f"auto: using {method} ({_why(choice)})")
+            return _prelabel_samples(project, session, method, samples, names, out)
+
+
+def _why(choice) -> str:
+    """The reason of a pre-label choice without the method's name it starts with (said just before)."""
+    prefix = f"{choice.method}: "
+    return choice.reason[len(prefix):] if choice.reason.startswith(prefix) else choice.reason
+
+
+def _prelabel_samples(project, session, method, samples, names, out) -> int:
+    import numpy as np
+
+    from labelassist.export import DamagedLabel, damaged_lines, decode_label, encode_png, write_file
+    from labelassist.workflow.metrics import dice
+
+    scores, damaged = [], []
+    with ProgressBar(f"pre-labelling with {method}") as bar:
+        for done, sample in enumerate(samples, 1):
+            result = session.prelabel(sample.id, method)
+            line = f"{sample.name}: {int(result.mask.sum())} foreground pixels"
+            label = project.store.latest_label(sample.id)
+            saved = None if label is None else decode_label(sample, label, project.store)
+            if isinstance(saved, DamagedLabel):
+                damaged.append(saved)  # named below; the pre-label itself is still good
+                line += ", no DSC (the saved label is damaged)"
+            elif saved is not None:
+                scores.append(dice(result.mask, saved))
+                line += f", DSC {scores[-1]:.3f} against the saved label"
+            if result.note:
+                line += f" ({result.note})"
+            if out:
+                write_file(out / names[done - 1], encode_png(result.mask, sample.name))
+            print(line)
+            bar(done, len(samples))
+    if scores:
+        print(f"mean DSC {float(np.mean(scores)):.3f} over {len(scores)} labelled samples")
+    for line in damaged_lines(damaged, project.folder):
+        print(f"labelassist: {line}", file=sys.stderr)
+    return EXIT_PARTIAL if damaged else EXIT_OK
+
+
+def _learn_held_out(project, progress=None) -> int:
+    """Give the instant learner a held-out record of the newest labels that have none; returns how many.
+
+    ``auto`` compares the learner by its record: each label predicted by the learner trained on
+    the labels before it, then learned (:mod:`labelassist.learning.instant`). The kiosk writes it
+    as ``learned`` events at each save; labels that came another way (``init --masks``, an older
+    version) have none. This walks the newest labels in the order they were saved, as the kiosk
+    would have, and writes the missing scores as the same ``learned`` events (the session reads
+    them back when it opens). The labels themselves are only read.
+    """
+    from labelassist.errors import ImageReadError
+    from labelassist.learning.instant import MAX_LABELS, InstantLearner
+    from labelassist.session.assistance import EVALUATION_SAMPLES
+    from labelassist.store import DamagedLabelError
+
+    store = project.store
+    pairs = sorted(store.latest_labels(), key=lambda p: p[1].id)  # in the order they were saved
+    window = pairs[-EVALUATION_SAMPLES:]
+    recorded = {e["label_id"] for e in store.events("learned")}
+    if all(label.id in recorded for _, label in window):
+        return 0
+    before = pairs[:len(pairs) - len(window)][-MAX_LABELS:]  # what the learner knew before the window
+    learner, written, steps = InstantLearner(), 0, before + window
+    for done, (sample, label) in enumerate(steps, 1):
+        try:
+            image, mask = project.read_image(sample), label.mask
+        except (ImageReadError, DamagedLabelError) as exc:
+            print(f"labelassist: the learner leaves out {sample.name}: {exc}", file=sys.stderr)
+            continue
+        in_window = done > len(before)
+        if in_window and learner.model is None and learner.learned:
+            learner.retrain()  # the labels before the window, learned at once
+        scored = in_window and label.id not in recorded
+        score = learner.learn(sample.id, sample.name, image, mask, score=scored, retrain=in_window)
+        if score is not None:
+            # The fields SessionLearner writes at a save (labelassist.session.learning).
+            store.defer_event("learned", actor="labelassist learn", sample_id=sample.id, label_id=label.id,
+                              sample=score.sample, dice=round(score.dice, 4),
+                              effort=round(score.effort, 4) if math.isfinite(score.effort) else None,
+                              labels=score.labels, ms=round(score.ms, 1))
+            written += 1
+        if progress is not None:
+            progress(done, len(steps))
+    store.flush_events()
+    return written
+
+
+def cmd_learn(args) -> int:
+    from labelassist.eval_tables import prelabel_table
+    from labelassist.session.assistance import EVALUATION_SAMPLES
+    from labelassist.textout import safe  # method names may come from plug-in files
+
+    with open_project(args.project) as project:
+        if not project.store.labelled_ids():
+            raise LabelAssistError("the project has no labels yet to learn from: label a few in the kiosk, "
+                                   "or import masks ('labelassist import PROJECT SRC --masks DIR')")
+        enabled = bool(project.settings["prelabel"]["learn"])
+        start = time.perf_counter()
+        written = 0
+        if enabled:
+            with ProgressBar("learning from your newest labels") as bar:
+                written = _learn_held_out(project, progress=None if args.json else bar)
+        with open_session(project, learn=True) as session:
+            session.learner.wait()
+            learned_s = time.perf_counter() - start
+            choice = session.prelabel_choice(wait=True)
+            evaluation = choice.evaluation
+            if evaluation is None:  # a method set by hand: measure the candidates all the same
+                with ProgressBar("measuring the pre-labels") as bar:
+                    evaluation = session.evaluate_prelabels(limit=EVALUATION_SAMPLES,
+                                                            progress=None if args.json else bar)
+            candidates = session.assistance.candidates()
+            learner = session.learner
+            record = learner.scores(EVALUATION_SAMPLES)
+            payload = {
+                "learner": {"enabled": enabled, "failed": learner.failed,
+                            "learned_from": None if learner.model is None else learner.model.labels,
+                            "held_out": [{"sample": r.sample, "dice": round(r.dice, 4),
+                                          "effort": round(r.effort, 4) if math.isfinite(r.effort) else None,
+                                          "labels": r.labels} for r in record],
+                            "new_scores": written, "seconds": round(learned_s, 1)},
+                "candidates": [{"method": m.method, "title": candidates[m.method].title if m.method in candidates
+                                else m.method, "n": m.n, "dice_mean": round(m.dice_mean, 4),
+                                "effort_mean": round(m.effort_mean, 4) if math.isfinite(m.effort_mean) else None}
+                               for m in evaluation.ranking()],
+                "choice": {"method": choice.method, "reason": choice.reason},
+                "installed": None,
+                "unet": UNET_NOT_YET,
+            }
+    if args.json:
+        print(json.dumps(payload, indent=2))
+        return EXIT_OK
+    if not enabled:
+        print("the instant learner is switched off in the project settings (prelabel.learn = false)")
+    elif learner.failed:
+        print(f"the instant learner stopped: {safe(learner.failed)}")
+    elif learner.model is None:
+        print("the instant learner learned nothing: the newest labels hold only object or only background")
+    else:
+        mean = (f", its held-out DSC {sum(r.dice for r in record) / len(record):.2f} on your last {len(record)}"
+                if record else "")
+        print(f"instant learner: learned from your newest {learner.model.labels} labels in {learned_s:.1f} s{mean}"
+              f" ({written} held-out scores new)")
+    print(prelabel_table(evaluation, name=safe))
+    if choice.method is None:
+        print(f"the kiosk will use no pre-label: {safe(choice.reason)}")
+    else:
+        print(f"the kiosk will use {safe(choice.method)}: {safe(_why(choice))}")
+    print("nothing was installed: the instant learner is not a file; the kiosk learns your labels again "
+          "when it opens a project and after every save")
+    print(UNET_NOT_YET)
+    return EXIT_OK
+
+
+#: Said at the end of ``learn``: what this round does not do yet.
+UNET_NOT_YET = ("U-Net training on the tablet is not part of this round yet (issue 14, item 3): train one on a GPU "
+                "machine ('labelassist job export') and install it with 'labelassist model import'")
 
 
 def cmd_evaluate_prelabel(args) -> int:
@@ -191,17 +339,33 @@ def cmd_simulate(args) -> int:
         check_plot_target(Path(args.plot), (Path(args.project), Path(args.ground_truth)))
     result = simulate(args.project, args.ground_truth, retrain_every=args.retrain_every,
                       epochs=args.epochs, limit=args.limit, scale=args.scale, in_place=args.in_place,
-                      progress=None if args.json else print_progress)
+                      progress=None if args.json else print_progress, from_scratch=args.from_scratch)
     if args.plot:
         write_plot(lambda tmp: plot_simulation(result, tmp), Path(args.plot))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return EXIT_OK
+    from labelassist.textout import safe  # sample names come from files
+
+    print(f"{'label':>5} {'sample':<24} {'pre-label':<22} {'DSC':>6} {'effort':>7} {'wait s':>7}")
+    for s in result.samples:
+        effort = f"{s['effort']:.3f}" if math.isfinite(s["effort"]) else "inf"
+        print(f"{s['index']:>5} {safe(s['name']):<24} {safe(s['prelabel']):<22} {s['dsc']:>6.3f} {effort:>7} "
+              f"{s['wait_s']:>7.1f}")
+    print()
     print(f"{'labels':<10} {'effort':>7} {'DSC':>6}  pre-labels")
     for block in result.blocks():
         effort = "-" if block["effort_mean"] is None else f"{block['effort_mean']:.2f}"
         methods = ", ".join(f"{m or 'none'} {n}" for m, n in block["methods"].items())
         print(f"{block['labels']:<10} {effort:>7} {block['dsc_mean']:>6.2f}  {methods}")
+    summary = result.to_dict()
+    n = len(result.samples)
+    for what, key in ((f"labels 2-{min(n, 10)}", "effort_labels_2_10"), (f"the first {min(n, 30)} labels",
+                                                                          "effort_first_30")):
+        value = summary[key]
+        print(f"mean correction effort over {what}: {'-' if value is None else f'{value:.3f}'}")
+    if args.retrain_every == 0 or (args.retrain_every is None and args.from_scratch):
+        print("no U-Net was trained (the kiosk does not train U-Nets yet: issue 14, item 3)")
     return EXIT_OK
 
 
@@ -262,11 +426,23 @@ def add_measuring_commands(sub) -> None:
                        description="Run pre-label method M on the given samples (default: all) and report "
                                    "its agreement with saved labels; --out writes the masks as PNG.")
     p.add_argument("project", metavar="PROJECT")
-    p.add_argument("--method", required=True, metavar="M", help="otsu, previous, onnx or a plug-in's name")
+    p.add_argument("--method", required=True, metavar="M",
+                   help="auto (the session's current choice, the instant learner included: it names the method "
+                        "and why), otsu, previous, onnx, learned, shipped:NAME or a plug-in's name")
     p.add_argument("--samples", nargs="+", metavar="NAME", help="sample names (as 'status' lists them) or ids")
     p.add_argument("--out", metavar="DIR", help="write each pre-label as a PNG mask here (a folder outside the "
                                                 "project that does not hold the images)")
     p.set_defaults(func=cmd_prelabel)
+
+    p = sub.add_parser("learn", help="one round of everything learnable now, and which pre-label the kiosk uses",
+                       description="The instant learner learns the project's newest labels (each scored before "
+                                   "it is learned: its held-out record), every pre-label candidate is measured "
+                                   "on the newest labels, and the one the kiosk will use is named with the "
+                                   "reason. Writes nothing but the events a labelling session writes. U-Net "
+                                   "training on the tablet is not part of this round yet.")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_learn)
 
     p = sub.add_parser("evaluate", help="measure pre-labels against known masks")
     evaluate_sub = p.add_subparsers(dest="what", metavar="WHAT")
@@ -315,13 +491,20 @@ def add_measuring_commands(sub) -> None:
     q.set_defaults(func=cmd_evaluate_selector)
 
     p = sub.add_parser("simulate", help="a simulated annotator walks the whole workflow",
-                       description="Walk the session as the UI would (selector, pre-label, corrections to the "
-                                   "ground truth, inspection, post-processing), retrain the model every N labels, "
-                                   "and report the correction effort per sample. Works on a copy of PROJECT "
-                                   "unless --in-place. Needs the train extra (torch).")
+                       description="Walk the session as the kiosk does (selector, pre-label, corrections to the "
+                                   "ground truth, inspection, post-processing, save; samples prepared ahead and "
+                                   "the instant learner learning each saved label on threads of their own), "
+                                   "optionally retrain a U-Net every N labels, and report per label the pre-label "
+                                   "used, its DSC, the correction effort and the wall time. Works on a copy of "
+                                   "PROJECT unless --in-place. Retraining needs the train extra (torch).")
     p.add_argument("project", metavar="PROJECT")
     p.add_argument("--ground-truth", required=True, metavar="DIR", help="the true masks, named like the images")
-    p.add_argument("--retrain-every", type=int, default=10, metavar="N")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="no shipped and no imported model: the honest learning curve of a new project "
+                        "(the copy gets prelabel.shipped_models = false and no model)")
+    p.add_argument("--retrain-every", type=whole_number_arg, default=None, metavar="N",
+                   help="retrain a U-Net every N labels, 0 never (default 10; 0 with --from-scratch: the "
+                        "kiosk does not train U-Nets yet)")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--scale", type=float, default=0.25)
     p.add_argument("--limit", type=int, help="stop after this many samples")

@@ -17,19 +17,28 @@ from labelassist.errors import LabelAssistError
 EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 3
 
 
+def _whole_number(text: str, least: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of {least} or more, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
+    return value
+
+
 def count_arg(text: str) -> int:
     """argparse type: a whole number of 1 or more (``select --top``, ``evaluate box --samples``...).
 
     0 or a negative count is a wrong argument (exit 2), not an empty answer that reads like
     "every sample is labelled".
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
+    return _whole_number(text, 1, "1 or more")
+
+
+def whole_number_arg(text: str) -> int:
+    """argparse type: a whole number of 0 or more (``simulate --retrain-every``, where 0 is never)."""
+    return _whole_number(text, 0, "0 (never) or more")
 
 
 def share_arg(text: str) -> float:
@@ -50,12 +59,16 @@ def open_project(path: str):
     return Project.open(path)
 
 
-def open_session(project, background: bool = False):
-    """A Session on ``project`` (a context manager); each plug-in that was skipped gets a line on stderr."""
+def open_session(project, background: bool = False, learn: bool | None = None):
+    """A Session on ``project`` (a context manager); each plug-in that was skipped gets a line on stderr.
+
+    ``learn=True`` runs the instant learner on the project's newest labels (``learn``,
+    ``prelabel --method auto``); by default a command's session learns nothing (it saves nothing).
+    """
     from labelassist.session import Session
     from labelassist.textout import safe
 
-    session = Session(project, background=background, own=False)
+    session = Session(project, background=background, own=False, learn=learn)
     for name, reason in session.plugin_errors.items():
         print(f"plug-in {safe(name)} was skipped: {safe(reason)}", file=sys.stderr)
     return session

@@ -1,9 +1,19 @@
 """A simulated annotator walking a project's labelling session: ``labelassist simulate``.
 
-:func:`simulate` walks the project's :class:`~labelassist.session.Session` as the UI does
+:func:`simulate` walks the project's :class:`~labelassist.session.Session` as the kiosk does
 (selector -> pre-label -> corrections -> inspection -> post-processing -> save), the
-"corrections" being whatever turns the start mask into the ground truth, and retrains the
-project's pre-label model (:mod:`.experiment_net`) every ``retrain_every`` labels. The
+"corrections" being whatever turns the start mask into the ground truth. The session runs as on
+the tablet: its background thread prepares the next samples and its instant learner
+(:mod:`labelassist.session.learning`) learns every saved label on a thread of its own. The kiosk
+puts the learner's refreshed pre-label on an untouched canvas when the learner finishes; the
+simulated annotator, who draws nothing before the start mask is final, waits for the learner
+(``session.learner.wait()``) and then takes that refresh (``learned_prelabel`` /
+``use_prelabel``) before measuring its start mask. The time it waited is reported per label.
+
+Optionally (``retrain_every`` > 0, torch needed) it also retrains a U-Net
+(:mod:`.experiment_net`) every ``retrain_every`` labels and installs it as the project's model:
+that is not the kiosk's path yet (issue 14, item 3). ``from_scratch`` leaves out every shipped
+and imported model: the honest learning curve of a project that starts with nothing. The
 correction effort per sample shows how the assistance improves as labels accumulate;
 :func:`labelassist.research.plots.plot_simulation` draws it.
 """
@@ -23,7 +33,13 @@ import numpy as np
 from labelassist.errors import LabelAssistError
 from labelassist.research.experiment_net import NetConfig, Progress, device_for, train_net
 
-__all__ = ["SimulationResult", "simulate"]
+__all__ = ["SimulationResult", "simulate", "mean_effort"]
+
+
+def mean_effort(samples: list[dict[str, Any]], first: int, last: int) -> float | None:
+    """Mean correction effort of labels ``first`` to ``last`` (1-based, both included), or None."""
+    eff = [s["effort"] for s in samples[first - 1:last] if math.isfinite(s["effort"])]
+    return round(float(np.mean(eff)), 4) if eff else None
 
 
 @dataclass
@@ -54,6 +70,9 @@ class SimulationResult:
         return {"experiment": "simulate", "settings": self.settings, "samples": self.samples,
                 "retrains": self.retrains, "blocks": self.blocks(),
                 "effort_mean": round(float(np.mean(eff)), 4) if eff else None,
+                # The issue's figures: labels 2-10 (the first has nothing to learn from) and the first 30.
+                "effort_labels_2_10": mean_effort(self.samples, 2, 10),
+                "effort_first_30": mean_effort(self.samples, 1, 30),
                 "effort_total": round(float(np.sum(eff)), 4) if eff else None,
                 "warnings": sum(bool(s["warning"]) for s in self.samples),
                 "seconds": round(self.seconds, 1)}
@@ -89,10 +108,37 @@ def _working_copy(project_dir: Path, into: Path):
     return work
 
 
-def simulate(project: str | Path, ground_truth: str | Path, retrain_every: int = 10, epochs: int = 12,
+def _start_from_scratch(project) -> None:
+    """No shipped and no imported model in (a working copy of) ``project``; the learner on."""
+    from labelassist import models
+
+    settings = project.settings
+    settings["prelabel"]["shipped_models"] = False
+    settings["prelabel"]["learn"] = True
+    project.save_settings(settings, actor="simulated annotator")
+    installed = models.installed_model_path(project)
+    for path in installed.parent.glob(f"{installed.stem}*"):  # the model, its card, the previous ones
+        path.unlink()
+
+
+def _learned_start(session, sample_id: int):
+    """The open sample as the kiosk shows it once the learner has finished: its learned pre-label
+    refreshed on the untouched canvas when the learner has a newer model (see the module's notes)."""
+    session.learner.wait()
+    if session.background.running:
+        # One worker thread runs its jobs in order: a no-op queued now ends after a re-measurement
+        # of the pre-labels that opening this sample started (the choice is then settled).
+        session.background.submit(lambda: None).result(timeout=600)
+    prelabel = session.learned_prelabel(sample_id)
+    if prelabel is not None:
+        session.use_prelabel(sample_id, prelabel)
+    return session.current
+
+
+def simulate(project: str | Path, ground_truth: str | Path, retrain_every: int | None = None, epochs: int = 12,
              limit: int | None = None, scale: float = 0.25, in_place: bool = False,
              work_dir: str | Path | None = None, net: NetConfig | None = None, seed: int = 0,
-             progress: Progress | None = None) -> SimulationResult:
+             progress: Progress | None = None, from_scratch: bool = False) -> SimulationResult:
     """A simulated annotator walking the labelling session of ``project`` (see the module's notes).
 
     Parameters
@@ -102,23 +148,42 @@ def simulate(project: str | Path, ground_truth: str | Path, retrain_every: int =
         fresh copy (same images, same settings) in ``work_dir`` or a temporary folder, so the
         project itself is not changed; ``in_place=True`` saves the labels into it.
     ground_truth : folder of masks, matched to the samples by file name (stem).
-    retrain_every : int
+    retrain_every : int or None
         Retrain the project's U-Net on all labels so far after every ``retrain_every`` saved
         labels, export it to ONNX with its card and install it as the project's model
-        (0 = never).
+        (0 = never; needs torch otherwise). None: 10, or 0 with ``from_scratch`` (the kiosk
+        does not train U-Nets yet).
     epochs, scale, net
         Training schedule and network (see :class:`NetConfig`).
     limit : int, optional
         Stop after this many samples (default: all).
+    from_scratch : bool
+        No shipped and no imported model: the working copy gets ``prelabel.shipped_models =
+        false``, ``prelabel.learn = true`` and no ``onnx`` model (refused with ``in_place``).
+
+    Returns
+    -------
+    SimulationResult
+        Per label (``samples``): the pre-label used, its DSC and the correction effort, and
+        ``wait_s``, the wall time from the previous save returning to this start mask (the
+        next sample opened, the learner finished, its pre-label refreshed).
     """
     from labelassist import images as images_mod
     from labelassist.project import Project
     from labelassist.session import Session
-    from labelassist.training import core
     from labelassist.workflow.metrics import correction_effort, dice
 
     t0 = time.perf_counter()
     say = progress or (lambda _m: None)
+    if retrain_every is None:
+        retrain_every = 0 if from_scratch else 10
+    if retrain_every < 0:
+        raise LabelAssistError(f"retrain every {retrain_every} labels? Give 0 (never) or more")
+    if from_scratch and in_place:
+        raise LabelAssistError("--from-scratch changes the project's settings and removes its model: "
+                               "it runs on a copy only (leave out --in-place)")
+    if retrain_every:
+        from labelassist.training import core  # torch: only for the U-Net retraining
     cfg = replace(net or NetConfig(), epochs=int(epochs), scale=float(scale))
     project_dir, truth_dir = Path(project), Path(ground_truth)
     if not truth_dir.is_dir():
@@ -132,21 +197,30 @@ def simulate(project: str | Path, ground_truth: str | Path, retrain_every: int =
             tmp = tempfile.mkdtemp(prefix="labelassist-simulate-")
             work_dir = Path(tmp) / "project"
         proj = _working_copy(project_dir, Path(work_dir))
+    if from_scratch:
+        _start_from_scratch(proj)
     result = SimulationResult(settings={
         "project": str(project_dir), "ground_truth": str(truth_dir), "retrain_every": int(retrain_every),
-        "limit": limit, "in_place": in_place, "network": asdict(cfg), "device": device_for(cfg),
-        "selector": proj.settings["selector"]["weights"], "prelabel": proj.settings["prelabel"]["method"]})
+        "limit": limit, "in_place": in_place, "from_scratch": from_scratch,
+        "network": asdict(cfg) if retrain_every else None, "device": device_for(cfg) if retrain_every else None,
+        "selector": proj.settings["selector"]["weights"], "prelabel": proj.settings["prelabel"]["method"],
+        "shipped_models": bool(proj.settings["prelabel"]["shipped_models"]),
+        "learn": bool(proj.settings["prelabel"]["learn"])})
     model_dir = Path(tempfile.mkdtemp(prefix="labelassist-model-"))
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # sample id -> network input, mask
     try:
-        session = Session(proj, author="simulated annotator", background=False, own=True)
+        # As the kiosk runs it: samples prepared ahead on the background thread, the learner on its own.
+        session = Session(proj, author="simulated annotator", background=True, own=True)
         try:
             total = len(proj.store.samples())
             target = total if limit is None else min(int(limit), total)
+            saved_at = time.perf_counter()
             while len(result.samples) < target:
                 assisted = session.next()
                 if assisted is None:
                     break
+                assisted = _learned_start(session, assisted.sample.id)
+                wait_s = time.perf_counter() - saved_at
                 sample = assisted.sample
                 path = truth_files.get(Path(sample.name).stem) or truth_files.get(sample.name)
                 if path is None:
@@ -167,6 +241,7 @@ def simulate(project: str | Path, ground_truth: str | Path, retrain_every: int =
                 changed = int(np.count_nonzero(start ^ truth))
                 session.save(sample.id, truth, seconds=0.0, strokes=1 if changed else 0, source="simulated",
                              report=submission.report)
+                saved_at = time.perf_counter()
                 report = submission.report
                 entry = {
                     "index": len(result.samples) + 1, "name": sample.name, "sequence": sample.sequence,
@@ -179,12 +254,15 @@ def simulate(project: str | Path, ground_truth: str | Path, retrain_every: int =
                                     for s in submission.suggestions],
                     "accepted_suggestions": accepted,
                     "model": None if session.model() is None else session.model().card.version,
+                    "learned_from": None if session.learner.model is None else session.learner.model.labels,
+                    "wait_s": round(wait_s, 2),
                 }
                 result.samples.append(entry)
-                cache[sample.id] = (
-                    core.resize_for_model(core.percentile_normalise(assisted.image), cfg.scale), truth)
+                if retrain_every:
+                    cache[sample.id] = (
+                        core.resize_for_model(core.percentile_normalise(assisted.image), cfg.scale), truth)
                 say(f"{entry['index']}/{target} {sample.name}: {entry['prelabel']} DSC {entry['dsc']:.3f} "
-                    f"effort {entry['effort']:.3f}")
+                    f"effort {entry['effort']:.3f} ({wait_s:.1f} s)")
                 n = len(result.samples)
                 if retrain_every and n % int(retrain_every) == 0 and n < target:
                     data = [(x, core.resize_mask(t, x.shape)) for x, t in cache.values()]
@@ -204,6 +282,7 @@ def simulate(project: str | Path, ground_truth: str | Path, retrain_every: int =
                     result.retrains.append({"after_labels": n, "seconds": round(info["train_seconds"], 1),
                                             "final_loss": round(info["losses"][-1], 4), "version": version})
                     say(f"retrained on {n} labels in {info['train_seconds']:.0f} s")
+                    saved_at = time.perf_counter()
         finally:
             session.close()
     finally:
