@@ -415,3 +415,26 @@ def test_labels_saved_during_a_training_are_learned_together_in_one_round(tmp_pa
         session.learner.wait()
         assert rounds == [4, 5] and [s.labels for s in session.learner.scores(10)] == [0, 0, 0, 0, 4]
     project.close()
+
+
+def test_the_next_session_starts_from_the_last_measurement_until_one_is_due(tmp_path, datasets):
+    """Opening a project again does not measure every candidate again (seconds a model, per
+    label): the last measurement comes back unless a label, a setting or the model changed enough."""
+    project = _project(tmp_path, datasets, "scratch_assay", count=6, masks=True, shipped=True)
+    with Session(project, background=False) as session:
+        first = session.prelabel_choice()
+    measured = len(project.store.events("prelabel_measured"))
+    assert measured == 1 and first.method == "shipped:scratch_assay"
+    project.close()
+    with Project.open(project.folder) as again, Session(again, background=False) as session:
+        choice = session.prelabel_choice()
+        assert choice.method == first.method and choice.evaluation.summaries.keys() == first.evaluation.summaries.keys()
+        assert choice.evaluation.summaries[first.method].dice_mean == pytest.approx(
+            first.evaluation.summaries[first.method].dice_mean)
+        session.learner.wait()
+    with Project.open(project.folder) as again:
+        assert len(again.store.events("prelabel_measured")) == measured  # nothing measured again
+        again.settings["prelabel"]["params"] = {"otsu": {"window": False}}  # what it measured changed
+        with Session(again, background=False) as session:
+            session.prelabel_choice()
+        assert len(again.store.events("prelabel_measured")) == measured + 1

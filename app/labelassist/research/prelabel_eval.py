@@ -36,6 +36,7 @@ __all__ = [
     "Row",
     "Summary",
     "evaluate_prelabels",
+    "evaluation_from_dict",
     "summarise",
 ]
 
@@ -147,6 +148,21 @@ class Evaluation:
             "summaries": [clean(asdict(s)) for s in self.ranking()],
             "rows": [clean(asdict(r)) for r in self.rows],
         }
+
+
+def evaluation_from_dict(data: Mapping[str, Any]) -> Evaluation:
+    """The :class:`Evaluation` of :meth:`Evaluation.to_dict` (a row's None effort back to inf, a
+    summary's None statistic to nan)."""
+
+    def number(v):
+        return float("inf") if v is None else v
+
+    rows = [Row(**{k: (number(v) if k == "effort" else v) for k, v in r.items()}) for r in data.get("rows", [])]
+    summaries = {}
+    for d in data.get("summaries", []):
+        d = {k: (float("nan") if v is None else v) for k, v in d.items()}  # statistics of nothing
+        summaries[d["method"]] = Summary(**d)
+    return Evaluation(rows=rows, summaries=summaries)
 
 
 def summarise(method: str, rows: Sequence[Row]) -> Summary:

@@ -16,6 +16,7 @@ in :mod:`~labelassist.session.box_assistance`.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass, replace
@@ -25,7 +26,7 @@ import numpy as np
 
 from labelassist.errors import ImageReadError, LabelAssistError, PluginError
 from labelassist.project import Project
-from labelassist.research.prelabel_eval import Evaluation, Row, evaluate_prelabels, summarise
+from labelassist.research.prelabel_eval import Evaluation, Row, evaluate_prelabels, evaluation_from_dict, summarise
 from labelassist.session.assisted import Assisted
 from labelassist.session.background import Background
 from labelassist.session.learning import SessionLearner
@@ -173,6 +174,7 @@ class Assistance:
         self._measured: Evaluation | None = None  # the candidates but the learner, on the newest labels
         self._choice_lock = threading.Lock()
         self._generation = 0  # bumped by invalidate(): a measurement begun before it is not kept
+        self._store_thread = threading.current_thread()  # the thread the store is used on
         self._shipped: dict[str, Candidate] | None = None  # loaded once per session
         self._measuring = -1  # labelled count a background measurement was started for
 
@@ -355,13 +357,59 @@ class Assistance:
     def _measure_choice(self, inputs: list, labelled: int) -> PrelabelChoice:
         # May run on the worker thread: reads images, no database access (the event is deferred).
         generation = self._generation
+        fingerprint = self._fingerprint()
         methods = [m for m in self.candidates() if m != "learned"]
         measured = self._evaluate(inputs, methods)
         with self._choice_lock:
             if generation != self._generation:  # invalidated meanwhile: measured with the old settings
                 return PrelabelChoice("otsu", "measuring the pre-label methods again", labelled_at=0)
             self._measured = measured
+        # Kept for the next session: it starts from this measurement until one is due again. On the
+        # store's thread it is written now (a session killed before its next save must not measure
+        # all over again when it restarts); from the worker thread, with the next save.
+        event = dict(actor=self.author, labelled=labelled, fingerprint=fingerprint, evaluation=measured.to_dict())
+        if threading.current_thread() is self._store_thread and not self.store.read_only:
+            try:
+                self.store.log_event("prelabel_measured", **event)
+            except LabelAssistError as exc:  # a measurement not kept is measured again; nothing lost
+                log.warning("the measurement of the pre-labels was not kept: %s", exc)
+        else:
+            self.store.defer_event("prelabel_measured", **event)
         return self._decide(labelled, generation)
+
+    def _fingerprint(self) -> dict[str, Any]:
+        """What a measurement depends on besides the labels, without loading any model."""
+        from labelassist import models
+
+        installed = models.installed_model_path(self.project)
+        stat = installed.stat() if installed.is_file() else None
+        return {"registered": sorted(m for m in MODEL_FREE_PRELABELS if m in self.registry.names("prelabel")),
+                "model": None if stat is None else [stat.st_size, stat.st_mtime_ns],
+                "shipped": sorted(models.shipped_models()) if self.settings["prelabel"]["shipped_models"] else [],
+                "params": self.settings["prelabel"]["params"]}
+
+    def restore_measurement(self) -> None:
+        """Start from the last session's measurement of the candidates, when nothing it depends on
+        changed and none is due yet (a session opens without measuring again; database reads:
+        call on the store's thread)."""
+        events = self.store.events("prelabel_measured", newest=1)
+        if not events or self.settings["prelabel"]["method"] != "auto":
+            return
+        details = events[0]["details"]
+        labelled = len(self.store.labelled_ids())
+        try:
+            measured_at = int(details["labelled"])
+            if details["fingerprint"] != json.loads(json.dumps(self._fingerprint())) \
+                    or remeasure_due(measured_at, labelled) or measured_at > labelled:
+                return
+            evaluation = evaluation_from_dict(details["evaluation"])
+        except (KeyError, TypeError, ValueError) as exc:  # an event of another version: measure again
+            log.info("the last measurement of the pre-labels is not used: %r", exc)
+            return
+        with self._choice_lock:
+            self._measured = evaluation
+            generation = self._generation
+        self._decide(measured_at, generation, log_change=False)  # a choice restored, not a new one
 
     def learned_rows(self) -> list[Row]:
         """The learner's held-out scores on the newest labels, as evaluation rows."""
@@ -379,7 +427,7 @@ class Assistance:
         evaluation.summaries["learned"] = summarise("learned", rows)
         return evaluation
 
-    def _decide(self, labelled_at: int, generation: int) -> PrelabelChoice:
+    def _decide(self, labelled_at: int, generation: int, log_change: bool = True) -> PrelabelChoice:
         """The best of the measured candidates and the learner's record (kept unless invalidated
         since ``generation``)."""
         with self._choice_lock:
@@ -400,7 +448,7 @@ class Assistance:
                           f"{' (held out)' if best == 'learned' else ''} (best of {len(evaluation.summaries)})")
             previous = self.choice
             self.choice = PrelabelChoice(best, reason, evaluation, labelled_at)
-            if previous is None or previous.method != best or previous.labelled_at != labelled_at:
+            if log_change and (previous is None or previous.method != best or previous.labelled_at != labelled_at):
                 self.store.defer_event("prelabel_choice", actor=self.author, method=best, reason=reason)
             return self.choice
 

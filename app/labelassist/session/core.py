@@ -93,6 +93,7 @@ class Session:
         self.assistance = Assistance(project, author, self.background, registry=self.registry,
                                      learner=self.learner)
         self.boxes = BoxAssistance(project, author, self.background, self.assistance)
+        self.assistance.restore_measurement()
         self.prepared_samples = Lookahead(project, self.assistance, self.selection, self.background,
                                           registry=self.registry, boxes=self.boxes)
         self.learner.listeners.append(self.prepared_samples.refresh_learned)
