@@ -85,6 +85,10 @@ class PrelabelChoice:
     labelled_at: int = 0
 
 
+def _shipped_title(name: str) -> str:
+    return f"the shipped {name} model"
+
+
 def _family(card) -> tuple[str, str]:
     # The fp32 and int8 variants of one network: the same model for the candidates.
     return card.name.removesuffix(".int8"), card.version
@@ -288,7 +292,7 @@ class Assistance:
             for name in models.shipped_models():
                 try:
                     shipped[f"shipped:{name}"] = Candidate(f"shipped:{name}", "onnx", models.shipped_model(name),
-                                                           f"the shipped {name} model")
+                                                           _shipped_title(name))
                 except LabelAssistError as exc:  # a damaged install: labelling goes on without it
                     log.warning("the shipped model %s is not used: %s", name, exc)
             self._shipped = shipped
@@ -490,10 +494,14 @@ class Assistance:
         return f"Pre-label {title}: matches {last} at {round(100 * float(np.mean(scores)))} %{paused}"
 
     def _title(self, method: str) -> str:
-        candidate = self.candidate(method) or self.candidates().get(method)
-        if candidate is not None:
-            return candidate.title if method == "learned" else f"from {candidate.title}"
-        return f"from {method}"
+        # From names alone: saying what a pre-label is never loads a model (the words are asked for
+        # each time a sample opens).
+        if method == "learned":
+            learned = self._learned_candidate()
+            return learned.title if learned is not None else "learned from your labels"
+        if method.startswith("shipped:"):
+            return f"from {_shipped_title(method.split(':', 1)[1])}"
+        return f"from {CANDIDATE_TITLES.get(method, method)}"
 
     def automatic_methods(self) -> list[str]:
         """The names of the candidates ``auto`` chooses from now (see :meth:`candidates`)."""
