@@ -147,11 +147,9 @@ def _learn_held_out(project, progress=None) -> int:
         scored = in_window and label.id not in recorded
         score = learner.learn(sample.id, sample.name, image, mask, score=scored, retrain=in_window)
         if score is not None:
-            # The fields SessionLearner writes at a save (labelassist.session.learning).
+            # The event SessionLearner writes at a save (labelassist.session.learning).
             store.defer_event("learned", actor="labelassist learn", sample_id=sample.id, label_id=label.id,
-                              sample=score.sample, dice=round(score.dice, 4),
-                              effort=round(score.effort, 4) if math.isfinite(score.effort) else None,
-                              labels=score.labels, ms=round(score.ms, 1))
+                              **score.to_event())
             written += 1
         if progress is not None:
             progress(done, len(steps))

@@ -100,6 +100,20 @@ class Score:
     labels: int
     ms: float
 
+    def to_event(self) -> dict[str, Any]:
+        """The details of a ``learned`` event, as the session keeps the record (JSON: an infinite
+        effort becomes None)."""
+        return {"sample": self.sample, "dice": round(self.dice, 4),
+                "effort": round(self.effort, 4) if np.isfinite(self.effort) else None,
+                "labels": self.labels, "ms": round(self.ms, 1)}
+
+    @classmethod
+    def from_event(cls, details: dict[str, Any]) -> "Score":
+        """The score of :meth:`to_event`'s details; KeyError, TypeError or ValueError for others."""
+        effort = details["effort"]
+        return cls(str(details["sample"]), float(details["dice"]), float("inf") if effort is None else float(effort),
+                   int(details["labels"]), float(details.get("ms", 0.0)))
+
 
 @dataclass
 class _Rows:

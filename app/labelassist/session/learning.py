@@ -207,9 +207,7 @@ class SessionLearner:
         scores = []
         for d in record:
             try:
-                scores.append(Score(str(d["sample"]), float(d["dice"]),
-                                    float("inf") if d["effort"] is None else float(d["effort"]),
-                                    int(d["labels"]), float(d.get("ms", 0.0))))
+                scores.append(Score.from_event(d))
             except (KeyError, TypeError, ValueError):
                 continue  # an event of another version: leave it out
         learner = self._instant()
@@ -275,9 +273,7 @@ class SessionLearner:
             if score is not None and not self._closed.is_set():
                 # Deferred: written with the next save, never a write of its own from this thread.
                 self.store.defer_event("learned", actor=self.author, sample_id=sample.id, label_id=label_id,
-                                       sample=score.sample, dice=round(score.dice, 4),
-                                       effort=round(score.effort, 4) if np.isfinite(score.effort) else None,
-                                       labels=score.labels, ms=round(score.ms, 1))
+                                       **score.to_event())
         if not learned or self._closed.is_set():
             return  # the store may be closed: the forest ends with the session
         model = learner.retrain()
