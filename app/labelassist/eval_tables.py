@@ -34,7 +34,7 @@ def text_table(columns: Sequence[Column], rows: Sequence[Sequence[Any]], sep: st
     ----------
     columns : sequence of (title, width, spec)
         ``spec`` is a format spec without alignment (``".3f"``); the first column is
-        left-aligned, the others right-aligned.
+        left-aligned (and as wide as its longest value), the others right-aligned.
     rows : sequence of sequences
         One value per column.
     sep : str
@@ -45,9 +45,13 @@ def text_table(columns: Sequence[Column], rows: Sequence[Sequence[Any]], sep: st
     text : str
         The header and one line per row, joined by newlines.
     """
+    # The first column (names: shipped:scratch_assay, a plug-in's) widens to its longest value.
+    first = max([columns[0][1]] + [len(str(row[0])) for row in rows]) if columns else 0
+    widths = [first] + [width for _, width, _ in columns[1:]]
+
     def line(values, specs):
         return sep.join(format(v, f"{'<' if i == 0 else '>'}{width}{spec}")
-                        for i, (v, (_, width, _), spec) in enumerate(zip(values, columns, specs)))
+                        for i, (v, width, spec) in enumerate(zip(values, widths, specs)))
 
     lines = [line([title for title, _, _ in columns], [""] * len(columns))]
     lines += [line(row, [spec for _, _, spec in columns]) for row in rows]
