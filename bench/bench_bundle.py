@@ -5,6 +5,8 @@ Run (Linux, from the repository root)::
     python bench/bench_bundle.py                          # dist/labelassist, built before
     python bench/bench_bundle.py --build                  # build it first (timed)
     python bench/bench_bundle.py --untrimmed DIR          # + the size of an untrimmed bundle
+    python bench/bench_bundle.py --without-trainer DIR    # + a bundle built with --without-trainer:
+                                                          # sizes, and starts alternated with it
     sudo python bench/bench_bundle.py --drop-caches       # truly cold: empties the page cache
                                                           # before each run (whole machine!)
 
@@ -21,6 +23,9 @@ its step lines:
   is "start to the first pre-label shown".
 * ONNX pre-label accepted: the smoke test's explicit ``Session.prelabel(..., "onnx")`` shown and
   accepted on the canvas.
+
+With ``--without-trainer`` the two bundles start alternately (trainer, without, trainer, ...), so
+that the machine's load falls on both alike; ``--first-frame-only`` skips the full smoke runs.
 
 Under ``xvfb-run`` when there is no display. Prints medians (and min/max); asserts nothing.
 Results also go to ``bench/results/bundle.json``.
@@ -100,9 +105,22 @@ def summarise(name: str, runs: list[dict[str, float]]) -> dict[str, dict[str, fl
     for key in keys:
         values = [r[key] for r in runs if key in r]
         result[key] = {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
-        print(f"  {name:<8} {key:<26} median {result[key]['median']:6.2f} s   "
+        print(f"  {name:<15} {key:<26} median {result[key]['median']:6.2f} s   "
               f"(min {result[key]['min']:.2f}, max {result[key]['max']:.2f}, n={len(values)})")
     return result
+
+
+def bundle_size(bundle: Path) -> dict[str, int]:
+    """Folder size and file count of a bundle, and the size of the newest zip beside it."""
+    size = bundle_tools.folder_size(bundle)
+    files = len([p for p in bundle_tools._files(bundle) if not p.is_dir()])
+    out = {"trimmed_bytes": size, "files": files}
+    print(f"bundle: {size / 1e6:.0f} MB in {files} files ({bundle})")
+    zips = sorted(bundle.parent.glob("labelassist-*-linux-*.zip"), key=lambda p: p.stat().st_mtime)
+    if zips:
+        out["zip_bytes"] = zips[-1].stat().st_size
+        print(f"zip:    {zips[-1].stat().st_size / 1e6:.0f} MB ({zips[-1].name})")
+    return out
 
 
 def main() -> int:
@@ -113,6 +131,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--drop-caches", action="store_true", help="empty the page cache before each start (root)")
     parser.add_argument("--no-source", action="store_true", help="skip the from-source comparison")
+    parser.add_argument("--without-trainer", help="a bundle built with build.sh --without-trainer to compare")
+    parser.add_argument("--first-frame-only", action="store_true", help="only the starts to the first frame")
     args = parser.parse_args()
 
     results: dict = {"machine": {"cpus": os.cpu_count()}}
@@ -125,14 +145,13 @@ def main() -> int:
     if not (bundle / "labelassist").is_file():
         raise SystemExit(f"no bundle in {bundle}: run packaging/build.sh (or pass --build)")
 
-    size = bundle_tools.folder_size(bundle)
-    files = len([p for p in bundle_tools._files(bundle) if not p.is_dir()])
-    results["size"] = {"trimmed_bytes": size, "files": files}
-    print(f"bundle: {size / 1e6:.0f} MB in {files} files ({bundle})")
-    zips = sorted(bundle.parent.glob("labelassist-*-linux-*.zip"), key=lambda p: p.stat().st_mtime)
-    if zips:
-        results["size"]["zip_bytes"] = zips[-1].stat().st_size
-        print(f"zip:    {zips[-1].stat().st_size / 1e6:.0f} MB ({zips[-1].name})")
+    results["size"] = bundle_size(bundle)
+    size = results["size"]["trimmed_bytes"]
+    without = Path(args.without_trainer) if args.without_trainer else None
+    if without is not None:
+        if not (without / "labelassist").is_file():
+            raise SystemExit(f"no bundle in {without}")
+        results["size_without_trainer"] = bundle_size(without)
     if args.untrimmed:
         untrimmed = bundle_tools.folder_size(Path(args.untrimmed))
         results["size"]["untrimmed_bytes"] = untrimmed
@@ -144,12 +163,20 @@ def main() -> int:
         print("cannot drop the page cache (not root?): the starts below are warm")
     print(f"starts ({'cold: page cache dropped before each' if cold else 'warm page cache'}), {args.runs} runs:")
     variants = [("bundle", [str(bundle / "labelassist")])]
+    if without is not None:
+        variants.append(("without trainer", [str(without / "labelassist")]))
     if not args.no_source:
         variants.append(("source", [sys.executable, "-m", "labelassist"]))
-    for name, cmd in variants:
-        runs = [run_smoke(cmd, "first frame", cold) for _ in range(args.runs)]
-        runs += [run_smoke(cmd, None, cold) for _ in range(max(1, args.runs // 2))]
-        results[name] = summarise(name, runs)
+    runs: dict[str, list] = {name: [] for name, _ in variants}
+    for _ in range(args.runs):  # alternated: the machine's load falls on every variant alike
+        for name, cmd in variants:
+            runs[name].append(run_smoke(cmd, "first frame", cold))
+    if not args.first_frame_only:
+        for _ in range(max(1, args.runs // 2)):
+            for name, cmd in variants:
+                runs[name].append(run_smoke(cmd, None, cold))
+    for name, _ in variants:
+        results[name.replace(" ", "_")] = summarise(name, runs[name])
     results["cold"] = cold
     out = ROOT / "bench" / "results" / "bundle.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,11 @@ Run under a display (a GL context is needed for the texture uploads)::
 without pause on a thread of the same process, as in the kiosk after each save
 (``labelassist.learning``: features, a held-out score and a new forest per round, on real
 scratch_assay labels); the figures without it come first, for comparison.
+
+``--with-trainer [SET]``: figures 1 and 2 again while a U-Net training round runs, started by the
+kiosk's own :class:`~labelassist.session.training.SessionTrainer` on a project of 30 labelled
+images of SET (default scratch_assay) in a process of its own (idle priority, one thread); then
+the round's wall time, its stages and what it decided.
 """
 
 from __future__ import annotations
@@ -289,6 +294,42 @@ class LearnerLoad:
         self.stop.set()
 
 
+class TrainerLoad:
+    """A U-Net round on 30 labels, as the kiosk starts it (``--with-trainer``)."""
+
+    def __init__(self, dataset: str = "scratch_assay", labels: int = 30):
+        from labelassist.importer import import_images
+        from labelassist.project import Project
+        from labelassist.session import Session
+
+        self.tmp = Path(tempfile.mkdtemp(prefix="bench-trainer-"))
+        os.environ["LABELASSIST_HOME"] = str(self.tmp / "home")
+        folder = DATASETS / dataset
+        images, masks = self.tmp / "images", self.tmp / "masks"
+        images.mkdir()
+        masks.mkdir()
+        for path in sorted((folder / "images").iterdir())[:labels]:
+            shutil.copy(path, images)
+            truth = next((folder / "masks").glob(path.stem + ".*"))
+            shutil.copy(truth, masks / (path.stem + truth.suffix))
+        self.project = Project.create(self.tmp / "project")
+        import_images(self.project, [images], masks=masks)
+        self.session = Session(self.project, author="bench", background=False, own=True, learn=False, train=True)
+        self.outcome = None
+
+    def __enter__(self):
+        self.started = time.perf_counter()
+        assert self.session.trainer.start_round(force=True), "the round did not start (torch missing?)"
+        time.sleep(3.0)  # past the trainer's start-up, into its training
+        return self
+
+    def __exit__(self, *exc):
+        self.outcome = self.session.trainer.wait(timeout=900)
+        self.session.close()
+        self.project.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 def main():
     from kivy.base import EventLoop
     from kivy.core.window import Window
@@ -309,6 +350,19 @@ def main():
             bench_segments(LabelCanvas())
             bench_frames(root)
             print(f"   (learner rounds meanwhile: {load.rounds})")
+        return
+    if "--with-trainer" in sys.argv:
+        i = sys.argv.index("--with-trainer")
+        dataset = sys.argv[i + 1] if len(sys.argv) > i + 1 else "scratch_assay"
+        load = TrainerLoad(dataset)
+        with load:
+            print(f"-- the same while a U-Net round trains on 30 {dataset} labels in a process of its own:")
+            bench_segments(LabelCanvas())
+            bench_frames(root)
+            during = time.perf_counter() - load.started
+        o = load.outcome or {}
+        print(f"   the round: {o.get('status')} after {o.get('wall_s')} s wall ({o.get('recipe')}, {o.get('steps')} "
+              f"steps; stages {o.get('seconds')}); measured during its first {during:.0f} s: {o.get('reason')}")
         return
     bench_huge(root)
     Window.remove_widget(root)

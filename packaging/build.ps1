@@ -9,6 +9,7 @@
         powershell -ExecutionPolicy Bypass -File packaging\build.ps1
         powershell -ExecutionPolicy Bypass -File packaging\build.ps1 -Venv .venv     # reuse a venv
         powershell -ExecutionPolicy Bypass -File packaging\build.ps1 -Smoke          # + self-test
+        powershell -ExecutionPolicy Bypass -File packaging\build.ps1 -WithoutTrainer # no torch (as build.sh --without-trainer)
 
     Steps:
       1. a Python 3.11+ venv (build\bundle-venv) with the package and its `build` extra
@@ -27,6 +28,7 @@ param(
     [string]$Venv = "",
     [switch]$NoZip,
     [switch]$Untrimmed,
+    [switch]$WithoutTrainer,
     [switch]$Smoke
 )
 Set-StrictMode -Version Latest
@@ -38,6 +40,8 @@ function Say([string]$Text) { Write-Host ("[build {0,4:N0}s] {1}" -f ((Get-Date)
 function Check([string]$What) { if ($LASTEXITCODE -ne 0) { throw "$What failed (exit code $LASTEXITCODE)" } }
 
 $env:LABELASSIST_TRIM = if ($Untrimmed) { "0" } else { "1" }
+# The trainer (torch, onnx, onnxruntime.quantization) ships unless -WithoutTrainer (packaging/README.md)
+$env:LABELASSIST_TRAINER = if ($WithoutTrainer) { "0" } else { "1" }
 
 # -- 1. the build environment -------------------------------------------------------------------
 if (-not $Venv) {
@@ -67,7 +71,7 @@ $arch = if ([Environment]::Is64BitOperatingSystem) { "x86_64" } else { "x86" }
 $name = "labelassist-$version-$commit-windows-$arch"
 
 # -- 2. PyInstaller -----------------------------------------------------------------------------
-Say "PyInstaller (trim=$($env:LABELASSIST_TRIM)) -> dist\labelassist"
+Say "PyInstaller (trim=$($env:LABELASSIST_TRIM), trainer=$($env:LABELASSIST_TRAINER)) -> dist\labelassist"
 & $py -m PyInstaller --noconfirm --clean --log-level WARN --distpath dist --workpath build\pyinstaller packaging\labelassist.spec
 Check "PyInstaller"
 $bundle = Join-Path $root "dist\labelassist"

@@ -5,6 +5,8 @@
 #   packaging/build.sh --venv .venv    # reuse a venv that already has the package and PyInstaller
 #   packaging/build.sh --no-zip        # only dist/labelassist/ (+ VERSION.txt, MANIFEST.sha256)
 #   packaging/build.sh --untrimmed     # LABELASSIST_TRIM=0: the size comparison of packaging/README.md
+#   packaging/build.sh --without-trainer   # LABELASSIST_TRAINER=0: no torch/onnx (the kiosk without
+#                                          # U-Net training on the tablet; it says "not installed")
 #
 # Steps: (1) a Python 3.11+ venv with the package and its `build` extra (PyInstaller);
 # (2) PyInstaller on packaging/labelassist.spec (Kivy's recipe; trimmed; no display needed);
@@ -21,6 +23,7 @@ PYTHON="${PYTHON:-python3}"
 VENV="build/bundle-venv"
 ZIP=1
 export LABELASSIST_TRIM="${LABELASSIST_TRIM:-1}"
+export LABELASSIST_TRAINER="${LABELASSIST_TRAINER:-1}"
 DIST="dist"
 WORK="build/pyinstaller"
 
@@ -29,9 +32,10 @@ while [ $# -gt 0 ]; do
         --venv) VENV="$2"; REUSE=1; shift 2 ;;
         --no-zip) ZIP=0; shift ;;
         --untrimmed) export LABELASSIST_TRIM=0; shift ;;
+        --without-trainer) export LABELASSIST_TRAINER=0; shift ;;
         --dist) DIST="$2"; shift 2 ;;
         --work) WORK="$2"; shift 2 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "build.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -65,7 +69,7 @@ STAMP="${VERSION}+${COMMIT}"
 NAME="labelassist-${VERSION}-${COMMIT}-linux-${ARCH}"
 
 # -- 2. PyInstaller ---------------------------------------------------------------------------
-say "PyInstaller (trim=${LABELASSIST_TRIM}) -> $DIST/labelassist"
+say "PyInstaller (trim=${LABELASSIST_TRIM}, trainer=${LABELASSIST_TRAINER}) -> $DIST/labelassist"
 "$PY" -m PyInstaller --noconfirm --clean --log-level WARN \
     --distpath "$DIST" --workpath "$WORK" packaging/labelassist.spec
 BUNDLE="$DIST/labelassist"

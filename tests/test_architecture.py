@@ -261,3 +261,29 @@ def test_the_workflow_rule_catches_file_io(monkeypatch, tmp_path, source, expect
 def test_cli_is_imported_only_by_main():
     importers = sorted(name for name, targets in import_graph().items() if "labelassist.cli" in targets)
     assert importers == ["labelassist.__main__"]
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, stack = {start}, [start]
+    while stack:
+        for w in graph.get(stack.pop(), ()):
+            if w not in seen:
+                seen.add(w)
+                stack.append(w)
+    return seen
+
+
+def test_the_kiosk_never_imports_torch_the_trainer_runs_in_a_process_of_its_own():
+    """Nothing the kiosk can import, at any level (imports inside functions count), imports torch
+    or onnx: the U-Net trainer (labelassist.training.child) is started as a process, and the
+    kiosk talks to it through labelassist.training.request alone."""
+    graph = import_graph()
+    reachable = _reachable(graph, "labelassist.ui.app")
+    assert {"labelassist.session.training", "labelassist.training.request"} <= reachable
+    offenders = [f"{name}:{line} imports {dotted}" for name in sorted(reachable)
+                 for dotted, line in imported_names(name) if _in(dotted, ("torch", "onnx"))]
+    assert not offenders, "\n".join(offenders)
+    assert not reachable & {"labelassist.training.child", "labelassist.training.tablet_round",
+                            "labelassist.training.warm_start", "labelassist.training.core"}
+    # The trainer's side does import torch: the rule above is not vacuous.
+    assert any(_in(d, ("torch",)) for d, _ in imported_names("labelassist.training.tablet_round"))

@@ -55,8 +55,9 @@ def _label_versions(project) -> int:
         return p.store.counts()["label_versions"]
 
 
-def test_learn_prints_the_learner_every_candidate_and_the_choice(capsys, small_project):
-    code, out, err = run(capsys, "learn", small_project)
+def test_learn_prints_the_learner_every_candidate_and_the_choice(capsys, small_project, tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELASSIST_HOME", str(tmp_path / "home"))  # the U-Net round's folder
+    code, out, err = run(capsys, "learn", small_project, "--budget", "12")
     assert code == 0, err
     assert "instant learner: learned from your newest 5 labels" in out
     assert "held-out DSC" in out and "5 held-out scores new" in out
@@ -65,12 +66,14 @@ def test_learn_prints_the_learner_every_candidate_and_the_choice(capsys, small_p
              {"learned", "otsu", "previous", "shipped:scratch_assay"}}
     assert {"learned", "otsu", "previous", "shipped:scratch_assay"} <= table
     assert any(line.startswith("the kiosk will use ") for line in lines)
-    # Honest about what this round does not do.
-    assert "U-Net training on the tablet is not part of this round yet" in out
+    # A U-Net round, as the kiosk runs it: 5 labels, the newest 2 held out to compare on.
+    unet = [line for line in lines if line.startswith("U-Net: ")]
+    assert len(unet) == 1 and "trained on 3 labels" in unet[0], out
+    assert ("installed a new model" in unet[0]) == ("not installed" not in unet[0])
     assert _label_versions(small_project) == 5  # the labels are only read
 
     # Again: the held-out record was kept (as a session keeps it), nothing is learned twice.
-    code, out, err = run(capsys, "learn", small_project, "--json")
+    code, out, err = run(capsys, "learn", small_project, "--json", "--no-unet")
     assert code == 0, err
     d = json.loads(out)
     assert d["learner"]["enabled"] and d["learner"]["learned_from"] == 5
@@ -78,7 +81,7 @@ def test_learn_prints_the_learner_every_candidate_and_the_choice(capsys, small_p
     methods = {c["method"]: c for c in d["candidates"]}
     assert methods["learned"]["n"] == 5
     assert d["choice"]["method"] in methods
-    assert d["installed"] is None and "issue 14, item 3" in d["unet"]
+    assert d["unet"] == {"status": "skipped", "reason": "left out (--no-unet)"}
 
 
 def test_prelabel_auto_names_the_sessions_choice(capsys, small_project):
@@ -110,5 +113,5 @@ def test_simulate_from_scratch_reports_each_label(capsys, tmp_path, datasets, sm
         assert 0.0 <= float(r[3]) <= 1.0 and float(r[5]) >= 0.0
     assert "mean correction effort over labels 2-4: " in out
     assert "mean correction effort over the first 4 labels: " in out
-    assert "no U-Net was trained" in out
+    assert "no U-Net round was due in this walk (the kiosk trains after 5, 10, 20, 40 ... labels)" in out
     assert _label_versions(fresh) == 0  # a copy was labelled, not the project

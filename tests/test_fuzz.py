@@ -252,10 +252,13 @@ def _import_or_clear_error(project, image, path: Path, card: dict) -> bool:
         models.install_model(project, path, card=card)
     except models.ModelError as exc:
         assert path.name in str(exc) or "card" in str(exc) or "'" in str(exc), str(exc)
+        assert models.installed_model_path(project) == installed, "a refused model became the current one"
         after = (installed.read_bytes(), models.card_path(installed).read_bytes(), _stored_labels(project))
         assert after == before, "a refused model changed the project"
         return False
     assert _stored_labels(project) == before[2]
+    installed = models.installed_model_path(project)  # the model just imported (its own history folder)
+    assert installed.read_bytes() == path.read_bytes()
     try:
         model = models.Model(installed)
         prob = model.predict(image)

@@ -1,18 +1,22 @@
 """The PyInstaller bundle, its smoke mode, the manifest and the kiosk deployment kit.
 
-Fast tests (no build): the smoke mode from source, its failure line, the manifest/zip tools,
-kiosk.toml (template, PIN, data folder, exports, locks), the Shell Launcher XML and the
-systemd/udev files.
+Fast tests (no build): the smoke mode from source, its failure line, what the spec puts in with
+and without the trainer, the manifest/zip tools, kiosk.toml (template, PIN, data folder, exports,
+locks), the Shell Launcher XML and the systemd/udev files.
 
 Slow tests (``-m slow``): build the bundle once per session with ``packaging/build.sh`` into
-``dist/`` (about 1-3 min on 2 cores; the time is printed), then verify its manifest, run its
-smoke mode under strace (no internet socket), check what was trimmed, and show that an update
-(replacing the bundle folder) keeps the labels. ``LABELASSIST_BUNDLE=dist/labelassist`` reuses a
-bundle built before instead of building.
+``dist/`` (5-9 min on 2 cores with the trainer; the time is printed), then verify its manifest,
+run its smoke mode under strace (no internet socket; its *trainer* step runs a training round in the
+bundle's trainer child), check what was trimmed (torch in, its headers, C++ tests and tools out),
+and show that an update (replacing the bundle folder) keeps the labels.
+``LABELASSIST_BUNDLE=dist/labelassist`` reuses a bundle built before instead of building. A second
+build, ``build.sh --without-trainer`` (``LABELASSIST_BUNDLE_WITHOUT_TRAINER`` reuses one), checks
+that the kiosk without torch passes its smoke test and says "trainer not installed".
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -38,15 +42,22 @@ sys.path.insert(0, str(ROOT / "packaging"))
 import bundle_tools  # noqa: E402
 
 STEPS = ("demo project", "model", "first frame", "label screen", "pre-label", "stroke", "save", "read back", "reopen",
-         "no torch", "learner")
+         "no torch", "learner", "trainer")
+SPEC = ROOT / "packaging" / "labelassist.spec"
 
 
-def _check_smoke_output(out: str) -> None:
+def _check_smoke_output(out: str, trainer: bool) -> None:
     for step in STEPS:
         assert f"] {step}" in out, f"step {step!r} missing from:\n{out}"
     # issue 14: the UI process never imports torch, and the instant learner works where it runs
     assert re.search(r"\] no torch .*'torch' not in sys\.modules after the UI ran", out), out
     assert re.search(r"\] learner .* ok: .*finds its square .*still no torch", out), out
+    # ...and a training round runs in the trainer child: torch there, never in the UI's process
+    if trainer:
+        assert re.search(r"\] trainer .* ok: round 1 .*held-out DSC .*torch loaded in the child, not in this process",
+                         out), out
+    else:
+        assert re.search(r"\] trainer .* trainer not installed .*still no torch", out), out
     # ...and the first frame never waits for scikit-learn (the learner imports it on its thread)
     assert "scikit-learn not loaded" in out and "scikit-learn LOADED" not in out, out
     assert "smoke: OK" in out
@@ -60,7 +71,7 @@ def test_smoke_from_source(tmp_path):
                           capture_output=True, text=True, timeout=300)
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    _check_smoke_output(proc.stdout)
+    _check_smoke_output(proc.stdout, trainer=importlib.util.find_spec("torch") is not None)
     assert not (tmp_path / "home" / "demo-project").exists(), "the smoke test must not use the data home"
 
 
@@ -74,6 +85,62 @@ def test_smoke_failure_is_one_plain_line(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     failed = [line for line in proc.stdout.splitlines() if line.startswith("smoke: FAILED")]
     assert len(failed) == 1 and "FAILED at model" in failed[0] and "no shipped models" in failed[0], proc.stdout
+
+
+# -- the spec: what goes into the bundle ----------------------------------------------------------
+_SPEC_RUNNER = """
+import json, sys
+captured = {}
+class Analysis:
+    def __init__(self, scripts, **kwargs):
+        captured.update(kwargs)
+        self.datas, self.binaries, self.pure, self.scripts = [], [], [], []
+def nothing(*args, **kwargs):
+    return None
+spec = sys.argv[1]
+spec_globals = {"SPECPATH": sys.argv[2], "workpath": sys.argv[3], "Analysis": Analysis, "PYZ": nothing,
+                "EXE": nothing, "COLLECT": nothing, "Tree": nothing, "__file__": spec, "__name__": "__spec__"}
+exec(compile(open(spec, encoding="utf-8").read(), spec, "exec"), spec_globals)
+print("SPEC " + json.dumps({k: captured[k] for k in ("hiddenimports", "excludes", "datas", "pathex")}))
+"""
+
+
+def _spec_analysis(trainer: bool, tmp_path) -> dict:
+    """Run packaging/labelassist.spec with PyInstaller's build steps stubbed out (in a subprocess:
+    the spec imports Kivy and sets its environment); the Analysis's arguments."""
+    pytest.importorskip("PyInstaller")
+    env = dict(os.environ, LABELASSIST_TRAINER="1" if trainer else "0", LABELASSIST_TRIM="1")
+    proc = subprocess.run([sys.executable, "-c", _SPEC_RUNNER, str(SPEC), str(SPEC.parent), str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = [line for line in proc.stdout.splitlines() if line.startswith("SPEC ")][-1]
+    return json.loads(line[5:])
+
+
+def test_spec_lists_the_trainer_modules(tmp_path):
+    """With the trainer (the default), torch, onnx, onnxruntime's quantisation and every
+    labelassist.training module go in; --without-trainer leaves torch and the child's modules out."""
+    training = sorted(f"labelassist.training.{p.stem}" for p in (ROOT / "app" / "labelassist" / "training").glob("*.py")
+                      if p.stem != "__init__")
+    assert "labelassist.training.core" in training and "labelassist.training.request" in training
+    full = _spec_analysis(True, tmp_path)
+    hidden, excludes = set(full["hiddenimports"]), set(full["excludes"])
+    assert set(training) <= hidden, set(training) - hidden
+    assert {"torch", "torch.onnx", "onnx", "onnxruntime.quantization"} <= hidden
+    assert not {"torch", "onnx", "sympy", "onnxruntime.quantization", "onnxruntime.transformers"} & excludes
+    assert not any(e.startswith("labelassist.training") for e in excludes)
+    assert {"networkx", "onnx.backend", "PIL"} <= excludes  # never used by a training round
+    # onnxruntime.transformers (imported by the quantisation) imports its own folder's modules top-level
+    assert any(Path(p).parts[-2:] == ("onnxruntime", "transformers") for p in full["pathex"])
+    assert {"fusion_utils", "float16", "onnx_model"} <= hidden
+    # without the trainer: the kiosk as before, with the torch-free part of training (the request)
+    bare = _spec_analysis(False, tmp_path)
+    hidden, excludes = set(bare["hiddenimports"]), set(bare["excludes"])
+    assert {"torch", "onnx", "sympy", "onnxruntime.quantization", "labelassist.training.core"} <= excludes
+    assert "torch" not in hidden and "labelassist.training.core" not in hidden
+    assert {"labelassist.training.request", "labelassist.training.job"} <= hidden
+    # job.py copies core.py as text into a job zip: core.py ships as a data file either way
+    assert any(src.endswith("core.py") for src, _ in bare["datas"])
 
 
 # -- manifest and zip -------------------------------------------------------------------------
@@ -267,7 +334,7 @@ def test_bundle_smoke_offline(bundle, tmp_path):
         proc = subprocess.run(display_prefix() + cmd, env=env, capture_output=True, text=True, timeout=300)
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    _check_smoke_output(proc.stdout)
+    _check_smoke_output(proc.stdout, trainer=True)
 
 
 @pytest.mark.slow
@@ -278,8 +345,22 @@ def test_bundle_manifest_zip_and_trim(bundle):
     if not os.environ.get("LABELASSIST_BUNDLE"):
         assert zips and Path(str(zips[-1]) + ".sha256").is_file()
     internal = bundle / "_internal"
-    for gone in ("torch", "PIL", "onnx", "kivy/tests"):
+    for gone in ("PIL", "kivy/tests", "networkx", "hypothesis"):
         assert not (internal / gone).exists(), f"{gone} should have been trimmed"
+    # the trainer ships (issue 14 item 5): torch, onnx (onnxruntime's quantisation is in the archive:
+    # the smoke's trainer step makes the int8 variant with it)...
+    for kept in ("torch/lib/libtorch_cpu.so", "torch/_C.*.so", "torch/bin/torch_shm_manager",
+                 "onnx/onnx_cpp2py_export.*.so", "torch/_dynamo/__init__.py"):
+        assert list(internal.glob(kept)), f"{kept} is missing: the trainer needs it"
+    # ...trimmed: no headers, C++ tests, tools, onnx backend tests; torch's libraries stripped
+    for gone in ("torch/include", "torch/test", "torch/bin/test_jit", "torch/bin/protoc", "torch/share",
+                 "onnx/backend/test", "torch/lib/libtorchbind_test.so"):
+        assert not (internal / gone).exists(), f"{gone} should have been trimmed (a training round never reads it)"
+    assert not list(internal.glob("torch/**/*.h")), "torch's C++ headers should not ship"
+    if shutil.which("readelf"):
+        sections = subprocess.run(["readelf", "-S", "-W", str(internal / "torch/lib/libtorch_cpu.so")],
+                                  capture_output=True, text=True, check=True).stdout
+        assert ".symtab" not in sections, "libtorch_cpu.so should be stripped (its symbol table is 84 MB)"
     # the instant learner's libraries ship (issue 14), narrowed to what it imports
     for kept in ("sklearn/tree/_tree.*.so", "sklearn/ensemble/_gradient_boosting.*.so",
                  "scipy/ndimage/_nd_image.*.so", "skimage/feature/__init__.pyi", "skimage/feature/corner_cy.*.so"):
@@ -323,3 +404,42 @@ def test_bundle_update_keeps_the_labels(bundle, tmp_path):
     after = run("status", str(home / "demo-project"), "--json")
     assert after.returncode == 0 and after.stdout == before.stdout
     assert not any(installed.rglob("labels.sqlite")), "nothing of the data may live in the bundle"
+
+
+# -- the kiosk without the trainer (a second build) ------------------------------------------------
+@pytest.fixture(scope="session")
+def bundle_without_trainer(tmp_path_factory) -> Path:
+    prebuilt = os.environ.get("LABELASSIST_BUNDLE_WITHOUT_TRAINER")
+    if prebuilt:
+        path = Path(prebuilt).resolve()
+        assert (path / "labelassist").is_file(), f"LABELASSIST_BUNDLE_WITHOUT_TRAINER={prebuilt} holds no bundle"
+        return path
+    if sys.platform != "linux":
+        pytest.skip("the bundle test builds the Linux bundle")
+    pytest.importorskip("PyInstaller")
+    out = tmp_path_factory.mktemp("without-trainer")
+    started = time.monotonic()
+    proc = subprocess.run(["bash", str(ROOT / "packaging" / "build.sh"), "--venv", sys.prefix, "--without-trainer",
+                           "--no-zip", "--dist", str(out / "dist"), "--work", str(out / "work")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    print(f"\nbundle build without the trainer: {time.monotonic() - started:.0f} s\n{proc.stdout[-2000:]}")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return out / "dist" / "labelassist"
+
+
+@pytest.mark.slow
+@pytest.mark.gui
+def test_bundle_without_trainer(bundle_without_trainer, tmp_path):
+    """``build.sh --without-trainer``: no torch, onnx or sympy; the kiosk works and its smoke test
+    says "trainer not installed" (the session asks find_spec("torch"), which is honest there)."""
+    internal = bundle_without_trainer / "_internal"
+    for gone in ("torch", "onnx", "sympy", "onnxruntime/quantization", "PIL"):
+        assert not (internal / gone).exists(), f"{gone} should not be in the bundle without the trainer"
+    assert bundle_tools.verify(bundle_without_trainer) == []
+    env = smoke_env(tmp_path)
+    env.pop("LABELASSIST_MODELS", None)
+    proc = subprocess.run(display_prefix() + [str(bundle_without_trainer / "labelassist"), "--smoke"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    _check_smoke_output(proc.stdout, trainer=False)

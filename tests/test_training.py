@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from labelassist import models
+from labelassist.fileio import file_hash
 from labelassist.images import read_image
 from labelassist.importer import import_images
 from labelassist.project import Project
@@ -97,7 +98,9 @@ def test_training_job_round_trip_on_cpu(labelled_project, tmp_path, datasets):
     assert result.mask.shape == image.shape and np.isfinite(result.probability).all()
     # the int8 variant imports too (replacing the fp32 one; the previous model is kept)
     models.install_model(labelled_project, tmp_path / "result" / "model.int8.onnx")
-    assert models.installed_model_path(labelled_project).with_name("prelabel.previous.onnx").is_file()
+    previous, current = models.model_history(labelled_project)[-2:]
+    assert previous.onnx.is_file() and previous.sha256 == file_hash(onnx_path)  # the previous model is kept
+    assert models.current_entry(labelled_project) == current and current.onnx.is_file()
     assert models.project_model(labelled_project).card.raw["precision"] == "int8"
 
 

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from labelassist.errors import StoreError
-from labelassist.fileio import _fsync_dir
+from labelassist.fileio import fsync_dir
 from labelassist.store import SCHEMA_VERSION, Store
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def backup_now(store: Store, folder: Path, keep: int = 10) -> Path:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-        _fsync_dir(folder)
+        fsync_dir(folder)
     except (OSError, sqlite3.Error) as exc:
         try:
             tmp.unlink(missing_ok=True)
@@ -215,5 +215,5 @@ def restore(project_folder: Path, backup: Backup) -> Path:
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, db)
-    _fsync_dir(project_folder)
+    fsync_dir(project_folder)
     return db

@@ -428,7 +428,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--windowed", action="store_true", help="a window instead of the locked fullscreen kiosk")
     p.add_argument("--no-open", action="store_true", help="only create the demo project and print where it is")
     p.set_defaults(func=cmd_demo)
+
+    # Hidden (no help=): the trainer child the UI starts for a training round (training/child.py).
+    p = sub.add_parser("_train-round")
+    p.add_argument("folder", metavar="FOLDER")
+    p.set_defaults(func=cmd_train_round)
     return parser
+
+
+def cmd_train_round(args) -> int:
+    from labelassist.training import child  # torch is imported only in the child process
+
+    return child.main(args.folder)
 
 
 def main(argv: list[str] | None = None) -> int:

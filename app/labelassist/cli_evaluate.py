@@ -172,9 +172,13 @@ def cmd_learn(args) -> int:
         if enabled:
             with ProgressBar("learning from your newest labels") as bar:
                 written = _learn_held_out(project, progress=None if args.json else bar)
+        learned_s = time.perf_counter() - start
+        # The U-Net round first (a session of its own, which takes the project); then what the kiosk
+        # will use, measured with whatever the round installed.
+        unet = {"status": "skipped", "reason": "left out (--no-unet)"} if args.no_unet else \
+            _train_unet(project, args.budget, quiet=args.json)
         with open_session(project, learn=True) as session:
             session.learner.wait()
-            learned_s = time.perf_counter() - start
             choice = session.prelabel_choice(wait=True)
             evaluation = choice.evaluation
             if evaluation is None:  # a method set by hand: measure the candidates all the same
@@ -196,8 +200,7 @@ def cmd_learn(args) -> int:
                                 "effort_mean": round(m.effort_mean, 4) if math.isfinite(m.effort_mean) else None}
                                for m in evaluation.ranking()],
                 "choice": {"method": choice.method, "reason": choice.reason},
-                "installed": None,
-                "unet": UNET_NOT_YET,
+                "unet": unet,
             }
     if args.json:
         print(json.dumps(payload, indent=2))
@@ -218,15 +221,49 @@ def cmd_learn(args) -> int:
         print(f"the kiosk will use no pre-label: {safe(choice.reason)}")
     else:
         print(f"the kiosk will use {safe(choice.method)}: {safe(_why(choice))}")
-    print("nothing was installed: the instant learner is not a file; the kiosk learns your labels again "
-          "when it opens a project and after every save")
-    print(UNET_NOT_YET)
+    print(f"U-Net: {safe(_unet_words(unet))}")
     return EXIT_OK
 
 
-#: Said at the end of ``learn``: what this round does not do yet.
-UNET_NOT_YET = ("U-Net training on the tablet is not part of this round yet (issue 14, item 3): train one on a GPU "
-                "machine ('labelassist job export') and install it with 'labelassist model import'")
+def _train_unet(project, budget_s: float, quiet: bool) -> dict:
+    """One U-Net round on the project's labels, as the kiosk runs it (its own process, compared with the
+    pre-label in use on the newest labels, installed only when better); its ``training_round`` details."""
+    from labelassist.errors import ProjectError
+    from labelassist.session import Session
+    from labelassist.training.request import trainer_available
+
+    if not trainer_available():
+        return {"status": "unavailable", "reason": "training is not installed here (torch is missing)"}
+    if not project.settings["prelabel"].get("train", True):
+        return {"status": "paused", "reason": "training is paused in the project settings (prelabel.train)"}
+    try:
+        session = Session(project, author="labelassist learn", background=False, own=True, learn=True, train=False)
+    except ProjectError as exc:  # the kiosk has it: it trains there by itself
+        return {"status": "skipped", "reason": f"not trained now: {exc}"}
+    bar = ProgressBar("training the U-Net")
+
+    def heard(event: dict) -> None:
+        if not quiet and event.get("stage") == "train" and event.get("steps"):
+            bar(int(event.get("step", 0)), int(event["steps"]))
+
+    try:
+        session.learner.wait()  # the pre-label in use is what the new model must beat
+        session.trainer.listeners.append(heard)
+        with bar:
+            if not session.trainer.start_round(force=True, budget_s=budget_s):
+                return {"status": "skipped", "reason": "too few labels to train and compare on (at least 4)"}
+            return session.trainer.wait(timeout=10 * budget_s + 600) or {}
+    finally:
+        session.close()
+
+
+def _unet_words(outcome: dict) -> str:
+    status = outcome.get("status")
+    if status == "installed":
+        return f"installed a new model trained on {outcome.get('trained_on')} labels: {outcome.get('reason')}"
+    if status == "kept":
+        return f"trained on {outcome.get('trained_on')} labels, not installed: {outcome.get('reason')}"
+    return f"{status}: {outcome.get('reason')}"
 
 
 def cmd_evaluate_prelabel(args) -> int:
@@ -362,8 +399,14 @@ def cmd_simulate(args) -> int:
                                                                           "effort_first_30")):
         value = summary[key]
         print(f"mean correction effort over {what}: {'-' if value is None else f'{value:.3f}'}")
-    if args.retrain_every == 0 or (args.retrain_every is None and args.from_scratch):
-        print("no U-Net was trained (the kiosk does not train U-Nets yet: issue 14, item 3)")
+    for r in result.retrains:
+        if "status" in r:  # the kiosk's trainer
+            print(f"U-Net round after {r['after_labels']} labels ({r['recipe'] or '-'}, waited {r['seconds']:.0f} s): "
+                  f"{r['status']}: {safe(str(r['reason']))}")
+        else:
+            print(f"U-Net retrained in memory after {r['after_labels']} labels in {r['seconds']:.0f} s")
+    if not result.retrains:
+        print("no U-Net round was due in this walk (the kiosk trains after 5, 10, 20, 40 ... labels)")
     return EXIT_OK
 
 
@@ -436,10 +479,15 @@ def add_measuring_commands(sub) -> None:
                        description="The instant learner learns the project's newest labels (each scored before "
                                    "it is learned: its held-out record), every pre-label candidate is measured "
                                    "on the newest labels, and the one the kiosk will use is named with the "
-                                   "reason. Writes nothing but the events a labelling session writes. U-Net "
-                                   "training on the tablet is not part of this round yet.")
+                                   "reason. Then a U-Net is trained on the labels in a process of its own, as "
+                                   "the kiosk does after 5, 10, 20, 40 ... labels: it is installed only when it "
+                                   "matches the newest labels (held out from its training) better than the "
+                                   "pre-label in use. Needs the project closed in the kiosk.")
     p.add_argument("project", metavar="PROJECT")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--budget", type=float, default=90.0, metavar="S",
+                   help="seconds of training for the U-Net round (default 90, as on the tablet)")
+    p.add_argument("--no-unet", action="store_true", help="leave the U-Net round out (the instant learner only)")
     p.set_defaults(func=cmd_learn)
 
     p = sub.add_parser("evaluate", help="measure pre-labels against known masks")
@@ -491,18 +539,19 @@ def add_measuring_commands(sub) -> None:
     p = sub.add_parser("simulate", help="a simulated annotator walks the whole workflow",
                        description="Walk the session as the kiosk does (selector, pre-label, corrections to the "
                                    "ground truth, inspection, post-processing, save; samples prepared ahead and "
-                                   "the instant learner learning each saved label on threads of their own), "
-                                   "optionally retrain a U-Net every N labels, and report per label the pre-label "
+                                   "the instant learner learning each saved label on threads of their own, the "
+                                   "kiosk's U-Net trainer after 5, 10, 20, 40 ... labels in a process of its "
+                                   "own; the walk waits for each round), and report per label the pre-label "
                                    "used, its DSC, the correction effort and the wall time. Works on a copy of "
-                                   "PROJECT unless --in-place. Retraining needs the train extra (torch).")
+                                   "PROJECT unless --in-place.")
     p.add_argument("project", metavar="PROJECT")
     p.add_argument("--ground-truth", required=True, metavar="DIR", help="the true masks, named like the images")
     p.add_argument("--from-scratch", action="store_true",
                    help="no shipped and no imported model: the honest learning curve of a new project "
                         "(the copy gets prelabel.shipped_models = false and no model)")
     p.add_argument("--retrain-every", type=whole_number_arg, default=None, metavar="N",
-                   help="retrain a U-Net every N labels, 0 never (default 10; 0 with --from-scratch: the "
-                        "kiosk does not train U-Nets yet)")
+                   help="instead of the kiosk's trainer, retrain a small U-Net in memory every N labels "
+                        "(research; default 0: the kiosk's trainer and its schedule)")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--scale", type=float, default=0.25)
     p.add_argument("--limit", type=int, help="stop after this many samples")

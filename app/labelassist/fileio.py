@@ -19,7 +19,7 @@ from pathlib import Path
 
 from labelassist.errors import ImageReadError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "file_hash", "path_to_text", "text_to_path", "read_error"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "fsync_dir", "file_hash", "path_to_text", "text_to_path", "read_error"]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -42,7 +42,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         except OSError:
             pass
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -50,7 +50,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file inside ``folder`` durable (POSIX; a no-op on Windows)."""
     if os.name != "posix":  # Windows cannot open a folder for fsync; NTFS journals the rename
         return
     fd = os.open(folder, os.O_RDONLY)

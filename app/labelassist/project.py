@@ -55,8 +55,10 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # project's labels), "box_model" (LiteMedSAM, when installed) or "grabcut".
     # shipped_models: the models shipped with the kiosk are candidates for "auto" too.
     # learn: the instant learner trains on every saved label and is a candidate for "auto".
+    # train: a U-Net is trained on the tablet after 5, 10, 20, 40 ... labels and when idle
+    # (Admin's Pause and Resume switch it); installed only when it matches the newest labels better.
     "prelabel": {"method": "auto", "min_dsc": 0.5, "box_method": "auto", "params": {},
-                 "shipped_models": True, "learn": True},
+                 "shipped_models": True, "learn": True, "train": True},
     "selector": {
         "seed": 0,
         "weights": {

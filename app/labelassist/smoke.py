@@ -24,6 +24,12 @@ learner         the instant learner (``labelassist.learning.pixel_classifier``: 
                 features, a scikit-learn forest) trains on a synthetic image and separates its
                 bright square; torch is still not imported. Run after the UI, so its imports are
                 not on the start-up path (the kiosk imports it on its learner thread)
+trainer         one U-Net training round on the project's two labels (one to train on, one held
+                out; budget 10 s) in the trainer child process (``trainer_command``, as the
+                kiosk starts it): its result.json must read back with status ok and an int8
+                variant, torch must be loaded in the child and still not in this process.
+                A build without the trainer
+                (``build.sh --without-trainer``) reports "trainer not installed" and passes
 ==============  ===================================================================================
 
 Each step prints one line with the time since the smoke test started and how long the step
@@ -46,8 +52,10 @@ import dataclasses
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -60,11 +68,14 @@ TIMEOUT_S = float(os.environ.get("LABELASSIST_SMOKE_TIMEOUT", "180"))
 STEP_TICK = 0.05  # seconds between two looks at the UI
 UI_STEPS = ("demo project", "model", "first frame", "label screen", "pre-label", "stroke", "save", "read back",
             "reopen")
-STEPS = UI_STEPS + ("no torch", "learner")
+STEPS = UI_STEPS + ("no torch", "learner", "trainer")
 #: The steps ``LABELASSIST_SMOKE_STOP_AFTER`` may name (those the UI's clock drives).
 STOPPABLE = UI_STEPS[2:-2]
 #: The smallest Dice coefficient of the learner's proposal with the synthetic square.
 LEARNER_MIN_DICE = 0.9
+#: The trainer round's budget and the longest the child may take (torch's import, export, int8).
+TRAINER_BUDGET_S = 10.0
+TRAINER_TIMEOUT_S = float(os.environ.get("LABELASSIST_SMOKE_TRAINER_TIMEOUT", "300"))
 STOP_AFTER_NEXT: dict[str, str] = {}
 
 
@@ -414,6 +425,94 @@ def _check_learner() -> str:
             f"(Dice {dice:.2f}); {imported}; still no torch")
 
 
+def _round_request(folder: Path):
+    """A training request on the project's first two labels: one to train on, one held out."""
+    from labelassist.project import Project
+    from labelassist.training.request import RoundItem, RoundRequest
+
+    items, masks = [], {}
+    with Project.open(folder) as project:
+        for sample, version in list(project.store.latest_labels())[:2]:
+            path = project.resolve(sample.path)
+            stat = os.stat(path)
+            items.append(RoundItem(sample_id=sample.id, label_id=version.id, name=sample.name, path=str(path),
+                                   page=sample.page, size=stat.st_size, mtime_ns=stat.st_mtime_ns,
+                                   shape=(sample.height, sample.width)))
+            masks[version.id] = np.asarray(version.mask, dtype=bool)
+    if len(items) < 2:
+        raise SmokeFailure("trainer", f"the project has {len(items)} labelled samples, the round needs 2")
+    request = RoundRequest(round=1, project=folder.name, train=items[:1], held_out=items[1:], base=None,
+                           recipe="from-scratch", budget_s=TRAINER_BUDGET_S, threads=1, seed=0)
+    return request, masks
+
+
+def _torch_mapped(pid: int) -> bool | None:
+    """Whether process ``pid`` has torch's library mapped (Linux ``/proc``); None when unknown."""
+    try:
+        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as f:
+            return any("libtorch" in line for line in f)
+    except OSError:
+        return None
+
+
+def _check_trainer(folder: Path) -> str:
+    """One training round in the trainer child process, as the kiosk starts it.
+
+    Proves the bundle carries the trainer (torch, onnx, onnxruntime's quantisation and
+    ``labelassist.training.*``) and that only the child imports torch.
+    """
+    from labelassist.training import request as rq  # torch-free: the UI side of the contract
+
+    if not rq.trainer_available():
+        _check_no_torch("asking whether the trainer is installed")
+        return "trainer not installed (no torch in this build): the kiosk trains no U-Net and says so; still no torch"
+    request, masks = _round_request(folder)
+    out = rq.round_folder(folder, request.round)
+    out.mkdir(parents=True, exist_ok=True)
+    request.write(out, masks)
+    # stdin stays open for the whole round: the child takes its EOF for "the UI died" and exits
+    child = subprocess.Popen(rq.trainer_command(out), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    timed_out = threading.Event()
+    watchdog = threading.Timer(TRAINER_TIMEOUT_S, lambda: (timed_out.set(), child.kill()))
+    watchdog.start()
+    torch_in_child, stages = None, []
+    try:
+        for line in child.stdout:
+            if not line.startswith("{"):
+                continue
+            stages.append(line)
+            if not torch_in_child:  # looked at while the child runs: it exits after its last line
+                torch_in_child = _torch_mapped(child.pid) or torch_in_child
+        code = child.wait()
+    finally:
+        watchdog.cancel()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stdin.close()
+        child.stdout.close()
+    if code != 0:
+        why = (f"did not finish within {TRAINER_TIMEOUT_S:.0f} s" if timed_out.is_set()
+               else f"exited with code {code}")
+        raise SmokeFailure("trainer", f"the trainer child {why} (log: {out / 'trainer.log'})")
+    result = rq.RoundResult.read(out)
+    if result is None:
+        raise SmokeFailure("trainer", f"no valid result.json in {out} (log: {out / 'trainer.log'})")
+    if result.status != "ok":
+        raise SmokeFailure("trainer", f"the round failed: {result.reason} (log: {out / 'trainer.log'})")
+    if not result.held_out_int8:  # the int8 variant proves onnxruntime's quantisation is there
+        raise SmokeFailure("trainer", f"no int8 variant: {result.reason} (log: {out / 'trainer.log'})")
+    if torch_in_child is False:
+        raise SmokeFailure("trainer", "the trainer child trained without torch's library mapped")
+    _check_no_torch("the training round")
+    dsc = ", ".join(f"{v:.2f}" for v in result.held_out.values())
+    seen = ("torch loaded in the child" if torch_in_child
+            else "torch in the child not checked (no /proc)")
+    return (f"ok: round 1 ({result.recipe}, {result.steps} steps, {len(stages)} progress lines) proposes "
+            f"{result.variant}, held-out DSC {dsc}; {seen}, not in this process")
+
+
 def run_smoke(keep: bool | None = None) -> int:
     """Run the smoke test; 0 when every step passed, 1 (with one failure line) otherwise."""
     report = _Report()
@@ -476,6 +575,8 @@ def run_smoke(keep: bool | None = None) -> int:
         report.step("no torch", _check_no_torch("the UI"))
         step = "learner"
         report.step("learner", _check_learner())
+        step = "trainer"
+        report.step("trainer", _check_trainer(folder))
         total = time.perf_counter() - report.t0
         linger = float(os.environ.get("LABELASSIST_SMOKE_LINGER", "0") or 0)
         if linger > 0:

@@ -41,7 +41,9 @@ The public names, by module:
 ``tiling``        where the tiles of a large image lie and how they blend (private helpers)
 ``install``       ``check_model`` (what an import checks), ``CheckReport``, ``suggest_card``,
                   ``MAX_SECONDS``, ``install_model`` / ``project_model`` /
-                  ``installed_model_path`` (a project's model)
+                  ``installed_model_path`` (a project's current model)
+``history``       ``HistoryEntry``, ``model_history``, ``current_entry``, ``add_model``, ``activate``
+                  (the one atomic switch: install and roll back), ``prune``
 ``shipped``       ``SHIPPED_DIR``, ``shipped_models`` (``models/index.json``), ``shipped_model``
 ``box_prompt``    ``BoxSegmenter``, ``BoxEmbedding``, ``find_box_segmenter`` (tap-to-segment)
 ================  ===============================================================================
@@ -49,6 +51,7 @@ The public names, by module:
 
 from labelassist.models.box_prompt import BoxEmbedding, BoxSegmenter, find_box_segmenter
 from labelassist.models.card import CARD_FORMAT, ModelCard, ModelError, card_path, read_card
+from labelassist.models.history import HistoryEntry, activate, add_model, current_entry, model_history, prune
 from labelassist.models.inputs import normalise, percentile_normalise
 from labelassist.models.install import (
     MAX_SECONDS,
@@ -82,6 +85,12 @@ __all__ = [
     "install_model",
     "project_model",
     "installed_model_path",
+    "HistoryEntry",
+    "model_history",
+    "current_entry",
+    "add_model",
+    "activate",
+    "prune",
     "shipped_models",
     "shipped_model",
     "SHIPPED_DIR",

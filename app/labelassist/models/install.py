@@ -2,15 +2,14 @@
 
 :func:`check_model` is everything an import checks (ONNX Runtime loads it, the card fits
 the graph, a probe run gives finite probabilities, fast enough here); :func:`install_model`
-makes a checked model the project's pre-label model, :func:`project_model` loads it.
+makes a checked model the project's pre-label model (through the model history,
+:mod:`labelassist.models.history`), :func:`project_model` loads the current one.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from labelassist.models.card import CARD_FORMAT, ModelCard, ModelError, card_path
+from labelassist.models import history
+from labelassist.models.card import CARD_FORMAT, ModelCard, ModelError
 from labelassist.models.runtime import Model, _check_file, _dim, _session, load_model
 
 __all__ = ["MAX_SECONDS", "CheckReport", "suggest_card", "check_model", "installed_model_path",
@@ -30,9 +30,6 @@ log = logging.getLogger(__name__)
 MAX_SECONDS = 10.0
 """Default import limit: seconds for one 512x512 network input on this machine.
 Slower models are refused (the measured time is in the message)."""
-
-PROJECT_MODEL_DIR = "models"
-PROJECT_MODEL_STEM = "prelabel"
 
 
 def _probe_shape(card: ModelCard) -> tuple[int, int]:
@@ -145,8 +142,13 @@ def check_model(onnx_path: str | os.PathLike, card: ModelCard | dict | str | os.
 
 
 def installed_model_path(project) -> Path:
-    """Where a project's installed model lives: ``PROJECT/models/prelabel.onnx`` (card beside it)."""
-    return Path(project.folder) / PROJECT_MODEL_DIR / f"{PROJECT_MODEL_STEM}.onnx"
+    """The ONNX file of a project's current model (its card beside it), as ``models/current.json`` names it.
+
+    Without ``current.json`` (a project installed before the model history): the legacy
+    ``PROJECT/models/prelabel.onnx``. When no model is current the path does not exist, so
+    :func:`project_model` gives None. A damaged ``current.json`` raises :class:`ModelError` naming it.
+    """
+    return history.current_model_path(project)
 
 
 def install_model(project, onnx_path: str | os.PathLike, card: ModelCard | dict | str | os.PathLike | None = None,
@@ -155,45 +157,34 @@ def install_model(project, onnx_path: str | os.PathLike, card: ModelCard | dict 
 
     ``card``: None reads the ``.json`` beside ``onnx_path`` (refused, with the
     reason, when there is none); a dict or path is a card the user confirmed
-    (e.g. an edited :func:`suggest_card`). The previous model is kept as
-    ``prelabel.previous.onnx``. Nothing in the project changes when a check fails.
+    (e.g. an edited :func:`suggest_card`). The model goes into the project's model
+    history (:func:`labelassist.models.history.add_model`, source ``"imported"``) and
+    becomes current in one atomic switch (:func:`~labelassist.models.history.activate`);
+    the models before it stay in the history, to roll back to. Nothing in the project
+    changes when a check fails.
 
     Returns the :class:`CheckReport` (measured time per input, notes). The
     import is logged as a ``model_import`` event in the project's store.
     """
     src = Path(onnx_path)
     report = check_model(src, card=card, max_seconds=max_seconds, threads=threads)
-    dst = installed_model_path(project)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp_model = dst.with_name(f".{PROJECT_MODEL_STEM}.onnx.tmp")
-    tmp_card = dst.with_name(f".{PROJECT_MODEL_STEM}.json.tmp")
     raw = report.card.to_dict()
-    raw.setdefault("imported", {})
     raw["imported"] = {"from": src.name, "seconds_per_input": round(report.seconds, 4),
                        "probe_size": list(report.probe_shape), "threads": report.threads,
                        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        "card_confirmed_by_user": card is not None}
-    try:
-        shutil.copyfile(src, tmp_model)
-        tmp_card.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
-        if dst.exists():
-            os.replace(dst, dst.with_name(f"{PROJECT_MODEL_STEM}.previous.onnx"))
-            if card_path(dst).exists():
-                os.replace(card_path(dst), dst.with_name(f"{PROJECT_MODEL_STEM}.previous.json"))
-        os.replace(tmp_card, card_path(dst))
-        os.replace(tmp_model, dst)
-    except OSError as exc:
-        tmp_model.unlink(missing_ok=True)
-        tmp_card.unlink(missing_ok=True)
-        raise ModelError(f"the model could not be installed into {dst.parent}: {exc.strerror or exc}") from exc
+    reason = f"imported from {src.name}"
+    entry = history.add_model(project, src, raw, source="imported", reason=reason)
+    history.activate(project, entry.id, reason)
     store = getattr(project, "store", None)
     if store is not None:
         try:
             store.log_event("model_import", name=report.card.name, version=report.card.version, source=src.name,
-                            seconds=round(report.seconds, 4), held_out_dsc=report.card.held_out_dsc)
+                            seconds=round(report.seconds, 4), held_out_dsc=report.card.held_out_dsc,
+                            model_id=entry.id)
         except Exception:  # noqa: BLE001 - the log is a courtesy; the model is installed
             log.exception("the model import could not be logged")
-    log.info("installed %s into %s (%s)", src.name, dst, report.message)
+    log.info("installed %s into %s as model %d (%s)", src.name, entry.onnx.parent, entry.id, report.message)
     return report
 
 

@@ -10,9 +10,10 @@ simulated annotator, who draws nothing before the start mask is final, waits for
 (``session.learner.wait()``) and then takes that refresh (``learned_prelabel`` /
 ``use_prelabel``) before measuring its start mask. The time it waited is reported per label.
 
-Optionally (``retrain_every`` > 0, torch needed) it also retrains a U-Net
-(:mod:`.experiment_net`) every ``retrain_every`` labels and installs it as the project's model:
-that is not the kiosk's path yet (issue 14, item 3). ``from_scratch`` leaves out every shipped
+The kiosk's U-Net trainer (:mod:`labelassist.session.training`) runs too, on its schedule, in
+a process of its own; the walk waits for each round before the next label, so every run sees a
+round's model at the same label (the rounds are in ``retrains``). ``retrain_every`` > 0 replaces
+it with the older research path: a small U-Net (:mod:`.experiment_net`) retrained in memory. ``from_scratch`` leaves out every shipped
 and imported model: the honest learning curve of a project that starts with nothing. The
 correction effort per sample shows how the assistance improves as labels accumulate;
 :func:`labelassist.research.plots.plot_simulation` draws it.
@@ -110,15 +111,16 @@ def _working_copy(project_dir: Path, into: Path):
 
 def _start_from_scratch(project) -> None:
     """No shipped and no imported model in (a working copy of) ``project``; the learner on."""
-    from labelassist import models
-
     settings = project.settings
     settings["prelabel"]["shipped_models"] = False
     settings["prelabel"]["learn"] = True
     project.save_settings(settings, actor="simulated annotator")
-    installed = models.installed_model_path(project)
-    for path in installed.parent.glob(f"{installed.stem}*"):  # the model, its card, the previous ones
-        path.unlink()
+    folder = Path(project.folder) / "models"
+    # the model history (every model, the switch) and a legacy prelabel.onnx with its card and
+    # the .previous files of older installs
+    for path in [folder / "current.json", folder / "history.json", *folder.glob("prelabel*")]:
+        path.unlink(missing_ok=True)
+    shutil.rmtree(folder / "history", ignore_errors=True)
 
 
 def _learned_start(session, sample_id: int):
@@ -149,10 +151,10 @@ def simulate(project: str | Path, ground_truth: str | Path, retrain_every: int |
         project itself is not changed; ``in_place=True`` saves the labels into it.
     ground_truth : folder of masks, matched to the samples by file name (stem).
     retrain_every : int or None
-        Retrain the project's U-Net on all labels so far after every ``retrain_every`` saved
-        labels, export it to ONNX with its card and install it as the project's model
-        (0 = never; needs torch otherwise). None: 10, or 0 with ``from_scratch`` (the kiosk
-        does not train U-Nets yet).
+        None or 0 (default): the kiosk's own trainer trains U-Nets on its schedule (after 5, 10,
+        20, 40 ... labels; :mod:`labelassist.session.training`) and the walk waits for each round
+        (``retrains``). A number: instead, retrain this module's small U-Net on all labels so far
+        in memory after every ``retrain_every`` labels and install it (the older research path).
     epochs, scale, net
         Training schedule and network (see :class:`NetConfig`).
     limit : int, optional
@@ -176,7 +178,7 @@ def simulate(project: str | Path, ground_truth: str | Path, retrain_every: int |
     t0 = time.perf_counter()
     say = progress or (lambda _m: None)
     if retrain_every is None:
-        retrain_every = 0 if from_scratch else 10
+        retrain_every = 0  # the kiosk's own trainer trains (session.trainer), on its schedule
     if retrain_every < 0:
         raise LabelAssistError(f"retrain every {retrain_every} labels? Give 0 (never) or more")
     if from_scratch and in_place:
@@ -210,7 +212,10 @@ def simulate(project: str | Path, ground_truth: str | Path, retrain_every: int |
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # sample id -> network input, mask
     try:
         # As the kiosk runs it: samples prepared ahead on the background thread, the learner on its own.
-        session = Session(proj, author="simulated annotator", background=True, own=True)
+        # The kiosk's U-Net trainer on its schedule (5, 10, 20 ... labels), unless the in-memory
+        # retraining of this module replaces it (retrain_every).
+        session = Session(proj, author="simulated annotator", background=True, own=True,
+                          train=None if not retrain_every else False)
         try:
             total = len(proj.store.samples())
             target = total if limit is None else min(int(limit), total)
@@ -241,6 +246,19 @@ def simulate(project: str | Path, ground_truth: str | Path, retrain_every: int |
                 changed = int(np.count_nonzero(start ^ truth))
                 session.save(sample.id, truth, seconds=0.0, strokes=1 if changed else 0, source="simulated",
                              report=submission.report)
+                if session.trainer.running:
+                    # The tablet trains in the background while the next samples are labelled; the
+                    # walk waits for the round, so every run sees its model at the same label (said).
+                    waited = time.perf_counter()
+                    outcome = session.trainer.wait() or {}
+                    result.retrains.append({
+                        "after_labels": outcome.get("labelled"), "status": outcome.get("status"),
+                        "reason": outcome.get("reason"), "trained_on": outcome.get("trained_on"),
+                        "candidate_dsc": outcome.get("candidate_dsc"), "incumbent_dsc": outcome.get("incumbent_dsc"),
+                        "incumbent": outcome.get("incumbent"), "recipe": outcome.get("recipe"),
+                        "steps": outcome.get("steps"), "seconds": round(time.perf_counter() - waited, 1)})
+                    say(f"U-Net round after {outcome.get('labelled')} labels: {outcome.get('status')} "
+                        f"({outcome.get('reason')}), waited {time.perf_counter() - waited:.0f} s")
                 saved_at = time.perf_counter()
                 report = submission.report
                 entry = {

@@ -30,6 +30,7 @@ from labelassist.research.prelabel_eval import Evaluation, Row, evaluate_prelabe
 from labelassist.session.assisted import Assisted
 from labelassist.session.background import Background
 from labelassist.session.learning import SessionLearner
+from labelassist.session.training_rules import current_model_entry, trained_on_samples
 from labelassist.store import DamagedLabelError, Sample
 from labelassist.workflow.prelabel import PrelabelContext
 from labelassist.workflow.registry import ProjectRegistry, Registry
@@ -385,8 +386,12 @@ class Assistance:
         """What a measurement depends on besides the labels, without loading any model."""
         from labelassist import models
 
-        installed = models.installed_model_path(self.project)
-        stat = installed.stat() if installed.is_file() else None
+        try:
+            installed = models.installed_model_path(self.project)
+        except LabelAssistError as exc:  # a damaged current.json: no model, as load_model says too
+            log.warning("the project's model is not used: %s", exc)
+            installed = None
+        stat = installed.stat() if installed is not None and installed.is_file() else None
         return {"registered": sorted(m for m in MODEL_FREE_PRELABELS if m in self.registry.names("prelabel")),
                 "model": None if stat is None else [stat.st_size, stat.st_mtime_ns],
                 "shipped": sorted(models.shipped_models()) if self.settings["prelabel"]["shipped_models"] else [],
@@ -501,6 +506,10 @@ class Assistance:
             return learned.title if learned is not None else "learned from your labels"
         if method.startswith("shipped:"):
             return f"from {_shipped_title(method.split(':', 1)[1])}"
+        if method == "onnx":
+            entry = current_model_entry(self.project)  # two small JSON files, no model
+            if entry is not None and entry.source == "tablet":
+                return f"learned on this tablet from {entry.trained_on} of your labels"
         return f"from {CANDIDATE_TITLES.get(method, method)}"
 
     def automatic_methods(self) -> list[str]:
@@ -509,8 +518,12 @@ class Assistance:
 
     def evaluation_inputs(self, limit: int | None = None) -> list[tuple[Sample, np.ndarray, np.ndarray | None]]:
         """(sample, saved mask, previous frame's mask) of the newest labelled samples; database reads only."""
-        pairs = list(self.store.latest_labels(newest=limit)) if limit is not None else \
+        # Nothing is measured on a label it trained on: the installed tablet model's training labels
+        # are left out for every candidate (the newest labels, held out from it, remain).
+        trained = set(trained_on_samples(current_model_entry(self.project)))
+        pairs = list(self.store.latest_labels(newest=limit + len(trained))) if limit is not None else \
             sorted(self.store.latest_labels(), key=lambda p: -p[1].id)
+        pairs = [p for p in pairs if p[0].id not in trained][:limit]
         inputs = []
         for sample, label in pairs:
             try:

@@ -27,6 +27,7 @@ from labelassist.session.assisted import Assisted
 from labelassist.session.learning import WARM_UP_LABELS, SessionLearner
 from labelassist.session.lookahead import Lookahead, display_image
 from labelassist.session.pool import Ranked, Selection
+from labelassist.session.training import SessionTrainer
 from labelassist.session.review import Submission
 from labelassist.store import Sample
 from labelassist.workflow import inspection
@@ -58,6 +59,10 @@ class Session:
         labels when the session opens and every label saved. Default: when ``own`` and the
         project's ``prelabel.learn`` say so; a read-only tool that shows what was learned
         (``labelassist learn``, ``prelabel --method auto``) passes True.
+    train : bool or None
+        Start U-Net training rounds by themselves when due (:mod:`~labelassist.session.training`).
+        Default: ``own`` with ``background`` (the kiosk, ``simulate``); a session without a
+        background thread (the CLI, most tests) starts a round only by hand (``labelassist learn``).
 
     Attributes
     ----------
@@ -68,7 +73,8 @@ class Session:
     """
 
     def __init__(self, project: Project, author: str | None = None, lookahead: int = 3,
-                 background: bool = True, own: bool = True, learn: bool | None = None):
+                 background: bool = True, own: bool = True, learn: bool | None = None,
+                 train: bool | None = None):
         if own:
             project.lock("the labelling app")
         self.project = project
@@ -97,6 +103,10 @@ class Session:
         self.prepared_samples = Lookahead(project, self.assistance, self.selection, self.background,
                                           registry=self.registry, boxes=self.boxes)
         self.learner.listeners.append(self.prepared_samples.refresh_learned)
+        # The U-Net trainer: a process of its own when a round is due; its model is installed only
+        # when it matches the newest labels better than the pre-label used now.
+        self.trainer = SessionTrainer(project, author, self.assistance, enabled=(own and background) if train is None else train,
+                                      on_install=self._model_changed)
         if self.learner.enabled:
             self.learner.start(list(self.store.latest_labels(newest=WARM_UP_LABELS)),
                                total=len(self.store.labelled_ids()))
@@ -106,6 +116,7 @@ class Session:
 
     def close(self) -> None:
         """Stop the background worker (pending preparations are dropped) and back up if anything changed."""
+        self.trainer.close()
         self.learner.close()
         self.background.shutdown()
         if self.backups is not None:
@@ -240,6 +251,8 @@ class Session:
         if self.learner.enabled:
             self.learner.after_save(self.store.sample(sample_id), mask, label_id,
                                     self.current.image if opened else None, total=len(self.store.labelled_ids()))
+        # A U-Net round when one is due: a process of its own, so this returns at once.
+        self.trainer.after_save(len(self.store.labelled_ids()))
         return label_id
 
     # -- nothing is lost: the stroke journal and the screen state ----------------------------
@@ -335,10 +348,34 @@ class Session:
         from labelassist import models
 
         report = models.install_model(self.project, path, card=card, max_seconds=max_seconds)
+        self._model_changed()
+        return report
+
+    def _model_changed(self) -> None:
+        # Any thread (the trainer installs from its own): each part below is thread-safe.
         self.assistance.invalidate()  # measure the pre-label methods again, the model included
         self.selection.invalidate()  # uncertainties belong to the model that made them
         self.prepared_samples.forget()
-        return report
+
+    def model_history(self):
+        """The project's models, oldest first (:class:`~labelassist.models.history.HistoryEntry`)."""
+        from labelassist.models import history
+
+        return history.model_history(self.project)
+
+    def current_model_entry(self):
+        """The history entry of the project's model now, or None (no model)."""
+        from labelassist.models import history
+
+        return history.current_entry(self.project)
+
+    def roll_back(self, entry_id: int | None) -> None:
+        """Make an earlier model of the history (or no model: None) the project's, bit for bit."""
+        self.trainer.roll_back(entry_id)
+
+    def idle(self, seconds: float) -> None:
+        """The canvas has had no input for ``seconds``: the trainer may start an idle round."""
+        self.trainer.idle(seconds)
 
     # -- the instant learner ------------------------------------------------------------------
     def prelabel_words(self) -> str:

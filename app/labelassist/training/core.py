@@ -164,16 +164,17 @@ class TrainConfig:
 # --------------------------------------------------------------------------- the network
 
 
-def build_unet(base: int = 16, depth: int = 4, in_channels: int = 1):
-    """A plain U-Net (conv-BN-ReLU x2 per level, max-pool down, transposed conv up)."""
+def build_unet(base: int = 16, depth: int = 4, in_channels: int = 1, batch_norm: bool = True):
+    """A plain U-Net (conv-BN-ReLU x2 per level, max-pool down, transposed conv up). ``batch_norm=False``:
+    conv(bias)-ReLU as exported (BN folded), an identity in each BN's place keeping the module names."""
     import torch
     from torch import nn
 
     def block(cin: int, cout: int) -> nn.Sequential:
-        return nn.Sequential(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-        )
+        def conv_norm(c: int) -> list:
+            norm = nn.BatchNorm2d(cout) if batch_norm else nn.Identity()
+            return [nn.Conv2d(c, cout, 3, padding=1, bias=not batch_norm), norm, nn.ReLU(inplace=True)]
+        return nn.Sequential(*conv_norm(cin), *conv_norm(cout))
 
     class UNet(nn.Module):
         def __init__(self):
@@ -334,11 +335,8 @@ def train_epoch(model, opt, sched, data, batch: int, patch: int, rng: np.random.
 
 def _distributed() -> tuple[int, int, int, bool]:
     """(rank, world size, local rank, launched by torchrun); (0, 1, 0, False) for a plain ``python``.
-
-    Under torchrun the process group and DistributedDataParallel are used even for one process,
-    so ``torchrun --nproc_per_node 1`` on a one-GPU machine runs (and proves) the same code path
-    as several GPUs.
-    """
+    Under torchrun the process group and DistributedDataParallel are used even for one process, so
+    ``torchrun --nproc_per_node 1`` on a one-GPU machine runs (and proves) the code path of several GPUs."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     launched = "LOCAL_RANK" in os.environ and "MASTER_ADDR" in os.environ
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")), launched
@@ -536,7 +534,6 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
 def int8_card(card: dict[str, Any]) -> dict[str, Any]:
     card = json.loads(json.dumps(card))
     card["precision"] = "int8"
-    card["name"] = card["name"]
     card["quantisation"] = {"method": "onnxruntime static QDQ", "weights": "int8 per-channel",
                             "activations": "uint8", "calibration": "MinMax on the training images"}
     card["metrics"] = {k: v for k, v in card.get("metrics", {}).items() if k != "validation"}

@@ -1,0 +1,165 @@
+"""The rules of U-Net training on the tablet: when a round is due, how many labels it holds out,
+which model it starts from and whether its model is installed. Pure functions and small file
+reads; the trainer itself is :mod:`labelassist.session.training`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from labelassist.errors import LabelAssistError
+from labelassist.project import Project
+
+log = logging.getLogger(__name__)
+
+#: The first label count at which a round is due; then at each doubling (5, 10, 20, 40 ...).
+FIRST_ROUND_AT = 5
+#: Seconds without input on the canvas after which an idle round may start.
+IDLE_S = 120.0
+#: No idle round within this many seconds of the last round's start.
+MIN_GAP_S = 300.0
+#: The held-out labels are scored by both models on at most this many images.
+MAX_HELD_OUT = 8
+#: A new model must match the held-out labels better by this much mean DSC.
+INSTALL_MARGIN = 0.01
+
+
+# -- the schedule and the decision: pure functions ---------------------------------------------
+
+
+def milestones(up_to: int) -> list[int]:
+    """The label counts at which a round is due, up to ``up_to``: 5, 10, 20, 40 ..."""
+    out, m = [], FIRST_ROUND_AT
+    while m <= up_to:
+        out.append(m)
+        m *= 2
+    return out
+
+
+def round_due(labelled: int, last_round_labelled: int, idle_s: float) -> bool:
+    """Whether a training round is due with ``labelled`` labels.
+
+    Parameters
+    ----------
+    labelled : int
+        Labelled samples now.
+    last_round_labelled : int
+        Labelled samples when the last round started (0 before any).
+    idle_s : float
+        Seconds since the last input on the canvas (0 right after a save).
+
+    Returns
+    -------
+    bool
+        True when a milestone (5, 10, 20, 40 ...) was passed since the last round, or the
+        tablet has been idle for :data:`IDLE_S` with at least ``max(3, 25 %)`` new labels.
+    """
+    if labelled < FIRST_ROUND_AT:
+        return False
+    if any(m > last_round_labelled for m in milestones(labelled)):
+        return True
+    new = labelled - last_round_labelled
+    return idle_s >= IDLE_S and new >= max(3, math.ceil(0.25 * last_round_labelled))
+
+
+def held_out_count(labelled: int) -> int:
+    """How many of the newest labels a round holds out to compare the models on: 2 of 5, 8 of 40."""
+    return min(MAX_HELD_OUT, max(2, labelled // 5))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether a trained model is installed, and why in plain words."""
+
+    install: bool
+    reason: str
+    candidate_mean: float | None = None
+    incumbent_mean: float | None = None
+    labels: int = 0
+
+
+def _percent(value: float) -> str:
+    return f"{round(100 * value)} %"
+
+
+def should_install(candidate: dict[int, float], incumbent: dict[int, float],
+                   margin: float = INSTALL_MARGIN) -> Decision:
+    """Install the new model only when it matches the same held-out labels better by ``margin``.
+
+    Parameters
+    ----------
+    candidate, incumbent : dict
+        DSC per held-out label id of the new model and of the pre-label used now. Only labels
+        both were scored on count (paired comparison).
+    """
+    common = sorted(set(candidate) & set(incumbent))
+    if len(common) < 2:
+        return Decision(False, f"too few of your newest labels to compare on ({len(common)}, at least 2)",
+                        labels=len(common))
+    c = float(np.mean([candidate[k] for k in common]))
+    i = float(np.mean([incumbent[k] for k in common]))
+    n = len(common)
+    if c >= i + margin:
+        return Decision(True, f"it matches your newest {n} labels at {_percent(c)}, the pre-label used until "
+                              f"now at {_percent(i)}", c, i, n)
+    if c > i:
+        return Decision(False, f"kept the current pre-label: the new model matches your newest {n} labels at "
+                               f"{_percent(c)}, the current one at {_percent(i)}; not better by the "
+                               f"{_percent(margin)} a change needs", c, i, n)
+    return Decision(False, f"kept the current pre-label: it matches your newest {n} labels at {_percent(i)}, "
+                           f"the new model at {_percent(c)}", c, i, n)
+
+
+def current_model_entry(project: Project):
+    """The history entry of the project's model now, or None (none, or a history that does not read)."""
+    from labelassist.models import history  # ONNX Runtime: off the start-up path
+
+    try:
+        return history.current_entry(project)
+    except LabelAssistError as exc:
+        log.warning("the project's model history is not read: %s", exc)
+        return None
+
+
+def trained_on_samples(entry) -> list[int]:
+    """Sample ids the model of a history entry was trained on (a tablet model's card lists them)."""
+    if entry is None:
+        return []
+    try:
+        card = json.loads(entry.onnx.with_suffix(".json").read_text(encoding="utf-8"))
+        return [int(s) for s in card.get("tablet", {}).get("trained_on_samples", [])]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def unet_fp32_path(project: Project, method: str) -> Path | None:
+    """The full-precision ONNX U-Net of a candidate, to fine-tune from; None when it is not one."""
+    from labelassist import models
+    from labelassist.models.card import card_path, read_card
+
+    path = None
+    if method.startswith("shipped:"):
+        entry = models.shipped_models().get(method.split(":", 1)[1])
+        if entry is not None:
+            path = models.SHIPPED_DIR / entry["fp32"]
+    elif method == "onnx":
+        current = current_model_entry(project)
+        if current is not None:
+            fp32 = current.onnx.with_name("model.fp32.onnx")
+            path = fp32 if fp32.is_file() else current.onnx
+    if path is None or not path.is_file():
+        return None
+    try:
+        card = read_card(card_path(path))
+    except LabelAssistError:
+        return None
+    if (card.raw.get("architecture") or {}).get("type") != "unet" or card.raw.get("precision") == "int8":
+        return None
+    return path
+
