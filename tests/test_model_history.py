@@ -285,3 +285,35 @@ def test_prune_keeps_the_current_model_the_newest_and_every_import(folder):
         (leftover / "model.onnx").write_bytes(b"the rest of a pruned model")
         assert models.add_model(project, MODEL_A, card, "tablet", "round 12").id == 12
         assert not leftover.exists()
+
+
+def test_a_model_whose_bytes_are_not_the_checked_ones_is_not_added(folder):
+    from labelassist.models import history
+
+    with Project.open(folder) as project:
+        models.install_model(project, MODEL_A)
+        before = _model_files(folder)
+        card = json.loads(MODEL_B.with_suffix(".json").read_text())
+        with pytest.raises(ModelError, match="changed after it was checked"):
+            history.add_model(project, MODEL_B, card, "tablet", "test", expected_sha256=file_hash(MODEL_A))
+        assert _model_files(folder) == before  # no entry, no folder, the current model unchanged
+        entry = history.add_model(project, MODEL_B, card, "tablet", "test", expected_sha256=file_hash(MODEL_B))
+        assert entry.sha256 == file_hash(MODEL_B)
+
+
+def test_a_current_model_the_history_does_not_list_is_not_used_nor_removed(folder):
+    with Project.open(folder) as project:
+        models.install_model(project, MODEL_A)
+        current = json.loads((folder / "models" / "current.json").read_text())
+        stray = folder / "models" / "history" / "7"
+        shutil.copytree(folder / "models" / "history" / str(current["id"]), stray)
+        (folder / "models" / "current.json").write_text(json.dumps(dict(current, id=7)))
+        with pytest.raises(ModelError, match="does not list"):
+            models.installed_model_path(project)
+        from labelassist.models import history
+
+        card = json.loads(MODEL_B.with_suffix(".json").read_text())
+        entry = history.add_model(project, MODEL_B, card, "imported", "test")  # a later install heals it
+        assert stray.is_dir()  # the folder current.json names is never removed as a leftover
+        history.activate(project, entry.id, "test")
+        assert models.installed_model_path(project) == entry.onnx

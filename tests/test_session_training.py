@@ -84,6 +84,17 @@ def test_a_new_model_is_installed_only_when_better_on_the_same_labels():
     assert not tie.install and "kept" in tie.reason
     few = should_install({1: 1.0}, {1: 0.0})
     assert not few.install and "too few" in few.reason
+    nan = should_install({1: 0.9, 2: 0.9, 3: 0.9}, {1: float("nan"), 2: 0.5, 3: 0.5})  # a NaN is no evidence
+    assert nan.install and nan.labels == 2
+
+
+def test_the_trainers_progress_lines_are_checked_before_anyone_shows_them():
+    from labelassist.training.request import progress_line
+
+    assert progress_line(b'{"stage": "train", "step": 3, "steps": 9, "seconds": 1.5}') == \
+        {"stage": "train", "step": 3, "steps": 9}
+    assert progress_line("not json") is None and progress_line('{"stage": "rm -rf"}') is None
+    assert progress_line('{"stage": "train", "step": "x", "steps": {"a": 1}}') == {"stage": "train"}
 
 
 # -- consider, install, roll back (real models, no trainer process) ---------------------------
@@ -274,7 +285,7 @@ def _gone(pid: int, within: float) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGKILL and /proc: Linux")
 def test_killing_the_app_during_training_ends_the_trainer_and_keeps_labels_and_model(tmp_path, datasets):
     project = _project(tmp_path, datasets, 8, shipped=False)
-    models.install_model(project, SHIPPED_DIR / "scratch_assay_unet.int8.onnx")
+    models.install_model(project, SHIPPED_DIR / "usiigaci_phase_unet.int8.onnx")  # not trained on these images
     model_sha = file_hash(models.installed_model_path(project))
     labels_before = _labels(project)
     project.close()
@@ -305,3 +316,105 @@ def test_killing_the_app_during_training_ends_the_trainer_and_keeps_labels_and_m
     finally:
         project.close()
 
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGKILL: Linux")
+def test_a_trainer_killed_mid_round_is_a_failed_round_and_changes_nothing(tmp_path, datasets, monkeypatch):
+    monkeypatch.setenv("LABELASSIST_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LABELASSIST_TRAINER_PAUSE_AT", "export")  # killed after training, before the model
+    project = _project(tmp_path, datasets, 6)
+    models.install_model(project, SHIPPED_DIR / "usiigaci_phase_unet.int8.onnx")  # not trained on these images
+    model_sha = file_hash(models.installed_model_path(project))
+    labels_before = _labels(project)
+    session = Session(project, background=False, train=True)
+    try:
+        heard = []
+        session.trainer.listeners.append(heard.append)
+        assert session.trainer.start_round(force=True, budget_s=12)
+        deadline = time.monotonic() + 180
+        while not any(e.get("stage") == "paused" for e in heard) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert any(e.get("stage") == "paused" for e in heard), heard
+        os.kill(session.trainer.pid, signal.SIGKILL)
+        outcome = session.trainer.wait(timeout=60)
+        assert outcome["status"] == "failed" and "without a result" in outcome["reason"], outcome
+        assert session.trainer.state == "idle" and session.trainer.failures == 1
+        # The project's model keeps working, untouched; no label changed.
+        assert file_hash(models.installed_model_path(project)) == model_sha
+        assert session.model() is not None
+        assert _labels(project) == labels_before
+    finally:
+        session.close()
+    assert project.store.events("training_round")[-1]["details"]["status"] == "failed"
+    project.close()
+
+
+def test_a_data_home_that_cannot_be_written_never_fails_a_save(tmp_path, datasets, monkeypatch):
+    """The round's folder cannot be made (a file where the app's data folder should be): the label is
+    saved, the round is recorded as failed and the schedule moves on (not retried at every save)."""
+    (tmp_path / "home").write_text("not a folder")
+    monkeypatch.setenv("LABELASSIST_HOME", str(tmp_path / "home"))
+    src = datasets / "scratch_assay"
+    images = tmp_path / "images"
+    images.mkdir()
+    for path in sorted((src / "images").iterdir())[:7]:
+        shutil.copy(path, images)
+    project = Project.create(tmp_path / "project")
+    project.settings["prelabel"]["learn"] = False
+    project.save_settings()
+    import_images(project, [images])
+    from labelassist.images import read_mask
+
+    session = Session(project, background=False, train=True)
+    try:
+        for _ in range(6):  # the 5th save makes a round due
+            opened = session.next()
+            truth = read_mask(src / "masks" / opened.sample.name)
+            session.save(opened.sample.id, truth)
+        assert project.store.counts()["label_versions"] == 6
+        outcome = session.trainer.last_outcome
+        assert outcome["status"] == "failed" and "could not be written" in outcome["reason"], outcome
+        assert session.trainer.failures == 1 and session.trainer.state == "idle"
+    finally:
+        session.close()
+    assert [e["details"]["status"] for e in project.store.events("training_round")] == ["failed"]
+    project.close()
+
+
+def test_a_model_changed_during_a_round_or_a_card_that_lies_is_never_installed(tmp_path, datasets, monkeypatch):
+    monkeypatch.setenv("LABELASSIST_HOME", str(tmp_path / "home"))
+    project = _project(tmp_path, datasets, 10)
+    session = Session(project, background=False, train=False)
+    try:
+        session.import_model(SHIPPED_DIR / "usiigaci_phase_unet.int8.onnx")
+        first = history.current_entry(project)
+        # The user switches the model off while a round trains: the round's model is not installed.
+        round_ = session.trainer.prepare_round(measure=True)
+        _candidate(round_, SHIPPED_DIR / "scratch_assay_unet.onnx", worse=False)
+        session.roll_back(None)
+        outcome = session.trainer.consider(round_)
+        assert outcome["status"] == "stopped" and "changed the model" in outcome["reason"], outcome
+        assert history.current_entry(project) is None
+        session.roll_back(first.id)
+        # A card the kiosk's own import check refuses (threshold 2.0) is not installed either.
+        round_ = session.trainer.prepare_round(measure=True)
+        _candidate(round_, SHIPPED_DIR / "scratch_assay_unet.onnx", worse=False)
+        card = json.loads((round_.folder / "candidate.json").read_text())
+        card["threshold"] = 2.0
+        (round_.folder / "candidate.json").write_text(json.dumps(card))
+        outcome = session.trainer.consider(round_)
+        assert outcome["status"] == "failed" and "threshold" in outcome["reason"], outcome
+        assert history.current_entry(project).id == first.id
+        # The model file replaced after its result was written (SHA-256 no longer the result's).
+        round_ = session.trainer.prepare_round(measure=True)
+        _candidate(round_, SHIPPED_DIR / "scratch_assay_unet.onnx", worse=False)
+        result = json.loads((round_.folder / "result.json").read_text())
+        shutil.copy(SHIPPED_DIR / "usiigaci_phase_unet.onnx", round_.folder / "candidate.onnx")
+        assert file_hash(round_.folder / "candidate.onnx") != result["sha256"]
+        outcome = session.trainer.consider(round_)
+        assert outcome["status"] == "failed", outcome
+        assert history.current_entry(project).id == first.id
+        assert [e.id for e in history.model_history(project)] == [first.id]
+    finally:
+        session.close()
+    project.close()

@@ -257,13 +257,27 @@ def _train_unet(project, budget_s: float, quiet: bool) -> dict:
         session.close()
 
 
+def positive_seconds(text: str) -> float:
+    """argparse type: a number of seconds above 0 (``learn --budget``)."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
 def _unet_words(outcome: dict) -> str:
     status = outcome.get("status")
     if status == "installed":
         return f"installed a new model trained on {outcome.get('trained_on')} labels: {outcome.get('reason')}"
     if status == "kept":
         return f"trained on {outcome.get('trained_on')} labels, not installed: {outcome.get('reason')}"
-    return f"{status}: {outcome.get('reason')}"
+    reason = str(outcome.get("reason"))
+    return reason if reason.startswith(f"{status}:") else f"{status}: {reason}"
 
 
 def cmd_evaluate_prelabel(args) -> int:
@@ -485,7 +499,7 @@ def add_measuring_commands(sub) -> None:
                                    "pre-label in use. Needs the project closed in the kiosk.")
     p.add_argument("project", metavar="PROJECT")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--budget", type=float, default=90.0, metavar="S",
+    p.add_argument("--budget", type=positive_seconds, default=90.0, metavar="S",
                    help="seconds of training for the U-Net round (default 90, as on the tablet)")
     p.add_argument("--no-unet", action="store_true", help="leave the U-Net round out (the instant learner only)")
     p.set_defaults(func=cmd_learn)

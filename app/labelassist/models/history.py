@@ -264,13 +264,19 @@ def current_model_path(project) -> Path:
     """The ONNX file of the current model (see :func:`labelassist.models.installed_model_path`).
 
     Without ``current.json``: the legacy ``models/prelabel.onnx``. With ``"id": null``: a path that
-    does not exist. Reads ``current.json`` only (no hashing).
+    does not exist. Reads ``current.json`` and ``history.json`` (no hashing); an id the history does
+    not list raises :class:`ModelError`.
     """
     exists, entry_id = _read_current(project)
     if not exists:
         return _legacy_path(project)
     if entry_id is None:
         return _models_dir(project) / HISTORY_DIR / "none" / MODEL_FILE
+    history = _read_history(project)
+    if history is None or entry_id not in {e.id for e in history[0]}:
+        # A model the history does not list is not used (nothing could say what it trained on).
+        raise ModelError(f"{_models_dir(project) / CURRENT_FILE} names model {entry_id}, which "
+                         f"{HISTORY_FILE} does not list; the model files are kept")
     return _entry_dir(project, entry_id) / MODEL_FILE
 
 
@@ -389,8 +395,10 @@ def _clean_leftovers(project, next_id: int) -> None:
     if not history_dir.is_dir():
         return
     pruned = _pruned_ids(project)
+    _, current = _read_current(project)
     for child in history_dir.iterdir():
-        unlisted = child.name.isdigit() and (int(child.name) >= next_id or int(child.name) in pruned)
+        unlisted = child.name.isdigit() and (int(child.name) >= next_id or int(child.name) in pruned) \
+            and int(child.name) != current  # the folder current.json names is never removed
         if child.is_dir() and (child.name.endswith(".tmp") or unlisted):
             shutil.rmtree(child, ignore_errors=True)
 
@@ -419,7 +427,7 @@ def _materialise(project) -> tuple[list[HistoryEntry], int]:
 
 
 def add_model(project, onnx_path: str | os.PathLike, card: dict, source: str, reason: str, *,
-              extra: dict[str, str | os.PathLike] | None = None) -> HistoryEntry:
+              extra: dict[str, str | os.PathLike] | None = None, expected_sha256: str | None = None) -> HistoryEntry:
     """Copy a model and its card into the history (steps 1 and 2); it does not become current.
 
     Parameters
@@ -437,6 +445,9 @@ def add_model(project, onnx_path: str | os.PathLike, card: dict, source: str, re
     extra : dict, optional
         More files kept with it, by file name in its folder (e.g. ``{"model.fp32.onnx": path}``:
         the full-precision weights of an int8 model, to warm-start the next round from).
+    expected_sha256 : str, optional
+        The SHA-256 the model was checked with: bytes that differ when copied (the file was
+        replaced meanwhile) are refused and nothing is added.
 
     Returns
     -------
@@ -465,6 +476,9 @@ def add_model(project, onnx_path: str | os.PathLike, card: dict, source: str, re
         else:  # no history.json: only the .tmp folders are known leftovers
             shutil.rmtree(_models_dir(project) / HISTORY_DIR / f"{next_id}.tmp", ignore_errors=True)
         sha = _place(project, next_id, src, card_bytes, extra)
+        if expected_sha256 is not None and sha != expected_sha256:
+            shutil.rmtree(_entry_dir(project, next_id), ignore_errors=True)
+            raise ModelError(f"{src.name} changed after it was checked (its SHA-256 differs): not installed")
         _pause_at("copied")
         entry = HistoryEntry(id=next_id, name=name or src.stem, version=version, source=source, sha256=sha,
                              installed_at=_now(), reason=reason, held_out_dsc=dsc, trained_on=trained_on,

@@ -304,6 +304,10 @@ def simulate(project: str | Path, ground_truth: str | Path, retrain_every: int |
         finally:
             session.close()
     finally:
+        if not in_place:  # the copy's training rounds go with the copy
+            from labelassist.training.request import round_folder
+
+            shutil.rmtree(round_folder(Path(proj.folder), 0).parent, ignore_errors=True)
         proj.close()
         shutil.rmtree(model_dir, ignore_errors=True)
         if tmp is not None:

@@ -30,7 +30,7 @@ from labelassist.research.prelabel_eval import Evaluation, Row, evaluate_prelabe
 from labelassist.session.assisted import Assisted
 from labelassist.session.background import Background
 from labelassist.session.learning import SessionLearner
-from labelassist.session.training_rules import current_model_entry, trained_on_samples
+from labelassist.session.training_rules import current_model_entry, trained_on
 from labelassist.store import DamagedLabelError, Sample
 from labelassist.workflow.prelabel import PrelabelContext
 from labelassist.workflow.registry import ProjectRegistry, Registry
@@ -520,10 +520,10 @@ class Assistance:
         """(sample, saved mask, previous frame's mask) of the newest labelled samples; database reads only."""
         # Nothing is measured on a label it trained on: the installed tablet model's training labels
         # are left out for every candidate (the newest labels, held out from it, remain).
-        trained = set(trained_on_samples(current_model_entry(self.project)))
-        pairs = list(self.store.latest_labels(newest=limit + len(trained))) if limit is not None else \
-            sorted(self.store.latest_labels(), key=lambda p: -p[1].id)
-        pairs = [p for p in pairs if p[0].id not in trained][:limit]
+        trained = trained_on(current_model_entry(self.project), self.project.name)
+        pairs = list(self.store.latest_labels(newest=limit + len(trained.ids) + len(trained.names))) \
+            if limit is not None else sorted(self.store.latest_labels(), key=lambda p: -p[1].id)
+        pairs = [p for p in pairs if p[0] not in trained][:limit]
         inputs = []
         for sample, label in pairs:
             try:

@@ -247,12 +247,17 @@ class Session:
             self.backups.maybe()
         self.selection.mark_labelled(sample_id)
         self.prepared_samples.forget(sample_id)
+        labelled = len(self.store.labelled_ids())
         # The learner learns it on its own thread: the next sample opens without waiting for it.
         if self.learner.enabled:
             self.learner.after_save(self.store.sample(sample_id), mask, label_id,
-                                    self.current.image if opened else None, total=len(self.store.labelled_ids()))
-        # A U-Net round when one is due: a process of its own, so this returns at once.
-        self.trainer.after_save(len(self.store.labelled_ids()))
+                                    self.current.image if opened else None, total=labelled)
+        # A U-Net round when one is due: a process of its own, so this returns at once. The label is
+        # stored: nothing the trainer does may fail the save.
+        try:
+            self.trainer.after_save(labelled)
+        except Exception:  # noqa: BLE001 - logged; start_round itself records its failures
+            log.exception("the U-Net trainer could not start a round")
         return label_id
 
     # -- nothing is lost: the stroke journal and the screen state ----------------------------
@@ -347,6 +352,7 @@ class Session:
         """
         from labelassist import models
 
+        self.trainer.stop("you changed the model")  # a round under way would replace the import
         report = models.install_model(self.project, path, card=card, max_seconds=max_seconds)
         self._model_changed()
         return report

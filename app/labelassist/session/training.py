@@ -28,12 +28,12 @@ import subprocess
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from labelassist.errors import LabelAssistError
 from labelassist.project import Project
+from labelassist.session.training_round import TrainingRound, incumbent_scores, tablet_card
 from labelassist.session.training_rules import (
     FIRST_ROUND_AT,
     MAX_HELD_OUT,
@@ -43,10 +43,11 @@ from labelassist.session.training_rules import (
     held_out_count,
     round_due,
     should_install,
-    trained_on_samples,
+    trained_on,
     unet_fp32_path,
 )
 from labelassist.store import DamagedLabelError
+from labelassist.training.request import progress_line
 
 log = logging.getLogger(__name__)
 
@@ -60,26 +61,8 @@ SILENT_S = 60.0
 MAX_FAILURES = 2
 #: Round folders kept for their logs.
 KEEP_ROUNDS = 2
-
-
-# -- one round's state -------------------------------------------------------------------------
-
-
-@dataclass
-class TrainingRound:
-    """One round: its folder, the labels it pinned, and what the new model is compared with."""
-
-    number: int
-    folder: Path
-    labelled: int
-    held_out: list  # (sample, label id, mask, previous mask) the incumbent is scored on
-    trained_on: list  # (sample id, label id, name)
-    incumbent: str | None  # the pre-label method in use when the round started
-    base: str | None  # the candidate the U-Net was warm-started from
-    started: float
-    process: subprocess.Popen | None = None
-    outcome: Future | None = None
-    stopped: str | None = None  # why the session stopped the trainer (Pause, closing): not a failure
+#: Another project's round folders untouched this many days are removed (moved or deleted projects).
+STALE_DAYS = 30
 
 
 class SessionTrainer:
@@ -156,15 +139,16 @@ class SessionTrainer:
 
     @property
     def state(self) -> str:
-        """``unavailable``, ``off``, ``paused``, ``running``, ``failed`` or ``idle``."""
+        """``unavailable``, ``running``, ``paused``, ``off`` (a session that starts no round by itself:
+        the CLI, tests), ``failed`` or ``idle``."""
         if not self.available:
             return "unavailable"
         if self.running:
             return "running"
-        if not self.enabled:
-            return "off"
         if self.paused:
             return "paused"
+        if not self.enabled:
+            return "off"
         if self.failed:
             return "failed"
         return "idle"
@@ -183,6 +167,8 @@ class SessionTrainer:
             return f"Training: {stage}"
         if state == "paused":
             return "Training is paused"
+        if state == "off":
+            return "Training runs while the kiosk labels this project"
         if state == "failed":
             return f"Training has stopped: {self.failed}"
         last = self.last_outcome
@@ -228,7 +214,12 @@ class SessionTrainer:
             return False
         if not force and not self._may_start():
             return False
-        round_ = self.prepare_round(budget_s)
+        try:
+            round_ = self.prepare_round(budget_s, measure=force)
+        except Exception as exc:  # noqa: BLE001 - a full disk or an odd model never fails the save
+            log.exception("training round could not be prepared")
+            self._failed_start(f"the training files could not be written ({type(exc).__name__})")
+            return False
         if round_ is None:
             return False
         from labelassist.training.request import trainer_command
@@ -246,23 +237,41 @@ class SessionTrainer:
                                                   creationflags=flags)
         except OSError as exc:
             log.error("the trainer could not start: %r", exc)
-            self._finish(round_, {"status": "failed", "reason": f"the trainer could not start ({exc})"})
+            self._finish(round_, {"status": "failed", "reason": "the trainer could not start (the log says why)"})
             return False
         self._round = round_
         self._say({"stage": "started", "round": round_.number})
         threading.Thread(target=self._watch, args=(round_,), name="trainer-watch", daemon=True).start()
         return True
 
-    def prepare_round(self, budget_s: float = BUDGET_S) -> TrainingRound | None:
+    def _failed_start(self, reason: str) -> None:
+        # The round counts as tried (the schedule moves on) and as failed (two in a row stop training).
+        self._last_labelled = self._labelled
+        self._last_started_at = time.monotonic()
+        self._last_number += 1
+        self._record_failure(reason)
+        details = {"status": "failed", "reason": reason, "round": self._last_number, "labelled": self._labelled}
+        self.last_outcome = details
+        self.store.defer_event("training_round", actor=self.author, **details)
+
+    def _record_failure(self, reason: str) -> None:
+        self.failures += 1
+        log.warning("training round failed: %s", reason)
+        if self.failures >= MAX_FAILURES:
+            self.failed = reason
+
+    def prepare_round(self, budget_s: float = BUDGET_S, measure: bool = False) -> TrainingRound | None:
         """The next round's folder, written: the pinned masks and ``request.json`` (store reads: the
         store's thread). None when there are too few labels. :meth:`start_round` then starts the
-        trainer on it; tests hand a prepared round a result of their own (:meth:`consider`)."""
+        trainer on it; tests hand a prepared round a result of their own (:meth:`consider`).
+        ``measure``: measure the pre-label in use now when it is not known (a round asked for by hand);
+        otherwise no round is prepared until it is (a save never waits for a measurement)."""
         from labelassist.training.request import round_folder
 
-        frozen = self._freeze()
+        frozen = self._freeze(measure)
         if frozen is None:
             return None
-        request, masks, held, trained, incumbent, base = frozen
+        request, masks, held, trained, incumbent, base, current = frozen
         request.budget_s = float(budget_s)
         folder = round_folder(Path(self.project.folder), request.round)
         self._clean_rounds(folder.parent)
@@ -271,8 +280,8 @@ class SessionTrainer:
         self._last_number = request.round
         self._last_labelled = self._labelled
         self._last_started_at = time.monotonic()
-        round_ = TrainingRound(request.round, folder, self._labelled, held, trained, incumbent, base, time.monotonic(),
-                        outcome=Future())
+        round_ = TrainingRound(request.round, folder, self._labelled, held, trained, incumbent, base,
+                               time.monotonic(), outcome=Future(), model_id=None if current is None else current.id)
         self._latest = round_
         try:
             self.store.log_event("training_started", actor=self.author, round=request.round,
@@ -282,13 +291,20 @@ class SessionTrainer:
             log.warning("the start of training round %d was not logged: %s", request.round, exc)
         return round_
 
-    def _freeze(self):
+    def _freeze(self, measure: bool):
         """The round's request and masks from the newest labels (store reads: the store's thread)."""
         from labelassist.training.request import RoundItem, RoundRequest
 
+        choice = self._incumbent(measure)
+        if choice is None:
+            return None
         pairs = sorted(self.store.latest_labels(), key=lambda p: -p[1].id)  # newest first
         current = current_model_entry(self.project)
-        trained_before = set(trained_on_samples(current))
+        trained_before = trained_on(current, self.project.name)
+        scored = None
+        if choice.method == "learned":  # its record is its score: only labels it was scored on compare
+            learner = self.assistance.learner
+            scored = {s.sample for s in learner.scores(64)} if learner is not None else set()
         items, masks, previous = [], {}, {}
         for sample, label in pairs:
             if len(items) >= MAX_TRAIN_LABELS + MAX_HELD_OUT:
@@ -311,34 +327,39 @@ class SessionTrainer:
         if len(items) < k + 2:
             return None
         # The newest labels the current model did not train on are held out; the rest train.
-        held = [it for it in items if it[0].id not in trained_before][:k]
+        held = [it for it in items if it[0] not in trained_before
+                and (scored is None or it[0].name in scored)][:k]
         if len(held) < 2:
             return None
         held_ids = {it[1] for it in held}
         train = [it for it in items if it[1] not in held_ids][:MAX_TRAIN_LABELS]
         for sample, label_id, _ in held:
             previous[label_id] = self.assistance.previous_mask(sample)
-        incumbent = self._incumbent_method()
-        base_name, base = self._base()
+        incumbent = choice.method
+        base_name, base = self._base(choice)
         request = RoundRequest(round=self._last_number + 1, project=Path(self.project.folder).name,
                                train=[it[2] for it in train], held_out=[it[2] for it in held], base=base,
                                recipe="fine-tune" if base else "from-scratch", budget_s=BUDGET_S, threads=1,
                                seed=self._last_number + 1)
         held_state = [(s, lid, masks[lid], previous[lid]) for s, lid, _ in held]
         trained_state = [(s.id, lid, s.name) for s, lid, _ in train]
-        return request, masks, held_state, trained_state, incumbent, base_name
+        return request, masks, held_state, trained_state, incumbent, base_name, current
 
-    def _incumbent_method(self) -> str | None:
-        # What the kiosk pre-labels with now; measured here only when nothing was measured yet (auto
-        # measures after the first labels, so rarely), as a new model is compared with it.
+
+
+    def _incumbent(self, measure: bool):
+        """The pre-label choice in use now, or None while it is being measured (then no round starts:
+        the save never waits for a measurement; the next save or idle tick starts it)."""
+        if self.project.settings["prelabel"]["method"] != "auto":  # a setting: nothing to measure
+            return self.assistance.prelabel_choice(wait=False)
         choice = self.assistance.current_choice()
-        if choice is None:
-            choice = self.assistance.prelabel_choice(wait=True)
-        return choice.method
+        if choice is None or not choice.labelled_at:
+            self.assistance.prelabel_choice(wait=measure or not self.assistance.background.running)
+            choice = self.assistance.current_choice()
+        return choice if choice is not None and choice.labelled_at else None
 
-    def _base(self) -> tuple[str | None, dict | None]:
+    def _base(self, choice) -> tuple[str | None, dict | None]:
         """The U-Net to fine-tune: the best measured U-Net candidate matching the labels well enough."""
-        choice = self.assistance.current_choice()
         if choice is None or choice.evaluation is None:
             return None, None
         min_dsc = float(self.project.settings["prelabel"]["min_dsc"])
@@ -357,11 +378,19 @@ class SessionTrainer:
         return None, None
 
     def _clean_rounds(self, parent: Path) -> None:
-        # Old rounds' folders go; the last KEEP_ROUNDS stay for their logs.
-        if not parent.is_dir():
-            return
-        for folder in sorted(parent.glob("round-*"))[:-KEEP_ROUNDS or None]:
-            shutil.rmtree(folder, ignore_errors=True)
+        # Old rounds' folders go; the last KEEP_ROUNDS stay for their logs. Other projects' folders
+        # untouched for STALE_DAYS (a project moved or deleted) go too.
+        if parent.is_dir():
+            for folder in sorted(parent.glob("round-*"))[:-KEEP_ROUNDS or None]:
+                shutil.rmtree(folder, ignore_errors=True)
+        now = time.time()
+        for other in parent.parent.glob("*") if parent.parent.is_dir() else ():
+            try:
+                stale = other != parent and other.is_dir() and now - other.stat().st_mtime > STALE_DAYS * 86400
+            except OSError:
+                continue
+            if stale:
+                shutil.rmtree(other, ignore_errors=True)
 
     # -- watching the trainer ------------------------------------------------------------------
     def _watch(self, round_: TrainingRound) -> None:
@@ -379,20 +408,20 @@ class SessionTrainer:
             budget = 3 * float(json.loads((round_.folder / "request.json").read_text())["budget_s"])
         except (OSError, ValueError, KeyError):
             pass
-        stopped = None
-        while True:
+        stopped, ended = None, False
+        # Until the process has ended: its output closed alone is not its end (a hung child is killed).
+        while proc.poll() is None or not ended:
             try:
                 raw = lines.get(timeout=1.0)
             except queue.Empty:
                 raw = ""
             if raw is None:
-                break
-            if raw:
-                try:
-                    line = json.loads(raw)
-                except ValueError:
-                    line = None
-                if isinstance(line, dict):
+                ended = True
+                if proc.poll() is None:
+                    time.sleep(0.2)
+            elif raw:
+                line = progress_line(raw)
+                if line is not None:
                     line["last"] = time.monotonic()
                     self.progress = line
                     self._say(dict(line, round=round_.number))
@@ -421,9 +450,12 @@ class SessionTrainer:
         it matches the held-out labels better. Ends the round: returns its ``training_round`` details."""
         try:
             outcome = self._compare(round_, code)
-        except Exception as exc:  # noqa: BLE001 - whatever went wrong, the installed model stays
+        except LabelAssistError as exc:  # the new model refused, or the history not written: plain words
+            log.warning("training round %d: %s", round_.number, exc)
+            outcome = {"status": "failed", "reason": f"the new model was not installed: {exc}"}
+        except Exception:  # noqa: BLE001 - whatever went wrong, the installed model stays
             log.exception("training round %d could not be considered", round_.number)
-            outcome = {"status": "failed", "reason": f"the new model could not be checked ({type(exc).__name__})"}
+            outcome = {"status": "failed", "reason": "the new model could not be checked (the log says why)"}
         return self._finish(round_, outcome)
 
     def _compare(self, round_: TrainingRound, code: int) -> dict[str, Any]:
@@ -433,13 +465,16 @@ class SessionTrainer:
             return {"status": "stopped", "reason": "stopped: the session closed"}
         result = RoundResult.read(round_.folder)
         if result is None:
-            return {"status": "failed", "reason": f"the trainer stopped without a result (exit code {code}); "
-                                                  f"its log is {round_.folder / 'trainer.log'}"}
+            log.warning("training round %d: the trainer stopped without a result (exit code %s); its log is %s",
+                        round_.number, code, round_.folder / "trainer.log")
+            return {"status": "failed", "reason": "the trainer stopped without a result (the log says why)"}
         if result.status != "ok":
             return {"status": "failed", "reason": result.reason}
+        if self._model_changed_since(round_):
+            return {"status": "stopped", "reason": "stopped: you changed the model during training"}
         candidate = {int(k): float(v) for k, v in result.held_out.items()}
         try:
-            incumbent = self.incumbent_scores(round_)
+            incumbent = incumbent_scores(self.project, self.assistance, round_)
         except Exception as exc:  # noqa: BLE001 - a model that fails to run: keep what is installed
             log.warning("the current pre-label could not be measured: %r", exc, exc_info=True)
             return {"status": "failed", "reason": "the pre-label in use could not be measured (the log says why)"}
@@ -452,47 +487,33 @@ class SessionTrainer:
             outcome["model_id"] = self._install(round_, result, decision, candidate, incumbent)
         return outcome
 
-    def incumbent_scores(self, round_: TrainingRound) -> dict[int, float]:
-        """DSC per held-out label id of the pre-label in use now (0 for none), on the round's held-out
-        labels (no database access: any thread)."""
-        choice = self.assistance.current_choice()
-        if choice is not None and choice.labelled_at:  # measured meanwhile: the choice as it is now
-            round_.incumbent = choice.method
-        method = round_.incumbent
-        if method is None:  # no pre-label: the user draws from nothing
-            return {lid: 0.0 for _, lid, _, _ in round_.held_out}
-        if method == "learned":  # its own record: each label scored before the forest learned it
-            learner = self.assistance.learner
-            scores = {} if learner is None else {s.sample: s.dice for s in learner.scores(64)}
-            return {lid: scores[s.name] for s, lid, _, _ in round_.held_out if s.name in scores}
-        inputs = [(s, mask, previous) for s, _, mask, previous in round_.held_out]
-        evaluation = self.assistance._evaluate(inputs, [method])
-        by_name = {r.sample: r.dice for r in evaluation.rows_of(method)}
-        return {lid: by_name[s.name] for s, lid, _, _ in round_.held_out if s.name in by_name}
+    def _model_changed_since(self, round_: TrainingRound) -> bool:
+        current = current_model_entry(self.project)
+        return (None if current is None else current.id) != round_.model_id
 
     def _install(self, round_: TrainingRound, result, decision: Decision, candidate: dict, incumbent: dict) -> int:
+        from labelassist import models
         from labelassist.models import history
 
-        card = json.loads((round_.folder / result.card).read_text(encoding="utf-8"))
-        data = card.get("training_data") if isinstance(card.get("training_data"), dict) else {}
-        card["training_data"] = dict(data, trained_on=[name for _, _, name in round_.trained_on],
-                                     held_out=[s.name for s, _, _, _ in round_.held_out])
-        card["tablet"] = {
-            "round": round_.number, "labelled": round_.labelled,
-            "trained_on_samples": [sid for sid, _, _ in round_.trained_on],
-            "held_out_samples": [s.id for s, _, _, _ in round_.held_out],
-            "held_out_dsc": {str(k): v for k, v in candidate.items()},
-            "compared_with": {"method": round_.incumbent, "dsc": {str(k): v for k, v in incumbent.items()}},
-            "decision": decision.reason, "base": round_.base,
-        }
+        card = tablet_card(round_, json.loads((round_.folder / result.card).read_text(encoding="utf-8")),
+                           decision, candidate, incumbent)
+        onnx = round_.folder / result.onnx
+        # What the kiosk checks at every import (the card fits the graph, finite probabilities); the
+        # copy below must then be these very bytes (the SHA-256 result.json gave).
+        models.check_model(onnx, card=card)
         extra = {}
         fp32 = round_.folder / "candidate.onnx"
         if result.onnx != fp32.name and fp32.is_file() and fp32.with_suffix(".json").is_file():
             # The next round warm-starts from the full-precision weights (an int8 graph cannot be trained).
             extra = {"model.fp32.onnx": fp32, "model.fp32.json": fp32.with_suffix(".json")}
-        entry = history.add_model(self.project, round_.folder / result.onnx, card, "tablet", decision.reason,
-                                  extra=extra)
-        history.activate(self.project, entry.id, decision.reason)
+        with self._lock:  # close() waits for a switch under way, and a closed session installs nothing
+            if self._closed:
+                raise LabelAssistError("the session closed during the comparison")
+            if self._model_changed_since(round_):
+                raise LabelAssistError("you changed the model during training")
+            entry = history.add_model(self.project, onnx, card, "tablet", decision.reason, extra=extra,
+                                      expected_sha256=result.sha256)
+            history.activate(self.project, entry.id, decision.reason)
         self._installed()
         self.store.defer_event("model_install", actor=self.author, model_id=entry.id, name=entry.name,
                                version=entry.version, source="tablet", reason=decision.reason)
@@ -507,10 +528,7 @@ class SessionTrainer:
         details = dict(outcome, round=round_.number, labelled=round_.labelled, trained_on=len(round_.trained_on),
                        held_out=len(round_.held_out), wall_s=round(time.monotonic() - round_.started, 1))
         if outcome["status"] == "failed":
-            self.failures += 1
-            log.warning("training round %d failed: %s", round_.number, outcome["reason"])
-            if self.failures >= MAX_FAILURES:
-                self.failed = outcome["reason"]
+            self._record_failure(outcome["reason"])
         elif outcome["status"] != "stopped":
             self.failures = 0
         self.last_outcome = details
@@ -559,15 +577,21 @@ class SessionTrainer:
         from labelassist.models import history
 
         reason = "rolled back by the user" if entry_id is not None else "model switched off by the user"
+        self._stop("you changed the model")
         history.activate(self.project, entry_id, reason)
         self.store.log_event("model_rollback", actor=self.author, model_id=entry_id, reason=reason)
         self._installed()
 
     def close(self) -> None:
         """Kill a running trainer at once (a system stop has 2 s); the round is recorded as stopped."""
-        self._closed = True
+        with self._lock:
+            self._closed = True
         self._stop("the session closed")
         self.listeners.clear()
+
+    def stop(self, why: str) -> None:
+        """Stop a running round (its model is not installed); not counted as a failure."""
+        self._stop(why)
 
     def _stop(self, why: str) -> None:
         round_ = self._round

@@ -98,6 +98,9 @@ def should_install(candidate: dict[int, float], incumbent: dict[int, float],
         DSC per held-out label id of the new model and of the pre-label used now. Only labels
         both were scored on count (paired comparison).
     """
+    # A score that is not a number (a model that gave NaN) is no evidence either way.
+    candidate = {k: v for k, v in candidate.items() if math.isfinite(v)}
+    incumbent = {k: v for k, v in incumbent.items() if math.isfinite(v)}
     common = sorted(set(candidate) & set(incumbent))
     if len(common) < 2:
         return Decision(False, f"too few of your newest labels to compare on ({len(common)}, at least 2)",
@@ -127,15 +130,37 @@ def current_model_entry(project: Project):
         return None
 
 
-def trained_on_samples(entry) -> list[int]:
-    """Sample ids the model of a history entry was trained on (a tablet model's card lists them)."""
+@dataclass(frozen=True)
+class TrainedOn:
+    """What a project's model was trained on: sample ids (a tablet model's card) and image names (the
+    card of a model trained elsewhere from this project's training job)."""
+
+    ids: frozenset = frozenset()
+    names: frozenset = frozenset()
+
+    def __contains__(self, sample) -> bool:
+        return sample.id in self.ids or sample.name in self.names
+
+
+def trained_on(entry, project_name: str | None = None) -> TrainedOn:
+    """The samples the model of a history entry was trained on, as far as its card says.
+
+    Image names count only from a card that names this project (``training_data.project``, as a
+    training job's card does): another data set's names (a shipped model's) say nothing about
+    this project's images, however alike.
+    """
     if entry is None:
-        return []
+        return TrainedOn()
     try:
         card = json.loads(entry.onnx.with_suffix(".json").read_text(encoding="utf-8"))
-        return [int(s) for s in card.get("tablet", {}).get("trained_on_samples", [])]
-    except (OSError, ValueError, TypeError):
-        return []
+        ids = frozenset(int(s) for s in (card.get("tablet") or {}).get("trained_on_samples", []))
+        data = card.get("training_data") if isinstance(card.get("training_data"), dict) else {}
+        ours = bool(card.get("tablet")) or (project_name is not None and data.get("project") == project_name)
+        names = frozenset(str(n) for key in ("trained_on", "train_images", "validation_images")
+                          for n in (data.get(key) or []) if isinstance(n, str)) if ours else frozenset()
+        return TrainedOn(ids, names)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return TrainedOn()
 
 
 def unet_fp32_path(project: Project, method: str) -> Path | None:

@@ -1,6 +1,13 @@
-"""Training side of the pre-label models (needs the ``train`` extra: torch, onnx).
+"""Training side of the pre-label models.
 
-The kiosk never imports this package at run time except :mod:`labelassist.training.job`
-(training-job export, numpy/OpenCV only). :mod:`labelassist.training.core` is the whole
-self-contained training code (PyTorch U-Net -> ONNX + model card, static int8 QDQ).
+Two kinds of module live here:
+
+* torch-free, imported by the kiosk: :mod:`labelassist.training.request` (the files of a training
+  round: what the kiosk asks for and what the trainer answers) and :mod:`labelassist.training.job`
+  (training-job export for a GPU machine, numpy/OpenCV only);
+* the trainer's, run only in a process of its own (``labelassist _train-round FOLDER``):
+  :mod:`~labelassist.training.child`, :mod:`~labelassist.training.tablet_round`,
+  :mod:`~labelassist.training.warm_start` and :mod:`~labelassist.training.core` (the PyTorch U-Net ->
+  ONNX + model card, static int8 QDQ). ``tests/test_architecture.py`` checks that nothing the kiosk
+  imports reaches them.
 """

@@ -35,6 +35,7 @@ from labelassist.fileio import atomic_write_bytes, atomic_write_text, file_hash
 from labelassist.paths import data_home
 
 __all__ = ["RoundItem", "RoundRequest", "RoundResult", "round_folder", "trainer_command", "trainer_available",
+           "progress_line",
            "REQUEST_FILE", "MASKS_FILE", "RESULT_FILE", "LOG_FILE"]
 
 REQUEST_FILE = "request.json"
@@ -218,3 +219,25 @@ def trainer_command(folder: Path) -> list[str]:
 def trainer_available() -> bool:
     """Whether this installation can train: torch and onnx are installed (nothing is imported)."""
     return all(importlib.util.find_spec(name) is not None for name in ("torch", "onnx"))
+
+
+_STAGES = ("read", "train", "export", "int8", "score", "done", "paused")
+
+
+def progress_line(raw: bytes | str) -> dict | None:
+    """One progress line of the trainer as the kiosk reads it, checked: the known stages, whole step
+    counts (None for anything else: a garbled line is never shown)."""
+    try:
+        line = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(line, dict) or line.get("stage") not in _STAGES:
+        return None
+    out = {"stage": line["stage"]}
+    for key in ("step", "steps"):
+        value = line.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**7:
+            out[key] = value
+    if isinstance(line.get("at"), str) and line["at"] in _STAGES + ("result",):
+        out["at"] = line["at"]
+    return out

@@ -1,15 +1,24 @@
 """Admin: behind the PIN, the project's settings, models, export and leaving the kiosk
-(layout: admin_screen.kv; the PIN back-off: :mod:`labelassist.ui.pin_policy`)."""
+(layout: admin_screen.kv; the PIN back-off: :mod:`labelassist.ui.pin_policy`).
+
+The Models section lists the project's model history (newest first, the one in use marked),
+switches to an earlier model or to none (``Session.roll_back``), and shows the tablet's U-Net
+training live (``SessionTrainer.words``, heard through its listeners) with Pause / Resume and the
+last rounds. Every session call runs on the worker; the trainer's events arrive on its own
+thread and are carried to the Kivy thread before anything on screen changes.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import time
+from datetime import datetime
 from pathlib import Path
 
 from kivy.clock import Clock
 from kivy.factory import Factory
-from kivy.properties import BooleanProperty, NumericProperty, StringProperty
+from kivy.properties import BooleanProperty, ListProperty, NumericProperty, StringProperty
 
 from labelassist import eval_tables, kiosk_settings
 from labelassist.ui.pin_policy import PinBackoff
@@ -38,6 +47,73 @@ def box_table(evaluation) -> str:
     return eval_tables.box_table(evaluation, detailed=False, name=lambda m: BOX_METHOD_NAMES.get(m, m))
 
 
+#: How many past training rounds the Models section lists, newest first.
+ROUNDS_SHOWN = 5
+
+
+def when_words(iso: str, today: datetime | None = None) -> str:
+    """An ISO time (UTC) in the tablet's local time, plainly: "today at 15:20", "3 Nov 2026 at 09:05"."""
+    try:
+        at = datetime.fromisoformat(str(iso)).astimezone()
+    except ValueError:
+        return ""
+    today = today or datetime.now().astimezone()
+    day = "today" if at.date() == today.date() else f"{at.day} {at:%b %Y}"
+    return f"{day} at {at:%H:%M}"
+
+
+def _percent(value: float | None) -> str:
+    return f"{round(100 * value)} %" if value is not None else ""
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) or not text else ".")
+
+
+def _as_measured(reason: str) -> str:
+    """A decision's reason told later: what it matched when it was measured."""
+    return reason.replace("it matches", "it matched").replace("the pre-label used until now at",
+                                                               "the pre-label before it at")
+
+
+def model_words(entry) -> tuple[str, str]:
+    """One model of the history in plain words: (what it is, where it came from, when, and how well
+    it matched). ``entry`` is a :class:`~labelassist.models.history.HistoryEntry`."""
+    when = when_words(entry.installed_at)
+    when = f", {when}" if when else ""
+    if entry.source == "tablet":
+        number = entry.version.rsplit(".", 1)[-1] if entry.version.startswith("tablet.") else ""
+        title = f"Learned on this tablet (round {number})" if number.isdigit() else "Learned on this tablet"
+        origin = f"From {entry.trained_on} of your labels{when}."
+        # its reason says how it matched your newest labels against the pre-label used before it
+        match = _as_measured(entry.reason) if "match" in entry.reason else \
+            (f"it matched your newest labels at {_percent(entry.held_out_dsc)}" if entry.held_out_dsc is not None
+             else "")
+    else:
+        title = f"{entry.name} ({entry.version})" if entry.version else entry.name
+        origin = _sentence((entry.reason or entry.source) + when)  # "Imported from scratch.onnx, today at 15:20."
+        match = (f"it matched its makers' test images at {_percent(entry.held_out_dsc)}"
+                 if entry.held_out_dsc is not None else "")
+    return title, origin + (" " + _sentence(match) if match else "")
+
+
+def round_words(details: dict) -> str:
+    """One past training round (a ``training_round`` event's details) in one plain line, e.g.
+    "Today at 15:20, from 20 labels: kept the current pre-label (it matches ... at 95 %, the new
+    model at 90 %)"."""
+    status = details.get("status", "")
+    reason = re.sub(r";? its log is \S+| \(exit code -?\d+\)", "", str(details.get("reason", ""))).strip()
+    reason = _as_measured(re.sub(r"^(kept the current pre-label|stopped):\s*", "", reason))
+    what = {"installed": "installed a new model", "kept": "kept the current pre-label",
+            "failed": "training failed", "stopped": "training stopped"}.get(status, "training ended")
+    when = when_words(details["at"]) if details.get("at") else ""
+    head = ", ".join(p for p in (when, f"from {details['labelled']} labels" if details.get("labelled") else "") if p)
+    line = f"{head}: {what}" if head else what
+    line = f"{line} ({reason})" if reason else line
+    return line[:1].upper() + line[1:]
+
+
 class AdminScreen(KioskScreen):
     unlocked = BooleanProperty(False)
     keypad_for_new_pin = BooleanProperty(False)
@@ -50,6 +126,14 @@ class AdminScreen(KioskScreen):
     gamma0 = NumericProperty(0.75)
     segments_text = StringProperty("any")
     models_text = StringProperty("")
+    # the Models section: the history newest first ({entry_id, title, words, in_use}; entry_id None
+    # is "No model"), one plain line when it could not be read, and the tablet's training
+    model_rows = ListProperty([])
+    models_note = StringProperty("")
+    training_words = StringProperty("")
+    training_available = BooleanProperty(True)
+    training_paused = BooleanProperty(False)
+    rounds_text = StringProperty("")
     plugins_text = StringProperty("")  # plug-ins that were skipped, and why ("" when none)
     # tap-to-segment with a box: what a drawn box runs (prelabel.box_method), and why
     box_method = StringProperty("auto")
@@ -63,12 +147,15 @@ class AdminScreen(KioskScreen):
         self.evaluation_table = ""
         self.box_choice_text = self.box_note = self.box_table = ""
         self._box_poll.cancel()
+        self._stop_listening()
+        self.model_rows, self.models_note, self.training_words, self.rounds_text = [], "", "", ""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._pin_backoff = PinBackoff()
         # while a measurement of the box methods runs in the background, look again now and then
         self._box_poll = Clock.create_trigger(lambda dt: self.refresh_box_choice(), 2.0)
+        self._listening = None  # (trainer, listener) while this screen shows the trainer live
 
     def on_pre_enter(self, *_):
         self.entered = ""
@@ -144,6 +231,7 @@ class AdminScreen(KioskScreen):
 
     def on_leave(self, *_):
         self._box_poll.cancel()
+        self._stop_listening()
 
     def lock_and_leave(self):
         self.unlocked = False
@@ -164,15 +252,13 @@ class AdminScreen(KioskScreen):
         self.gamma0 = float(settings["inspection"]["gamma0"])
         segments = settings["priors"].get("segments")
         self.segments_text = "any" if segments is None else str(segments)
-        model = app.worker.call_now(session.model)
-        self.models_text = ("none installed" if model is None else
-                            f"{model.card.name} {model.card.version} (held-out DSC "
-                            f"{model.card.held_out_dsc if model.card.held_out_dsc is not None else 'not reported'})")
         errors = app.worker.call_now(lambda: dict(session.plugin_errors))
         self.plugins_text = ("Plug-ins not loaded: " + "; ".join(f"{name} ({why})" for name, why in
                                                                 sorted(errors.items()))) if errors else ""
         self._fill_choices()
         self.refresh_box_choice()
+        self.refresh_models()
+        self._listen()
 
     # tap-to-segment with a box
     def refresh_box_choice(self):
@@ -219,6 +305,127 @@ class AdminScreen(KioskScreen):
 
         self.app.worker.submit(self.app.session.evaluate_box_prompts,
                                on_done=lambda e: setattr(self, "box_table", box_table(e)), on_error=failed)
+
+    # the Models section: the history, roll back, and the tablet's training
+    def refresh_models(self):
+        """The model history, the model in use and the trainer's rounds, read on the worker."""
+        app = self.app
+        if app is None or app.session is None or app.worker is None or app.worker.closed:
+            return
+        session = app.session
+
+        def work():
+            trainer = session.trainer
+            entries = list(reversed(session.model_history()))
+            current = session.current_model_entry()
+            model = session.model()  # the one in use, loaded: a model that no longer loads reads as none
+            rounds = trainer.rounds()
+            last = trainer.last_outcome  # its event is written with the next save: not in rounds() yet
+            if last and all(r.get("round") != last.get("round") for r in rounds):
+                rounds.insert(0, last)
+            return {"entries": entries, "current": None if current is None else current.id, "model": model,
+                    "rounds": rounds[:ROUNDS_SHOWN], "words": trainer.words(), "available": trainer.available,
+                    "paused": trainer.paused}
+
+        app.worker.submit(work, key="admin_models", on_done=self._show_models, on_error=self._models_failed)
+
+    def _models_failed(self, message: str):
+        # the worker logged the details; the screen says one plain line
+        self.models_note = "The list of models could not be read: " + message
+
+    def _show_models(self, state):
+        rows = [dict(entry_id=e.id, title=title, words=words, in_use=e.id == state["current"])
+                for e in state["entries"] for title, words in [model_words(e)]]
+        self.models_note = ""
+        model, in_use = state["model"], [r["title"] for r in rows if r["in_use"]]
+        self.models_text = ("none" if model is None and not in_use else
+                            "none: the model chosen could not be loaded (the log says why)" if model is None else
+                            in_use[0] if in_use else f"{model.card.name} ({model.card.version})")
+        rows.append(dict(entry_id=None, title="No model", in_use=state["current"] is None,
+                         words="The pre-label comes from the other methods: a brightness threshold, the "
+                               "shipped models, or what the tablet learned from your labels."))
+        self.model_rows = rows
+        box = self.ids.model_history
+        box.clear_widgets()
+        for row in rows:
+            widget = Factory.ModelRow()
+            for key, value in row.items():
+                setattr(widget, key, value)
+            if row["entry_id"] is None:
+                widget.button_text = "Use no model"
+            box.add_widget(widget)
+        self.training_words = state["words"]
+        self.training_available = state["available"]
+        self.training_paused = state["paused"]
+        lines = [round_words(r) for r in state["rounds"]]
+        self.rounds_text = ("Last training rounds, newest first:\n" + "\n".join(lines)) if lines else ""
+
+    def use_model(self, entry_id: int | None):
+        """"Use this one" (an earlier model of the history) or "Use no model": one atomic switch."""
+        row = next((r for r in self.model_rows if r["entry_id"] == entry_id), None)
+        name = "no model" if entry_id is None else (row["title"] if row else f"model {entry_id}")
+        self.message = f"Switching to {name}..."
+
+        def done(_):
+            self.message = (f"Now using {name}. The pre-labels are measured again with it." if entry_id is not None
+                            else "No model is used now. The pre-labels are measured again without one.")
+            self.refresh_models()
+
+        def failed(message):
+            self.message = f"The model was not switched: {message}"
+            self.refresh_models()
+
+        self.app.worker.submit(self.app.session.roll_back, entry_id, on_done=done, on_error=failed)
+
+    def pause_training(self):
+        """Pause: the running round stops and no other starts (``prelabel.train`` off, logged)."""
+        self._training_switch(lambda t: t.pause(), "Training is paused: it stays paused until you resume it.")
+
+    def resume_training(self):
+        self._training_switch(lambda t: t.resume(), "Training will start again when it is due.")
+
+    def _training_switch(self, change, said: str):
+        trainer = self.app.session.trainer
+
+        def done(_):
+            self.message = said
+            self.refresh_models()
+
+        self.app.worker.submit(change, trainer, on_done=done,
+                               on_error=lambda m: setattr(self, "message", "Training was not changed: " + m))
+
+    def _listen(self):
+        """Show the trainer live while this screen is open (its listeners fire on its own thread)."""
+        session = self.app.session if self.app is not None else None
+        if session is None or (self._listening and self._listening[0] is session.trainer):
+            return
+        self._stop_listening()
+        trainer = session.trainer
+
+        def heard(event, trainer=trainer):  # on the trainer's thread: over to the Kivy thread
+            Clock.schedule_once(lambda dt: self._trainer_event(trainer, event))
+
+        trainer.listeners.append(heard)
+        self._listening = (trainer, heard)
+
+    def _stop_listening(self):
+        if self._listening is not None:
+            trainer, heard = self._listening
+            self._listening = None
+            try:
+                trainer.listeners.remove(heard)
+            except ValueError:  # the session closed and cleared its listeners
+                pass
+
+    def _trainer_event(self, trainer, event: dict):
+        """A round started, progressed or ended (Kivy thread): its words now; at the start and the
+        end the history and the rounds again (an installed model is a new row)."""
+        session = self.app.session if self.app is not None else None
+        if session is None or session.trainer is not trainer or self._listening is None:
+            return  # another project, or this screen left meanwhile
+        self.training_words = trainer.words()  # attributes only: no store, no waiting
+        if event.get("stage") in ("started", "end"):
+            self.refresh_models()
 
     def _fill_choices(self):
         button = Factory.BigButton
@@ -349,4 +556,5 @@ class AdminScreen(KioskScreen):
         return text
 
 
-__all__ = ["AdminScreen", "PIPELINE_PRESETS", "BOX_METHOD_NAMES", "plain_box_words", "box_table"]
+__all__ = ["AdminScreen", "PIPELINE_PRESETS", "BOX_METHOD_NAMES", "plain_box_words", "box_table", "when_words",
+           "model_words", "round_words"]

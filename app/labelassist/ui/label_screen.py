@@ -7,12 +7,16 @@ Two things propose a pre-label while a sample is open, both shown as the same un
 pre-label ("Accept pre-label" takes either): the teach tool's strokes (``Session.teach`` on the
 worker after each stroke, only the newest request waiting) and the instant learner's newer model
 (``Session.learned_prelabel`` after a training round, applied only while the canvas is untouched).
+
+While the U-Net trainer runs a round a small line says so; every :data:`IDLE_REPORT_S` s the
+session hears how long the canvas has had no input (``Session.idle``, its idle rounds).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -33,6 +37,19 @@ log = logging.getLogger(__name__)
 # The words beside "Accept pre-label" while the pre-label is the teach tool's proposal: it is this
 # image's own, not the session's choice that Session.prelabel_words describes.
 TAUGHT_WORDS = "Pre-label: learned from your strokes on this image"
+
+#: Seconds between two reports of the canvas's idle time to the session (its idle training rounds).
+IDLE_REPORT_S = 30.0
+
+
+def round_progress_words(event: dict) -> str:
+    """The small line while a U-Net training round runs (its progress lines); "" once it has ended."""
+    stage = event.get("stage")
+    if stage == "train" and event.get("steps"):
+        return f"Learning from your labels... step {event.get('step', 0)} of {event['steps']}"
+    doing = {"started": "starting", "read": "reading them", "export": "saving what it learned",
+             "int8": "making it faster", "score": "checking it on your newest labels"}.get(stage)
+    return f"Learning from your labels... {doing}" if doing else ""
 
 
 def _if_alive(call) -> None:
@@ -70,6 +87,8 @@ class LabelScreen(KioskScreen):
     has_teach_strokes = BooleanProperty(False)
     # What the pre-label is and how well it matched the newest labels (Session.prelabel_words).
     prelabel_words = StringProperty("")
+    # While the tablet's U-Net trainer runs a round: what it is doing ("" otherwise).
+    training_words = StringProperty("")
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -84,6 +103,9 @@ class LabelScreen(KioskScreen):
         self.teach_strokes: TeachStrokes | None = None
         self._teach_asked = 0  # the newest teach request (older answers are dropped)
         self._touched = True   # the open sample changed since it opened (no fresher pre-label then)
+        self._last_input = time.monotonic()  # the last touch or edit on the canvas (idle rounds)
+        self._idle_report = Clock.schedule_interval(self._report_idle, IDLE_REPORT_S)
+        self._listening = None  # (trainer, listener) while this screen shows the trainer's rounds
         self.build_tool_rail()
 
     def build_tool_rail(self):
@@ -127,6 +149,11 @@ class LabelScreen(KioskScreen):
         self.prelabel_words = ""
         self._drop_teach_strokes(None)
         self.say("")
+        self._stop_listening()
+        self.training_words = ""
+        self._last_input = time.monotonic()
+        if self.manager is not None and self.manager.current == self.name:
+            self._listen()
 
     # opening samples
     def resume(self):
@@ -205,6 +232,53 @@ class LabelScreen(KioskScreen):
         if self.tool == "teach":
             self._prepare_teach()
 
+    # the tablet's U-Net training: a small line while a round runs, and the canvas's idle time
+    def on_enter(self, *_):
+        self._listen()
+
+    def on_leave(self, *_):
+        self._stop_listening()
+
+    def canvas_input(self):
+        """A touch or an edit on the canvas: the tablet is in use (no idle round now)."""
+        self._last_input = time.monotonic()
+
+    def _report_idle(self, *_):
+        # Session.idle on the worker; a report still waiting is replaced (never a queue of them)
+        if self._can_remember() and self.app.session is not None:
+            self.app.worker.submit(self.app.session.idle, time.monotonic() - self._last_input, key="idle")
+
+    def _listen(self):
+        session = self.app.session if self.app is not None else None
+        if session is None or (self._listening and self._listening[0] is session.trainer):
+            return
+        self._stop_listening()
+        trainer = session.trainer
+
+        def heard(event, trainer=trainer):  # on the trainer's thread: over to the Kivy thread
+            Clock.schedule_once(lambda dt: self._round_event(trainer, event))
+
+        trainer.listeners.append(heard)
+        self._listening = (trainer, heard)
+        running = trainer.progress or {"stage": "started"}  # a round already running when the screen opens
+        self.training_words = round_progress_words(running) if trainer.running else ""
+
+    def _stop_listening(self):
+        trainer, heard = self._listening or (None, None)
+        self._listening = None
+        try:
+            trainer.listeners.remove(heard)
+        except (AttributeError, ValueError):  # none, or a closed session cleared them
+            pass
+
+    def _round_event(self, trainer, event: dict):
+        session = self.app.session if self.app is not None else None
+        if session is None or session.trainer is not trainer or self._listening is None:
+            return  # another project, or the screen left meanwhile
+        self.training_words = round_progress_words(event)
+        if event.get("stage") == "end":
+            self.refresh_prelabel_words()  # an installed model changes what the pre-label is
+
     def _raw(self):
         if self._raw_display is None and self.assisted is not None:
             self._raw_display = preprocess.to_uint8(self.assisted.image)
@@ -267,6 +341,7 @@ class LabelScreen(KioskScreen):
 
     def on_canvas_edit(self, edit):
         self._touched = True
+        self.canvas_input()
         self.journal(edit.kind, edit.indices(), edit.pixel_values())
         if edit.kind == "prelabel":
             self.has_proposal = False
@@ -521,6 +596,8 @@ class LabelScreen(KioskScreen):
     def stop(self):
         """The app is closing: no more delayed writes."""
         self._remember_trigger.cancel()
+        self._idle_report.cancel()
+        self._stop_listening()
 
     def go_queue(self):
         if kiosk_settings.is_locked("queue", self.app.home):
