@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned: 2.13.0 is the CPU build this kind of machine carries on disk; an
-	# open range would pull a multi-GB CUDA build. The kiosk itself never needs the train extra.
+	# open range would pull a multi-GB CUDA build. The tablet's trainer process uses the train extra;
+	# the kiosk process never imports it.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[test,train,build]'
 	rm -f $(VENV)/.installed-*

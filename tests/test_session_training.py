@@ -81,7 +81,8 @@ def test_a_new_model_is_installed_only_when_better_on_the_same_labels():
     assert better.candidate_mean == pytest.approx(0.91) and better.incumbent_mean == pytest.approx(0.825)
     assert "91 %" in better.reason and "82 %" in better.reason
     tie = should_install({1: 0.905, 2: 0.905}, {1: 0.9, 2: 0.9})  # within the margin: kept
-    assert not tie.install and "kept" in tie.reason
+    assert not tie.install and tie.reason.startswith("the current pre-label stays: the new model matches")
+    assert "90.5 %" in tie.reason and "90.0 %" in tie.reason  # a point or less apart: with a decimal
     few = should_install({1: 1.0}, {1: 0.0})
     assert not few.install and "too few" in few.reason
     nan = should_install({1: 0.9, 2: 0.9, 3: 0.9}, {1: float("nan"), 2: 0.5, 3: 0.5})  # a NaN is no evidence
@@ -168,6 +169,9 @@ def test_a_worse_model_is_never_installed_and_roll_back_is_bit_for_bit(tmp_path,
         _candidate(round_, SHIPPED_DIR / "scratch_assay_unet.onnx", worse=False)
         outcome = session.trainer.consider(round_)
         assert outcome["status"] == "installed", outcome
+        # The next samples use the new model at once, while auto measures again (not the threshold).
+        provisional = session.assistance.current_choice()
+        assert provisional.method == "onnx" and "just installed" in provisional.reason
         current = history.current_entry(project)
         assert current.source == "tablet" and current.id != first.id
         card = json.loads(current.onnx.with_suffix(".json").read_text())

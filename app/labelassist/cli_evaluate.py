@@ -272,12 +272,17 @@ def positive_seconds(text: str) -> float:
 
 def _unet_words(outcome: dict) -> str:
     status = outcome.get("status")
-    if status == "installed":
-        return f"installed a new model trained on {outcome.get('trained_on')} labels: {outcome.get('reason')}"
-    if status == "kept":
-        return f"trained on {outcome.get('trained_on')} labels, not installed: {outcome.get('reason')}"
     reason = str(outcome.get("reason"))
-    return reason if reason.startswith(f"{status}:") else f"{status}: {reason}"
+    how = (f" (trained on {outcome.get('trained_on')} labels, {outcome.get('recipe')}, in {outcome.get('wall_s')} s)"
+           if outcome.get("wall_s") is not None else "")
+    if status == "installed":
+        return f"a new model is installed{how}: {reason}"
+    if status == "kept":
+        return f"{reason}{how}"
+    if status in ("failed", "stopped"):
+        reason = reason.removeprefix(f"{status}: ")
+        return f"training {status}{how}: {reason}; the current pre-label stays"
+    return reason
 
 
 def cmd_evaluate_prelabel(args) -> int:

@@ -359,6 +359,16 @@ class Assistance:
             self._measured = None
             self._measuring = -1
 
+    def provisional(self, method: str, reason: str, labelled_at: int) -> None:
+        """Measure again, and use ``method`` until that measurement ends (a model just installed
+        because it beat the pre-label in use on the newest labels: the next samples use it at once,
+        not the brightness threshold a measurement under way would give)."""
+        with self._choice_lock:
+            self._generation += 1
+            self._measured = None
+            self._measuring = -1
+            self.choice = PrelabelChoice(method, reason, None, labelled_at)
+
     def _measure_choice(self, inputs: list, labelled: int) -> PrelabelChoice:
         # May run on the worker thread: reads images, no database access (the event is deferred).
         generation = self._generation

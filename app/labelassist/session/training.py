@@ -55,8 +55,11 @@ log = logging.getLogger(__name__)
 MAX_TRAIN_LABELS = 100
 #: Seconds of training a round is given (the child plans its steps from it).
 BUDGET_S = 90.0
-#: The trainer is stopped when it says nothing for this long, or runs 3 x the budget in all.
+#: The trainer is stopped when it says nothing for this long while it runs (CPU seconds where the OS
+#: tells them, else wall seconds), or after STARVED_BUDGETS x its budget in all (a tablet that stays
+#: too busy for it: it runs at idle priority).
 SILENT_S = 60.0
+STARVED_BUDGETS = 5
 #: Failed rounds in a row after which the session stops training (the Admin screen says why).
 MAX_FAILURES = 2
 #: Round folders kept for their logs.
@@ -403,12 +406,13 @@ class SessionTrainer:
             lines.put(None)
 
         threading.Thread(target=read, name="trainer-stdout", daemon=True).start()
-        budget = 3 * BUDGET_S
+        budget = STARVED_BUDGETS * BUDGET_S
         try:
-            budget = 3 * float(json.loads((round_.folder / "request.json").read_text())["budget_s"])
+            budget = STARVED_BUDGETS * float(json.loads((round_.folder / "request.json").read_text())["budget_s"])
         except (OSError, ValueError, KeyError):
             pass
         stopped, ended = None, False
+        heard_cpu = _cpu_seconds(proc.pid)  # the trainer's CPU seconds at its last progress line
         # Until the process has ended: its output closed alone is not its end (a hung child is killed).
         while proc.poll() is None or not ended:
             try:
@@ -425,14 +429,20 @@ class SessionTrainer:
                     line["last"] = time.monotonic()
                     self.progress = line
                     self._say(dict(line, round=round_.number))
+            if raw:
+                heard_cpu = _cpu_seconds(proc.pid)
             last = (self.progress or {}).get("last", round_.started)
             now = time.monotonic()
+            # A trainer at idle priority on a busy tablet gets no CPU: silent, not hung. Where the OS
+            # says how much CPU it used (Linux), silence counts only while it runs.
+            cpu = _cpu_seconds(proc.pid)
+            silent = now - last > SILENT_S if cpu is None or heard_cpu is None else cpu - heard_cpu > SILENT_S
             if round_.stopped:
                 stopped = round_.stopped
             elif self._closed:
                 stopped = "the session closed"
-            elif now - last > SILENT_S:
-                stopped = f"the trainer said nothing for {SILENT_S:.0f} s"
+            elif silent:
+                stopped = f"the trainer said nothing for {SILENT_S:.0f} s of work"
             elif now - round_.started > budget:
                 stopped = f"the trainer ran longer than {budget:.0f} s"
             if stopped:
@@ -515,6 +525,8 @@ class SessionTrainer:
                                       expected_sha256=result.sha256)
             history.activate(self.project, entry.id, decision.reason)
         self._installed()
+        if self.project.settings["prelabel"]["method"] == "auto":
+            self.assistance.provisional("onnx", f"onnx: just installed ({decision.reason})", round_.labelled)
         self.store.defer_event("model_install", actor=self.author, model_id=entry.id, name=entry.name,
                                version=entry.version, source="tablet", reason=decision.reason)
         return entry.id
@@ -598,6 +610,15 @@ class SessionTrainer:
         if round_ is not None and round_.process is not None:
             round_.stopped = why
             _kill(round_.process)
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU seconds a process has used (Linux ``/proc``; None elsewhere or when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 def _kill(process: subprocess.Popen) -> None:

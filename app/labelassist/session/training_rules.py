@@ -84,8 +84,8 @@ class Decision:
     labels: int = 0
 
 
-def _percent(value: float) -> str:
-    return f"{round(100 * value)} %"
+def _percent(value: float, digits: int = 0) -> str:
+    return f"{100 * value:.{digits}f} %"
 
 
 def should_install(candidate: dict[int, float], incumbent: dict[int, float],
@@ -108,15 +108,18 @@ def should_install(candidate: dict[int, float], incumbent: dict[int, float],
     c = float(np.mean([candidate[k] for k in common]))
     i = float(np.mean([incumbent[k] for k in common]))
     n = len(common)
+    # Two figures a point or less apart get a decimal: "98.6 %" and "98.4 %", never "99 %" and "98 %".
+    digits = 1 if abs(c - i) < 0.02 else 0
+    new_, old_ = _percent(c, digits), _percent(i, digits)
     if c >= i + margin:
-        return Decision(True, f"it matches your newest {n} labels at {_percent(c)}, the pre-label used until "
-                              f"now at {_percent(i)}", c, i, n)
+        return Decision(True, f"the new model matches your newest {n} labels at {new_}, the pre-label used "
+                              f"until now at {old_}", c, i, n)
     if c > i:
-        return Decision(False, f"kept the current pre-label: the new model matches your newest {n} labels at "
-                               f"{_percent(c)}, the current one at {_percent(i)}; not better by the "
-                               f"{_percent(margin)} a change needs", c, i, n)
-    return Decision(False, f"kept the current pre-label: it matches your newest {n} labels at {_percent(i)}, "
-                           f"the new model at {_percent(c)}", c, i, n)
+        return Decision(False, f"the current pre-label stays: the new model matches your newest {n} labels "
+                               f"at {new_}, the current one at {old_}; a change needs at least "
+                               f"{_percent(margin)} more", c, i, n)
+    return Decision(False, f"the current pre-label stays: it matches your newest {n} labels at {old_}, "
+                           f"the new model at {new_}", c, i, n)
 
 
 def current_model_entry(project: Project):

@@ -425,7 +425,7 @@ def _train(net, recipe: Recipe, samples: list[_Sample], read_scale: float, rng, 
                                                     pct_start=max(0.1, 2.0 / planned))
     total = PROBE_STEPS + planned
     # Steps slower than probed (the tablet got busy) end the schedule early rather than the budget.
-    deadline = time.monotonic() + 1.25 * max(seconds_left(), planned * per_step)
+    deadline = time.monotonic() + max(0.0, seconds_left())
     said = time.monotonic()
     step = 0
     while step < planned:

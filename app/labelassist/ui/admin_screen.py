@@ -73,8 +73,8 @@ def _sentence(text: str) -> str:
 
 def _as_measured(reason: str) -> str:
     """A decision's reason told later: what it matched when it was measured."""
-    return reason.replace("it matches", "it matched").replace("the pre-label used until now at",
-                                                               "the pre-label before it at")
+    return reason.replace(" matches ", " matched ").replace("the pre-label used until now at",
+                                                             "the pre-label before it at")
 
 
 def model_words(entry) -> tuple[str, str]:
@@ -104,7 +104,8 @@ def round_words(details: dict) -> str:
     model at 90 %)"."""
     status = details.get("status", "")
     reason = re.sub(r";? its log is \S+| \(exit code -?\d+\)", "", str(details.get("reason", ""))).strip()
-    reason = _as_measured(re.sub(r"^(kept the current pre-label|stopped):\s*", "", reason))
+    reason = _as_measured(re.sub(r"^(the current pre-label stays|kept the current pre-label|stopped):\s*", "",
+                                 reason))
     what = {"installed": "installed a new model", "kept": "kept the current pre-label",
             "failed": "training failed", "stopped": "training stopped"}.get(status, "training ended")
     when = when_words(details["at"]) if details.get("at") else ""
