@@ -243,7 +243,7 @@ def test_a_round_trains_in_its_own_process_and_the_kiosk_never_imports_torch(tmp
     project = _project(tmp_path, datasets, 8, shipped=True)
     labels_before = _labels(project)
     project.close()
-    proc = _driver(tmp_path, project, 15)
+    proc = _driver(tmp_path, project, 10)
     out, err = proc.communicate(timeout=400)
     assert proc.returncode == 0, err[-3000:]
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]

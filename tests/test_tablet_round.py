@@ -153,7 +153,7 @@ def rounds(tmp_path_factory, datasets):
     st = os.stat(changed)
     os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
     out["changed_label"] = 102
-    out["fine_request"] = _request(root / "fine", fine_images, "fine-tune", budget_s=25, base=SCRATCH_UNET)
+    out["fine_request"] = _request(root / "fine", fine_images, "fine-tune", budget_s=12, base=SCRATCH_UNET)
     children = {"fine": Child(root / "fine", root / "home")}
     children["fine"].wait_for(lambda d: d.get("stage") == "train" and d["step"] > 3 or d["stage"] == "done", 120)
     children["scratch"] = Child(root / "scratch", root / "home")
