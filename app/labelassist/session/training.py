@@ -348,8 +348,6 @@ class SessionTrainer:
         trained_state = [(s.id, lid, s.name) for s, lid, _ in train]
         return request, masks, held_state, trained_state, incumbent, base_name, current
 
-
-
     def _incumbent(self, measure: bool):
         """The pre-label choice in use now, or None while it is being measured (then no round starts:
         the save never waits for a measurement; the next save or idle tick starts it)."""
