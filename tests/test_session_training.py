@@ -220,7 +220,7 @@ DRIVER = textwrap.dedent("""
         print(json.dumps({"event": {k: v for k, v in event.items() if k in ("stage", "at", "round")}}), flush=True)
 
     session.trainer.listeners.append(heard)
-    assert session.trainer.start_round(force=True, budget_s=float(sys.argv[2]))
+    assert session.trainer.start_round(force=True, budget_s=float(sys.argv[2]), prompt=False)
     print(json.dumps({"pid": session.trainer.pid}), flush=True)
     outcome = session.trainer.wait(timeout=300)
     stages = sorted({e.get("stage") for e in events if e.get("stage")})
@@ -334,7 +334,7 @@ def test_a_trainer_killed_mid_round_is_a_failed_round_and_changes_nothing(tmp_pa
     try:
         heard = []
         session.trainer.listeners.append(heard.append)
-        assert session.trainer.start_round(force=True, budget_s=12)
+        assert session.trainer.start_round(force=True, budget_s=12, prompt=False)
         deadline = time.monotonic() + 180
         while not any(e.get("stage") == "paused" for e in heard) and time.monotonic() < deadline:
             time.sleep(0.2)

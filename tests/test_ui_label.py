@@ -311,13 +311,19 @@ class TestCanvasInput(KioskTestCase):
         assert np.array_equal(layer.mask, painted)
 
     def test_tap_to_segment_on_a_scratch_assay_image_produces_a_mask(self):
+        # the seeded watershed answers a tap (LiteMedSAM's seconds-long embedding left out)
+        self.app.worker.call_now(setattr, self.app.session, "_box_segmenter", None)
         label = self.open_label()
         label.tool = "segment"
         layer = label.layer
         layer_before = layer.mask.copy()
-        # a tap in the cell-covered area on the left of the scratch
+        # a tap in the cell-covered area on the left of the scratch: a proposal, the mask as it was
         self.stroke_image([(40, 194), (40, 194)])
         self.pump(3)
+        assert label.object_pending, label.message
+        assert np.array_equal(layer.mask, layer_before), "the proposal changed the mask before Add"
+        label.prompting.add()  # the Add button
+        self.pump()
         added = layer.mask & ~layer_before
         assert added.sum() > 500, "tap-to-segment added no object"
         assert layer.undo_stack[-1].kind == "segment"

@@ -233,6 +233,7 @@ class TestToolRail(KioskTestCase):
         label = self.open_label()
         expected = {"tool_brush": "Brush", "tool_eraser": "Eraser", "tool_lasso": "Lasso fill",
                     "tool_polygon": "Polygon", "tool_bucket": "Bucket fill", "tool_segment": "Tap to segment",
+                    "tool_wand": "Magic wand",
                     "undo_button": "Undo", "redo_button": "Redo", "accept_button": "Accept pre-label",
                     "clear_button": "Clear", "previous_button": "Previous", "save_next_button": "Save & next"}
         for key, text in expected.items():

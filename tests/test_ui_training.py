@@ -214,7 +214,7 @@ class TestTrainingLive(ModelsTestCase):
         # a screen left stops listening
         self.app.go("home")
         self.advance_frames(2)
-        assert trainer.listeners == [] and label._listening is None
+        assert trainer.listeners == [] and label.trainer_listening.listening is None
 
     def test_without_training_installed_admin_says_so_and_offers_no_buttons(self):
         self.app.session.trainer.available = False

@@ -222,7 +222,17 @@ def cmd_learn(args) -> int:
     else:
         print(f"the kiosk will use {safe(choice.method)}: {safe(_why(choice))}")
     print(f"U-Net: {safe(_unet_words(unet))}")
+    if isinstance(unet.get("prompt"), dict):
+        print(f"tap-to-segment: {safe(_prompt_words(unet['prompt']))}")
     return EXIT_OK
+
+
+def _prompt_words(outcome: dict) -> str:
+    """One line on the round's adapted tap-to-segment decoder (``training_round`` details' ``prompt``)."""
+    status, reason = outcome.get("status"), str(outcome.get("reason"))
+    if status == "installed":
+        return f"installed (model {outcome.get('model_id')}): {reason}"
+    return reason if status in ("kept", "stopped") else f"did not learn: {reason}"
 
 
 def _train_unet(project, budget_s: float, quiet: bool) -> dict:
@@ -338,26 +348,28 @@ def cmd_evaluate_prelabel(args) -> int:
 
 
 def cmd_evaluate_box(args) -> int:
-    from labelassist.session import BOX_EVALUATION_SAMPLES
-
     with open_project(args.project) as project, open_session(project) as session:
         installed = session.box_segmenter() is not None
-        # The session's own measurement (what 'auto' decides on) when it is the one asked for.
-        choice = session.box_choice() if args.samples == BOX_EVALUATION_SAMPLES else None
-        result = choice.evaluation if choice is not None else None
-        if result is None:
-            with ProgressBar("comparing tap-to-segment methods") as bar:
-                result = session.evaluate_box_prompts(limit=args.samples, progress=bar)
-            choice = choice or session.box_choice()
+        adapted = session.boxes.prompt_entry()
+        with ProgressBar("comparing tap-to-segment methods") as bar:
+            result = session.evaluate_box_prompts(limit=args.samples, progress=bar, points=True)
+        choice = session.box_choice()
     if args.json:
         payload = result.to_dict()
         payload["choice"] = {"method": choice.method, "reason": choice.reason}
         payload["box_model_installed"] = installed
+        payload["adapted"] = None if adapted is None else {
+            "model_id": adapted.id, "version": adapted.version, "reason": adapted.reason,
+            "note": "box_model is the adapted decoder, litemedsam LiteMedSAM's own; the labels it "
+                    "learned from are left out of this measurement"}
         print(json.dumps(payload, indent=2))
         return EXIT_OK
     from labelassist.eval_tables import box_table
     from labelassist.textout import safe  # the reason may quote a model card's name
 
+    if adapted is not None:
+        print(f"box_model is LiteMedSAM adapted to this project ({safe(adapted.version)}), litemedsam its "
+              f"own decoder; the labels it learned from are left out")
     print(box_table(result, name=safe))
     if not installed:
         print("no box-prompt model is installed (models/build_litemedsam.py export): GrabCut only")

@@ -26,6 +26,9 @@ _BOX_COMPACT: tuple[Column, ...] = (("method", 18, ""), ("objects", 8, ""), ("me
 
 NO_BOX_OBJECTS = "The labels so far have no objects to draw boxes around."
 
+_TAP_DETAILED: tuple[Column, ...] = (("method", 10, ""), ("objects", 7, ""), ("DSC mean", 9, ".3f"),
+                                     ("ms/tap", 8, ".1f"))
+
 
 def text_table(columns: Sequence[Column], rows: Sequence[Sequence[Any]], sep: str = "") -> str:
     """Rows of values under a header line, each column padded to its width.
@@ -106,4 +109,11 @@ def box_table(evaluation, detailed: bool = True, name: Callable[[str], str] = st
         if not methods:
             return NO_BOX_OBJECTS
     rows = [(name(m), evaluation.objects(m), evaluation.mean_dice(m), evaluation.mean_ms(m)) for m in methods]
-    return text_table(_BOX_DETAILED if detailed else _BOX_COMPACT, rows, sep=" " if detailed else "")
+    table = text_table(_BOX_DETAILED if detailed else _BOX_COMPACT, rows, sep=" " if detailed else "")
+    taps = sorted(getattr(evaluation, "point_methods", []),
+                  key=lambda m: -np.nan_to_num(evaluation.mean_dice(m, "point"), nan=-1))
+    if detailed and taps:
+        rows = [(name(m), evaluation.objects(m, "point"), evaluation.mean_dice(m, "point"),
+                 evaluation.mean_ms(m, "point")) for m in taps]
+        table += "\none tap at each object's middle:\n" + text_table(_TAP_DETAILED, rows, sep=" ")
+    return table

@@ -27,6 +27,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from labelassist.workflow import objects
+
 Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), image pixels
 
 
@@ -261,9 +263,17 @@ class LabelLayer:
         return self._change_region(rect, target[y0:y1, x0:x1])
 
     def add_mask(self, other: np.ndarray) -> int:
-        """Union with ``other`` (a tap-to-segment result)."""
+        """Union with ``other``."""
         other = np.asarray(other, dtype=bool)
         return self.set_mask(other, where=other)
+
+    def add_object(self, obj: np.ndarray) -> int:
+        """Add ``obj`` as an object of its own (a tap-to-segment proposal the user added).
+
+        Where it touches an object already in the mask, a one-pixel background seam keeps
+        the two separate segments (:func:`labelassist.workflow.objects.add_object`).
+        """
+        return self.set_mask(objects.add_object(self.mask, obj))
 
     # -- history ----------------------------------------------------------------------------
     def _apply(self, edit: Edit) -> None:

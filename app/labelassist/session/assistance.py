@@ -526,14 +526,21 @@ class Assistance:
         """The names of the candidates ``auto`` chooses from now (see :meth:`candidates`)."""
         return list(self.candidates())
 
-    def evaluation_inputs(self, limit: int | None = None) -> list[tuple[Sample, np.ndarray, np.ndarray | None]]:
-        """(sample, saved mask, previous frame's mask) of the newest labelled samples; database reads only."""
+    def evaluation_inputs(self, limit: int | None = None,
+                          also_trained_on=None) -> list[tuple[Sample, np.ndarray, np.ndarray | None]]:
+        """(sample, saved mask, previous frame's mask) of the newest labelled samples; database reads only.
+
+        ``also_trained_on``: a :class:`~labelassist.session.training_rules.TrainedOn` whose labels are
+        left out too (the adapted tap-to-segment model's).
+        """
         # Nothing is measured on a label it trained on: the installed tablet model's training labels
         # are left out for every candidate (the newest labels, held out from it, remain).
         trained = trained_on(current_model_entry(self.project), self.project.name)
-        pairs = list(self.store.latest_labels(newest=limit + len(trained.ids) + len(trained.names))) \
+        others = [t for t in (trained, also_trained_on) if t is not None]
+        skip = sum(len(t.ids) + len(t.names) for t in others)
+        pairs = list(self.store.latest_labels(newest=limit + skip)) \
             if limit is not None else sorted(self.store.latest_labels(), key=lambda p: -p[1].id)
-        pairs = [p for p in pairs if p[0] not in trained][:limit]
+        pairs = [p for p in pairs if not any(p[0] in t for t in others)][:limit]
         inputs = []
         for sample, label in pairs:
             try:

@@ -23,6 +23,8 @@ from labelassist.session import journal, review
 from labelassist.session.assistance import Assistance, PrelabelChoice, load_model
 from labelassist.session.background import Background
 from labelassist.session.box_assistance import BOX_EVALUATION_SAMPLES, BoxAssistance, BoxChoice
+from labelassist.session.prompt_model import PromptModels
+from labelassist.session.prompting import ObjectPrompt, ObjectProposal
 from labelassist.session.assisted import Assisted
 from labelassist.session.learning import WARM_UP_LABELS, SessionLearner
 from labelassist.session.lookahead import Lookahead, display_image
@@ -105,8 +107,9 @@ class Session:
         self.learner.listeners.append(self.prepared_samples.refresh_learned)
         # The U-Net trainer: a process of its own when a round is due; its model is installed only
         # when it matches the newest labels better than the pre-label used now.
+        self.prompt_models = PromptModels(project, author, self.boxes)
         self.trainer = SessionTrainer(project, author, self.assistance, enabled=(own and background) if train is None else train,
-                                      on_install=self._model_changed)
+                                      on_install=self._model_changed, prompt_models=self.prompt_models)
         if self.learner.enabled:
             self.learner.start(list(self.store.latest_labels(newest=WARM_UP_LABELS)),
                                total=len(self.store.labelled_ids()))
@@ -497,9 +500,12 @@ class Session:
     def segment_box(self, sample_id: int, box: tuple[float, float, float, float]) -> Prelabel:
         return self.boxes.segment_box(sample_id, box, self.current)
 
-    def segment_point(self, sample_id: int, points: list[tuple[float, float]]) -> Prelabel:
-        """Tap-to-segment at a point: the object under it (a flood fill on the raw pixels)."""
-        return self.prelabel(sample_id, "flood", points=points)
+    def propose_object(self, sample_id: int, prompt: ObjectPrompt) -> ObjectProposal:
+        """Tap-to-segment or the wand: one proposed object for ``prompt`` on the open sample; the
+        mask does not change (the screen adds it on Add). See :mod:`labelassist.session.prompting`."""
+        if not self._is_open(sample_id):
+            raise LabelAssistError("open the sample before segmenting on it")
+        return self.boxes.propose(sample_id, prompt, self.current)
 
     def prelabel_choice(self, wait: bool = True) -> PrelabelChoice:
         return self.assistance.prelabel_choice(wait)
@@ -515,8 +521,8 @@ class Session:
         return self.assistance.evaluate_prelabels(methods, limit, progress)
 
     def evaluate_box_prompts(self, limit: int | None = BOX_EVALUATION_SAMPLES,
-                             progress: Callable[[int, int], None] | None = None):
-        return self.boxes.evaluate_box_prompts(limit, progress)
+                             progress: Callable[[int, int], None] | None = None, points: bool = False):
+        return self.boxes.evaluate_box_prompts(limit, progress, points=points)
 
     def inspection_metrics(self) -> dict[str, dict[str, Any]]:
         return review.inspection_metrics(self.settings)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import shutil
 import subprocess
 import threading
@@ -33,6 +32,7 @@ from typing import Any, Callable
 
 from labelassist.errors import LabelAssistError
 from labelassist.project import Project
+from labelassist.session.trainer_watch import kill, round_budget, watch_trainer
 from labelassist.session.training_round import TrainingRound, incumbent_scores, tablet_card
 from labelassist.session.training_rules import (
     FIRST_ROUND_AT,
@@ -47,7 +47,6 @@ from labelassist.session.training_rules import (
     unet_fp32_path,
 )
 from labelassist.store import DamagedLabelError
-from labelassist.training.request import progress_line
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +54,6 @@ log = logging.getLogger(__name__)
 MAX_TRAIN_LABELS = 100
 #: Seconds of training a round is given (the child plans its steps from it).
 BUDGET_S = 90.0
-#: The trainer is stopped when it says nothing for this long while it runs (CPU seconds where the OS
-#: tells them, else wall seconds), or after STARVED_BUDGETS x its budget in all (a tablet that stays
-#: too busy for it: it runs at idle priority).
-SILENT_S = 60.0
-STARVED_BUDGETS = 5
 #: Failed rounds in a row after which the session stops training (the Admin screen says why).
 MAX_FAILURES = 2
 #: Round folders kept for their logs.
@@ -95,13 +89,14 @@ class SessionTrainer:
     """
 
     def __init__(self, project: Project, author: str | None, assistance, enabled: bool = True,
-                 on_install: Callable[[], None] | None = None):
+                 on_install: Callable[[], None] | None = None, prompt_models=None):
         from labelassist.training.request import trainer_available
 
         self.project, self.store, self.author, self.assistance = project, project.store, author, assistance
         self.available = trainer_available()
         self.enabled = bool(enabled)
         self.on_install = on_install
+        self.prompt_models = prompt_models  # session/prompt_model.PromptModels: tap-to-segment learns too
         self.listeners: list[Callable[[dict], None]] = []
         self.progress: dict | None = None
         self.failures = 0
@@ -166,7 +161,8 @@ class SessionTrainer:
             if p.get("stage") == "train" and p.get("steps"):
                 return f"Training: step {p.get('step', 0)} of {p['steps']}"
             stage = {"read": "reading your labels", "export": "saving the model", "int8": "making it faster",
-                     "score": "comparing it with your newest labels"}.get(p.get("stage"), "starting")
+                     "score": "comparing it with your newest labels",
+                     "prompt": "teaching tap-to-segment your objects"}.get(p.get("stage"), "starting")
             return f"Training: {stage}"
         if state == "paused":
             return "Training is paused"
@@ -206,10 +202,11 @@ class SessionTrainer:
                 and time.monotonic() - self._last_started_at >= MIN_GAP_S:
             self.start_round()
 
-    def start_round(self, force: bool = False, budget_s: float = BUDGET_S) -> bool:
+    def start_round(self, force: bool = False, budget_s: float = BUDGET_S, prompt: bool | None = None) -> bool:
         """Freeze the labels into a round folder and start the trainer (on the store's thread).
 
         ``force`` runs a round now whatever the schedule and the Pause (``labelassist learn``).
+        ``prompt``: adapt tap-to-segment's decoder too (None: when it has been used, or ``force``).
         Returns False when none started (one is running, training is not installed, too few
         labels).
         """
@@ -218,7 +215,7 @@ class SessionTrainer:
         if not force and not self._may_start():
             return False
         try:
-            round_ = self.prepare_round(budget_s, measure=force)
+            round_ = self.prepare_round(budget_s, measure=force, prompt=prompt)
         except Exception as exc:  # noqa: BLE001 - a full disk or an odd model never fails the save
             log.exception("training round could not be prepared")
             self._failed_start(f"the training files could not be written ({type(exc).__name__})")
@@ -263,12 +260,14 @@ class SessionTrainer:
         if self.failures >= MAX_FAILURES:
             self.failed = reason
 
-    def prepare_round(self, budget_s: float = BUDGET_S, measure: bool = False) -> TrainingRound | None:
+    def prepare_round(self, budget_s: float = BUDGET_S, measure: bool = False,
+                      prompt: bool | None = None) -> TrainingRound | None:
         """The next round's folder, written: the pinned masks and ``request.json`` (store reads: the
         store's thread). None when there are too few labels. :meth:`start_round` then starts the
         trainer on it; tests hand a prepared round a result of their own (:meth:`consider`).
         ``measure``: measure the pre-label in use now when it is not known (a round asked for by hand);
-        otherwise no round is prepared until it is (a save never waits for a measurement)."""
+        otherwise no round is prepared until it is (a save never waits for a measurement).
+        ``prompt``: see :meth:`start_round`."""
         from labelassist.training.request import round_folder
 
         frozen = self._freeze(measure)
@@ -276,6 +275,11 @@ class SessionTrainer:
             return None
         request, masks, held, trained, incumbent, base, current = frozen
         request.budget_s = float(budget_s)
+        if self.prompt_models is not None and prompt is not False:
+            try:
+                request.prompt = self.prompt_models.round_config(budget_s, force=measure or bool(prompt))
+            except Exception:  # noqa: BLE001 - the U-Net still trains; tap-to-segment waits for the next round
+                log.exception("tap-to-segment will not learn in this round")
         folder = round_folder(Path(self.project.folder), request.round)
         self._clean_rounds(folder.parent)
         shutil.rmtree(folder, ignore_errors=True)
@@ -284,7 +288,8 @@ class SessionTrainer:
         self._last_labelled = self._labelled
         self._last_started_at = time.monotonic()
         round_ = TrainingRound(request.round, folder, self._labelled, held, trained, incumbent, base,
-                               time.monotonic(), outcome=Future(), model_id=None if current is None else current.id)
+                               time.monotonic(), outcome=Future(), model_id=None if current is None else current.id,
+                               prompt=request.prompt)
         self._latest = round_
         try:
             self.store.log_event("training_started", actor=self.author, round=request.round,
@@ -395,58 +400,14 @@ class SessionTrainer:
 
     # -- watching the trainer ------------------------------------------------------------------
     def _watch(self, round_: TrainingRound) -> None:
-        lines: queue.Queue = queue.Queue()
-        proc = round_.process
+        def heard(line: dict) -> None:
+            line["last"] = time.monotonic()
+            self.progress = line
+            self._say(dict(line, round=round_.number))
 
-        def read() -> None:
-            for raw in proc.stdout:
-                lines.put(raw)
-            lines.put(None)
-
-        threading.Thread(target=read, name="trainer-stdout", daemon=True).start()
-        budget = STARVED_BUDGETS * BUDGET_S
-        try:
-            budget = STARVED_BUDGETS * float(json.loads((round_.folder / "request.json").read_text())["budget_s"])
-        except (OSError, ValueError, KeyError):
-            pass
-        stopped, ended = None, False
-        heard_cpu = _cpu_seconds(proc.pid)  # the trainer's CPU seconds at its last progress line
-        # Until the process has ended: its output closed alone is not its end (a hung child is killed).
-        while proc.poll() is None or not ended:
-            try:
-                raw = lines.get(timeout=1.0)
-            except queue.Empty:
-                raw = ""
-            if raw is None:
-                ended = True
-                if proc.poll() is None:
-                    time.sleep(0.2)
-            elif raw:
-                line = progress_line(raw)
-                if line is not None:
-                    line["last"] = time.monotonic()
-                    self.progress = line
-                    self._say(dict(line, round=round_.number))
-            if raw:
-                heard_cpu = _cpu_seconds(proc.pid)
-            last = (self.progress or {}).get("last", round_.started)
-            now = time.monotonic()
-            # A trainer at idle priority on a busy tablet gets no CPU: silent, not hung. Where the OS
-            # says how much CPU it used (Linux), silence counts only while it runs.
-            cpu = _cpu_seconds(proc.pid)
-            silent = now - last > SILENT_S if cpu is None or heard_cpu is None else cpu - heard_cpu > SILENT_S
-            if round_.stopped:
-                stopped = round_.stopped
-            elif self._closed:
-                stopped = "the session closed"
-            elif silent:
-                stopped = f"the trainer said nothing for {SILENT_S:.0f} s of work"
-            elif now - round_.started > budget:
-                stopped = f"the trainer ran longer than {budget:.0f} s"
-            if stopped:
-                _kill(proc)
-                break
-        code = proc.wait()
+        stopped = watch_trainer(round_.process, round_.started, round_budget(round_.folder, BUDGET_S), heard,
+                                lambda: round_.stopped or ("the session closed" if self._closed else None))
+        code = round_.process.wait()
         stopped = stopped or round_.stopped or ("the session closed" if self._closed else None)
         if stopped:
             self._finish(round_, {"status": "stopped", "reason": f"stopped: {stopped}"})
@@ -458,6 +419,9 @@ class SessionTrainer:
         it matches the held-out labels better. Ends the round: returns its ``training_round`` details."""
         try:
             outcome = self._compare(round_, code)
+            prompt = self._consider_prompt(round_)
+            if prompt is not None:
+                outcome["prompt"] = prompt
         except LabelAssistError as exc:  # the new model refused, or the history not written: plain words
             log.warning("training round %d: %s", round_.number, exc)
             outcome = {"status": "failed", "reason": f"the new model was not installed: {exc}"}
@@ -494,6 +458,16 @@ class SessionTrainer:
         if decision.install:
             outcome["model_id"] = self._install(round_, result, decision, candidate, incumbent)
         return outcome
+
+    def _consider_prompt(self, round_: TrainingRound) -> dict[str, Any] | None:
+        """Tap-to-segment's adapted decoder of the round, installed when it measures better."""
+        from labelassist.training.request import RoundResult
+
+        if self.prompt_models is None or round_.prompt is None or self._closed:
+            return None
+        result = RoundResult.read(round_.folder)
+        return self.prompt_models.consider(round_.number, round_.folder, round_.prompt,
+                                           None if result is None else result.prompt, lambda: self._closed)
 
     def _model_changed_since(self, round_: TrainingRound) -> bool:
         current = current_model_entry(self.project)
@@ -607,20 +581,4 @@ class SessionTrainer:
         round_ = self._round
         if round_ is not None and round_.process is not None:
             round_.stopped = why
-            _kill(round_.process)
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """CPU seconds a process has used (Linux ``/proc``; None elsewhere or when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None
-
-
-def _kill(process: subprocess.Popen) -> None:
-    try:
-        process.kill()
-    except OSError:  # already gone
-        pass
+            kill(round_.process)

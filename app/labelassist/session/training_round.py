@@ -36,6 +36,7 @@ class TrainingRound:
     outcome: Future | None = None
     stopped: str | None = None  # why the session stopped the trainer (Pause, closing): not a failure
     model_id: int | None = None  # the project's model when the round started (a change meanwhile wins)
+    prompt: dict | None = None  # what tap-to-segment's decoder adapted from (RoundRequest.prompt), or None
 
 
 def incumbent_scores(project, assistance, round_: TrainingRound) -> dict[int, float]:

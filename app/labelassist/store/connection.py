@@ -321,6 +321,13 @@ class StoreConnection:
         with self.writing("the event log"):
             return self._log(actor, action, sample_id, label_id, assistance, details or None)
 
+    def has_event(self, action: str, assistance: tuple[str, ...]) -> bool:
+        """Whether the event log holds an ``action`` event with one of these ``assistance`` values."""
+        marks = ",".join("?" * len(assistance))
+        row = self.conn.execute(f"SELECT 1 FROM events WHERE action = ? AND assistance IN ({marks}) LIMIT 1",
+                                (action, *assistance)).fetchone()
+        return row is not None
+
     def events(self, action: str | None = None, newest: int | None = None) -> list[dict[str, Any]]:
         """The event log, oldest first, optionally only one action, and only the ``newest`` n."""
         where, params = ("WHERE action = ?", (action,)) if action else ("", ())

@@ -83,6 +83,8 @@ class RoundRequest:
     budget_s: float = 90.0
     threads: int = 1
     seed: int = 0
+    # tap-to-segment's decoder to adapt too (session/prompt_model.PromptModels.round_config), or None
+    prompt: dict | None = None
 
     def write(self, folder: Path, masks: dict[int, np.ndarray]) -> None:
         """Write ``masks.npz`` (bit-packed, by label id) and then ``request.json``, both atomically.
@@ -120,7 +122,8 @@ class RoundRequest:
                       train=[RoundItem.from_dict(d) for d in data["train"]],
                       held_out=[RoundItem.from_dict(d) for d in data["held_out"]],
                       base=data.get("base"), recipe=str(data["recipe"]), budget_s=float(data["budget_s"]),
-                      threads=int(data["threads"]), seed=int(data["seed"]))
+                      threads=int(data["threads"]), seed=int(data["seed"]),
+                      prompt=data.get("prompt") if isinstance(data.get("prompt"), dict) else None)
         masks = {}
         with np.load(folder / MASKS_FILE, allow_pickle=False) as npz:
             for item in request.train + request.held_out:
@@ -155,6 +158,7 @@ class RoundResult:
     steps: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     trained_on: list[int] = field(default_factory=list)
+    prompt: dict | None = None           # the prompt stage's outcome (training/prompt_round.py), or None
 
     def write(self, folder: Path) -> None:
         """Write ``result.json`` atomically: the last file of a round."""
@@ -182,7 +186,8 @@ class RoundResult:
                          held_out_int8=_dsc_table(data.get("held_out_int8")),
                          recipe=str(data.get("recipe", "")), steps=int(data.get("steps", 0)),
                          seconds={str(k): float(v) for k, v in (data.get("seconds") or {}).items()},
-                         trained_on=[int(v) for v in data.get("trained_on") or []])
+                         trained_on=[int(v) for v in data.get("trained_on") or []],
+                         prompt=_prompt_outcome(folder, data.get("prompt")))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
         if result.status == "failed":
@@ -198,6 +203,25 @@ class RoundResult:
         except (OSError, ImageReadError):
             return None
         return result
+
+
+def _prompt_outcome(folder: Path, raw: Any) -> dict | None:
+    """The prompt stage's outcome as the kiosk may use it: an ``ok`` one only when its decoder lies in
+    ``folder`` with the recorded SHA-256 (else it reads as failed, with the reason)."""
+    if not isinstance(raw, dict):
+        return None
+    status = raw.get("status")
+    if status != "ok":
+        return {"status": "failed", "reason": str(raw.get("reason", "tap-to-segment did not learn"))}
+    name = raw.get("onnx")
+    try:
+        ok = (isinstance(name, str) and bool(name) and Path(name).name == name and (folder / name).is_file()
+              and file_hash(folder / name) == raw.get("sha256"))
+    except (OSError, ImageReadError):
+        ok = False
+    if not ok:
+        return {"status": "failed", "reason": "the adapted tap-to-segment model is not the one the trainer scored"}
+    return raw
 
 
 def round_folder(project_folder: Path, round_: int) -> Path:
@@ -221,7 +245,7 @@ def trainer_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("torch", "onnx"))
 
 
-_STAGES = ("read", "train", "export", "int8", "score", "done", "paused")
+_STAGES = ("read", "train", "export", "int8", "score", "prompt", "done", "paused")
 
 
 def progress_line(raw: bytes | str) -> dict | None:

@@ -22,7 +22,6 @@ stage, each announced by a progress line:
 from __future__ import annotations
 
 import json
-import math
 import os
 import statistics
 import sys
@@ -36,6 +35,7 @@ import numpy as np
 from labelassist.errors import LabelAssistError
 from labelassist.fileio import file_hash
 from labelassist.training.request import RoundItem, RoundRequest, RoundResult
+from labelassist.training.steps import RoundStopped, plan_steps
 
 __all__ = ["Recipe", "RECIPES", "RoundStopped", "plan_steps", "run_round", "pause_point",
            "FINE_TUNE_MIN_STEPS", "RESERVE_S", "INT8_TOLERANCE", "MAX_CALIBRATION", "PAUSE_ENV"]
@@ -80,27 +80,8 @@ RECIPES = {
 }
 
 
-class RoundStopped(Exception):
-    """The UI asked the round to stop (``stop`` on the child's stdin)."""
-
-
 class _Failed(LabelAssistError):
     """A round that cannot go on, with the plain reason."""
-
-
-def plan_steps(seconds_left: float, seconds_per_step: float, min_steps: int = 30, max_steps: int = 2000) -> int:
-    """How many optimiser steps fit into ``seconds_left``.
-
-    Returns
-    -------
-    int
-        ``seconds_left // seconds_per_step``, at most ``max_steps``; 0 when fewer than
-        ``min_steps`` fit (not worth a schedule).
-    """
-    if not (seconds_per_step > 0 and seconds_left > 0):
-        return 0
-    steps = int(min(max_steps, math.floor(seconds_left / seconds_per_step + 1e-9)))
-    return steps if steps >= min_steps else 0
 
 
 def _from_scratch_steps(seconds_left: float, seconds_per_step: float) -> int:
@@ -238,6 +219,14 @@ def _run(folder: Path, say: Say, stop: Callable[[], bool], clock: _Clock) -> Rou
     use_int8 = bool(scores_int8) and _mean(scores_int8) >= _mean(scores_fp32) - INT8_TOLERANCE
     variant, path, scores = ("int8", int8_path, scores_int8) if use_int8 else ("fp32", fp32_path, scores_fp32)
 
+    prompt = None
+    if request.prompt:
+        pause_point("prompt", say)
+        clock.enter("prompt")
+        from labelassist.training.prompt_round import run_prompt_stage
+
+        prompt = run_prompt_stage(request, masks, folder, say, stop)
+
     pause_point("result", say)
     clock.end()
     reason = (f"trained on {len(train)} labels ({recipe.name}, {steps} steps); held-out DSC "
@@ -245,7 +234,8 @@ def _run(folder: Path, say: Say, stop: Callable[[], bool], clock: _Clock) -> Rou
     result = RoundResult(
         status="ok", reason="; ".join([reason] + notes), variant=variant, onnx=path.name, sha256=file_hash(path),
         card=path.with_suffix(".json").name, held_out=scores, held_out_fp32=scores_fp32, held_out_int8=scores_int8,
-        recipe=recipe.name, steps=steps, seconds=clock.seconds, trained_on=[s.item.label_id for s in train])
+        recipe=recipe.name, steps=steps, seconds=clock.seconds, trained_on=[s.item.label_id for s in train],
+        prompt=prompt)
     result.write(folder)
     say({"stage": "done", "status": "ok", "reason": result.reason})
     return result

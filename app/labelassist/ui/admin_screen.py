@@ -22,7 +22,7 @@ from kivy.properties import BooleanProperty, ListProperty, NumericProperty, Stri
 
 from labelassist import eval_tables, kiosk_settings
 from labelassist.ui.pin_policy import PinBackoff
-from labelassist.ui.screens import KioskScreen
+from labelassist.ui.screens import KioskScreen, TrainerListening
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class AdminScreen(KioskScreen):
         self.evaluation_table = ""
         self.box_choice_text = self.box_note = self.box_table = ""
         self._box_poll.cancel()
-        self._stop_listening()
+        self.trainer_listening.stop()
         self.model_rows, self.models_note, self.training_words, self.rounds_text = [], "", "", ""
 
     def __init__(self, **kwargs):
@@ -156,7 +156,8 @@ class AdminScreen(KioskScreen):
         self._pin_backoff = PinBackoff()
         # while a measurement of the box methods runs in the background, look again now and then
         self._box_poll = Clock.create_trigger(lambda dt: self.refresh_box_choice(), 2.0)
-        self._listening = None  # (trainer, listener) while this screen shows the trainer live
+        # the trainer's rounds, shown live while this screen is open
+        self.trainer_listening = TrainerListening(self, self._trainer_event)
 
     def on_pre_enter(self, *_):
         self.entered = ""
@@ -232,7 +233,7 @@ class AdminScreen(KioskScreen):
 
     def on_leave(self, *_):
         self._box_poll.cancel()
-        self._stop_listening()
+        self.trainer_listening.stop()
 
     def lock_and_leave(self):
         self.unlocked = False
@@ -259,7 +260,7 @@ class AdminScreen(KioskScreen):
         self._fill_choices()
         self.refresh_box_choice()
         self.refresh_models()
-        self._listen()
+        self.trainer_listening.start()
 
     # tap-to-segment with a box
     def refresh_box_choice(self):
@@ -395,35 +396,9 @@ class AdminScreen(KioskScreen):
         self.app.worker.submit(change, trainer, on_done=done,
                                on_error=lambda m: setattr(self, "message", "Training was not changed: " + m))
 
-    def _listen(self):
-        """Show the trainer live while this screen is open (its listeners fire on its own thread)."""
-        session = self.app.session if self.app is not None else None
-        if session is None or (self._listening and self._listening[0] is session.trainer):
-            return
-        self._stop_listening()
-        trainer = session.trainer
-
-        def heard(event, trainer=trainer):  # on the trainer's thread: over to the Kivy thread
-            Clock.schedule_once(lambda dt: self._trainer_event(trainer, event))
-
-        trainer.listeners.append(heard)
-        self._listening = (trainer, heard)
-
-    def _stop_listening(self):
-        if self._listening is not None:
-            trainer, heard = self._listening
-            self._listening = None
-            try:
-                trainer.listeners.remove(heard)
-            except ValueError:  # the session closed and cleared its listeners
-                pass
-
     def _trainer_event(self, trainer, event: dict):
         """A round started, progressed or ended (Kivy thread): its words now; at the start and the
         end the history and the rounds again (an installed model is a new row)."""
-        session = self.app.session if self.app is not None else None
-        if session is None or session.trainer is not trainer or self._listening is None:
-            return  # another project, or this screen left meanwhile
         self.training_words = trainer.words()  # attributes only: no store, no waiting
         if event.get("stage") in ("started", "end"):
             self.refresh_models()

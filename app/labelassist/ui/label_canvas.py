@@ -26,6 +26,7 @@ from kivy.uix.stencilview import StencilView
 
 from labelassist.label_layer import Edit, LabelLayer
 from labelassist.ui import input_policy, theme
+from labelassist.ui.object_prompting import ObjectPreview
 from labelassist.ui.teach_strokes import TeachStrokes
 from labelassist.ui.tools import TAP_TRAVEL, TOOLS, Contact
 
@@ -67,13 +68,18 @@ class LabelCanvas(StencilView):
         A finished edit (stroke, fill...): the screen journals it.
     on_segment_request(intent, prompt)
         Tap-to-segment, the user's intent: ``("point", {"points": [(x, y)]})`` or
-        ``("box", {"box": (x0, y0, x1, y1)})``; the session chooses the method.
+        ``("box", {"box": (x0, y0, x1, y1)})``; the session chooses the method. The magic
+        wand's tap: ``("wand", {"points": [(x, y)]})``.
     on_undo_gesture, on_redo_gesture
         Two-finger tap, three-finger tap.
     on_view_changed
         Zoom or pan changed (the screen remembers it).
     on_teach_stroke
         A teach stroke ended (:attr:`teach_strokes` holds all of them): the screen asks for a proposal.
+
+    A proposed object (tap-to-segment, the wand) is not in the overlay: it is drawn as lines
+    in ``canvas.after`` (:meth:`set_object_preview`), placed again on every zoom and pan, so
+    its outline stays one thin line at any zoom.
     """
 
     tool = StringProperty("brush")
@@ -121,6 +127,8 @@ class LabelCanvas(StencilView):
             self._image_rect = Rectangle()
             self._overlay_color = Color(1, 1, 1, self.overlay_opacity)
             self._overlay_rect = Rectangle()
+        self.object_preview = ObjectPreview()  # a proposed object (tap-to-segment, the wand)
+        self.canvas.after.add(self.object_preview.group)
         with self.canvas.after:
             Color(1, 0.85, 0, 1)
             self._path_line = Line(width=dp(2))
@@ -163,6 +171,19 @@ class LabelCanvas(StencilView):
         self.proposal = proposal
         self.has_proposal = proposal is not None
         self.redraw_overlay()
+
+    def set_object_preview(self, mask: np.ndarray | None, points=(), negative=(), box=None) -> None:
+        """Show a proposed object as an outline in its own colour (:data:`theme.OBJECT_PROPOSAL`),
+        with the taps and the box that asked for it (``negative``: "not object" taps, a cross).
+        ``mask`` None: no object; a ``box`` given alone is one where nothing was found, drawn in
+        the warning colour until the next prompt. The mask does not change."""
+        self.object_preview.show(mask, points, negative, box)
+        self.object_preview.place(self)
+        self.canvas.ask_update()
+
+    @property
+    def shows_object_preview(self) -> bool:
+        return self.object_preview.shows_object
 
     def set_teach_strokes(self, strokes: TeachStrokes | None) -> None:
         """The teach strokes of the open image, of the layer's size (drawn while the teach tool is
@@ -254,6 +275,7 @@ class LabelCanvas(StencilView):
         self._image_rect.pos = self._overlay_rect.pos = pos
         self._image_rect.size = self._overlay_rect.size = size
         self._update_path_line()
+        self.object_preview.place(self)
 
     def fit(self) -> None:
         """Show the whole image, centred."""

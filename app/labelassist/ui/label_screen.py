@@ -8,6 +8,9 @@ pre-label ("Accept pre-label" takes either): the teach tool's strokes (``Session
 worker after each stroke, only the newest request waiting) and the instant learner's newer model
 (``Session.learned_prelabel`` after a training round, applied only while the canvas is untouched).
 
+Tap-to-segment and the magic wand propose one object at a time, shown as an outline with Add
+and Discard; the flow is :class:`labelassist.ui.object_prompting.ObjectPrompting`.
+
 While the U-Net trainer runs a round a small line says so; every :data:`IDLE_REPORT_S` s the
 session hears how long the canvas has had no input (``Session.idle``, its idle rounds).
 """
@@ -27,7 +30,8 @@ from labelassist import kiosk_settings
 from labelassist.label_layer import LabelLayer
 from labelassist.session.save_flow import Step, SubmitMask
 from labelassist.ui import theme, tools
-from labelassist.ui.screens import KioskScreen
+from labelassist.ui.object_prompting import ObjectPrompting
+from labelassist.ui.screens import KioskScreen, TrainerListening
 from labelassist.ui.teach_strokes import TeachStrokes
 from labelassist.ui.widgets import IconToggleButton
 from labelassist.workflow import preprocess
@@ -48,7 +52,8 @@ def round_progress_words(event: dict) -> str:
     if stage == "train" and event.get("steps"):
         return f"Learning from your labels... step {event.get('step', 0)} of {event['steps']}"
     doing = {"started": "starting", "read": "reading them", "export": "saving what it learned",
-             "int8": "making it faster", "score": "checking it on your newest labels"}.get(stage)
+             "int8": "making it faster", "score": "checking it on your newest labels",
+             "prompt": "teaching tap-to-segment your objects"}.get(stage)
     return f"Learning from your labels... {doing}" if doing else ""
 
 
@@ -89,6 +94,10 @@ class LabelScreen(KioskScreen):
     prelabel_words = StringProperty("")
     # While the tablet's U-Net trainer runs a round: what it is doing ("" otherwise).
     training_words = StringProperty("")
+    # Tap-to-segment and the wand: a proposed object waits for Add or Discard; whether a tap on
+    # it says "not object" (ui/object_prompting.py).
+    object_pending = BooleanProperty(False)
+    object_negative = BooleanProperty(False)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -105,7 +114,9 @@ class LabelScreen(KioskScreen):
         self._touched = True   # the open sample changed since it opened (no fresher pre-label then)
         self._last_input = time.monotonic()  # the last touch or edit on the canvas (idle rounds)
         self._idle_report = Clock.schedule_interval(self._report_idle, IDLE_REPORT_S)
-        self._listening = None  # (trainer, listener) while this screen shows the trainer's rounds
+        # the trainer's rounds, a small line while this screen shows
+        self.trainer_listening = TrainerListening(self, self._round_event)
+        self.prompting = ObjectPrompting(self)
         self.build_tool_rail()
 
     def build_tool_rail(self):
@@ -145,11 +156,12 @@ class LabelScreen(KioskScreen):
         self._raw_display = None
         self.has_proposal = False
         self.busy = False
+        self.prompting.discard(quiet=True)
         self.sample_title = ""
         self.prelabel_words = ""
         self._drop_teach_strokes(None)
         self.say("")
-        self._stop_listening()
+        self.trainer_listening.stop()
         self.training_words = ""
         self._last_input = time.monotonic()
         if self.manager is not None and self.manager.current == self.name:
@@ -194,6 +206,7 @@ class LabelScreen(KioskScreen):
         if assisted is None:
             self.say("Every image is labelled. Well done!")
             return
+        self.prompting.discard(quiet=True)  # it was another sample's
         self.assisted = assisted
         self._raw_display = None
         prelabel = assisted.prelabel
@@ -237,7 +250,7 @@ class LabelScreen(KioskScreen):
         self._listen()
 
     def on_leave(self, *_):
-        self._stop_listening()
+        self.trainer_listening.stop()
 
     def canvas_input(self):
         """A touch or an edit on the canvas: the tablet is in use (no idle round now)."""
@@ -249,32 +262,12 @@ class LabelScreen(KioskScreen):
             self.app.worker.submit(self.app.session.idle, time.monotonic() - self._last_input, key="idle")
 
     def _listen(self):
-        session = self.app.session if self.app is not None else None
-        if session is None or (self._listening and self._listening[0] is session.trainer):
-            return
-        self._stop_listening()
-        trainer = session.trainer
-
-        def heard(event, trainer=trainer):  # on the trainer's thread: over to the Kivy thread
-            Clock.schedule_once(lambda dt: self._round_event(trainer, event))
-
-        trainer.listeners.append(heard)
-        self._listening = (trainer, heard)
-        running = trainer.progress or {"stage": "started"}  # a round already running when the screen opens
-        self.training_words = round_progress_words(running) if trainer.running else ""
-
-    def _stop_listening(self):
-        trainer, heard = self._listening or (None, None)
-        self._listening = None
-        try:
-            trainer.listeners.remove(heard)
-        except (AttributeError, ValueError):  # none, or a closed session cleared them
-            pass
+        trainer = self.trainer_listening.start()
+        if trainer is not None:
+            running = trainer.progress or {"stage": "started"}  # a round already running when the screen opens
+            self.training_words = round_progress_words(running) if trainer.running else ""
 
     def _round_event(self, trainer, event: dict):
-        session = self.app.session if self.app is not None else None
-        if session is None or session.trainer is not trainer or self._listening is None:
-            return  # another project, or the screen left meanwhile
         self.training_words = round_progress_words(event)
         if event.get("stage") == "end":
             self.refresh_prelabel_words()  # an installed model changes what the pre-label is
@@ -294,6 +287,7 @@ class LabelScreen(KioskScreen):
 
     def on_tool(self, *_):
         self._show_tool()
+        self.prompting.discard(quiet=True)
         if self._can_remember():
             self.app.worker.remember(tool=self.tool)
             if self.tool == "teach":
@@ -396,30 +390,6 @@ class LabelScreen(KioskScreen):
             self.history.pop()
             self.open_sample(self.history.pop())
 
-    def segment(self, intent: str, prompt: dict):
-        """Tap-to-segment: the user's intent from the canvas (a ``box`` or a ``point``; the
-        session chooses the method), added to the mask as one edit."""
-        if self.assisted is None or self.busy:
-            return
-        boxed = intent == "box"
-        self.say("Cutting out the boxed object..." if boxed else "Finding the object...")
-        sample_id = self.assisted.sample.id
-
-        def done(prelabel):
-            # Not while this mask is being saved (the object was not in what is saved) nor on another sample.
-            if self.busy or self.assisted is None or self.assisted.sample.id != sample_id:
-                return
-            edit = self.canvas_widget.apply_edit("segment", lambda layer: layer.add_mask(prelabel.mask))
-            self.say("Added the object." if edit is not None else "Nothing new was found there.")
-
-        session = self.app.session
-        if boxed:  # the box-prompt model when one is installed, GrabCut otherwise
-            self.app.worker.submit(session.segment_box, sample_id, prompt["box"], on_done=done,
-                                   on_error=lambda m: self.say(m, error=True))
-        else:
-            self.app.worker.submit(session.segment_point, sample_id, prompt["points"], on_done=done,
-                                   on_error=lambda m: self.say(m, error=True))
-
     def close_polygon(self):
         self.canvas_widget.close_polygon()
 
@@ -519,6 +489,7 @@ class LabelScreen(KioskScreen):
         if self.assisted is None or self.busy:
             return
         self.wait_for_journal()
+        self.prompting.discard(quiet=True)  # never saved, nor offered on the next image
         self.busy = True
         self.say("Checking the label...")
         self.canvas_widget.set_highlight(None)
@@ -574,6 +545,8 @@ class LabelScreen(KioskScreen):
         elif key in ("enter", "spacebar"):
             if self.tool == "polygon" and self.canvas_widget.polygon:
                 self.close_polygon()
+            elif self.object_pending:  # Add first: Save & next would discard the proposal
+                self.prompting.add()
             else:
                 self.save_and_next()
         elif key == "backspace":
@@ -597,7 +570,7 @@ class LabelScreen(KioskScreen):
         """The app is closing: no more delayed writes."""
         self._remember_trigger.cancel()
         self._idle_report.cancel()
-        self._stop_listening()
+        self.trainer_listening.stop()
 
     def go_queue(self):
         if kiosk_settings.is_locked("queue", self.app.home):

@@ -23,6 +23,7 @@ that the session worker drives; the screens only render its state::
 from __future__ import annotations
 
 from kivy.app import App
+from kivy.clock import Clock
 from kivy.uix.screenmanager import Screen
 
 
@@ -46,4 +47,66 @@ class KioskScreen(Screen):
         return self._app
 
 
-__all__ = ["KioskScreen", "screen_of"]
+class TrainerListening:
+    """A screen hears the project's U-Net trainer while it shows it (its rounds, live).
+
+    The trainer's listeners fire on its own thread; each event is handed to ``on_event(trainer,
+    event)`` on the Kivy thread, and only while this screen still listens to the trainer of
+    the session open now (a late event of another project, or after the screen left, is
+    dropped).
+
+    Parameters
+    ----------
+    screen : KioskScreen
+        Whose app's session is listened to.
+    on_event : callable
+        ``on_event(trainer, event)``, on the Kivy thread.
+    """
+
+    def __init__(self, screen: "KioskScreen", on_event):
+        self._screen = screen
+        self._on_event = on_event
+        self._listening = None  # (trainer, listener) while the screen listens
+
+    def _session(self):
+        app = self._screen.app
+        return app.session if app is not None else None
+
+    def start(self):
+        """Listen to the open session's trainer; returns it when newly listened to, else None
+        (no session, or listening to it already)."""
+        session = self._session()
+        if session is None or (self._listening and self._listening[0] is session.trainer):
+            return None
+        self.stop()
+        trainer = session.trainer
+
+        def heard(event, trainer=trainer):  # on the trainer's thread: over to the Kivy thread
+            Clock.schedule_once(lambda dt: self._deliver(trainer, event))
+
+        trainer.listeners.append(heard)
+        self._listening = (trainer, heard)
+        return trainer
+
+    @property
+    def listening(self):
+        """(trainer, listener) while listening, else None."""
+        return self._listening
+
+    def stop(self) -> None:
+        """Listen no more (events already on their way are dropped)."""
+        trainer, heard = self._listening or (None, None)
+        self._listening = None
+        try:
+            trainer.listeners.remove(heard)
+        except (AttributeError, ValueError):  # none, or a closed session cleared them
+            pass
+
+    def _deliver(self, trainer, event: dict) -> None:
+        session = self._session()
+        if session is None or session.trainer is not trainer or self._listening is None:
+            return  # another project, or the screen left meanwhile
+        self._on_event(trainer, event)
+
+
+__all__ = ["KioskScreen", "TrainerListening", "screen_of"]

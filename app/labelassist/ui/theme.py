@@ -23,3 +23,9 @@ WARN_TEXT = (1, 0.8, 0.3, 1)        # a status line that asks the user to do som
 # the regions to fix (amber), and unlike each other on grey microscopy.
 TEACH_OBJECT = (0.45, 1, 0.15, 1)       # "this is object": green
 TEACH_BACKGROUND = (0.3, 0.45, 1, 1)    # "this is background": blue
+
+# A proposed object (tap-to-segment, the wand) before Add: an outline unlike the label (magenta),
+# the pre-label (cyan), the regions to fix (amber) and the teach strokes; "not object" taps red.
+OBJECT_PROPOSAL = (1, 1, 0.25, 1)       # bright yellow
+NOT_OBJECT = (1, 0.3, 0.3, 1)           # a "not object" tap: red
+PROPOSAL_EDGE = (0, 0, 0, 0.85)         # under the outline and the taps: seen on bright cells too

@@ -8,7 +8,9 @@ and reports it. Adding a tool means one function and one row of :data:`TOOLS`; t
 the keyboard shortcuts and the resume of the last tool all read the table.
 
 Tools report the user's intent, never a method: the segment tool says "a point here" or "a box
-there" (``on_segment_request("point" | "box", prompt)``) and the session chooses how to segment.
+there" (``on_segment_request("point" | "box", prompt)``) and the session chooses how to segment;
+the magic wand says "the region here" (``on_segment_request("wand", prompt)``). Neither changes
+the mask: the screen shows what the session proposes, and adds it on Add.
 The teach tool paints object or background strokes (the canvas's ``teach_background``) beside
 the label, never in it, and says when a stroke ends (``on_teach_stroke``): the session learns
 from them and proposes a pre-label.
@@ -136,6 +138,13 @@ def segment(canvas, press: Contact) -> Drag:
         canvas.dispatch("on_segment_request", "box", {"box": tuple(int(round(v)) for v in box)})
 
 
+def wand(canvas, press: Contact) -> Drag:
+    """A tap asks the magic wand for the region under it (a flood fill that stops at edges)."""
+    canvas.dispatch("on_segment_request", "wand", {"points": [(int(press.point[0]), int(press.point[1]))]})
+    return
+    yield
+
+
 def teach(canvas, press: Contact) -> Drag:
     """Paint a stroke of object (or of background, the canvas's toggle) for the learner to learn from."""
     strokes, background = canvas.teach_strokes, canvas.teach_background
@@ -158,6 +167,8 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
     Tool("polygon", "Polygon", "polygon", "p", polygon),
     Tool("bucket", "Bucket fill", "bucket", "f", bucket),
     Tool("segment", "Tap to segment", "segment", "t", segment),
+    # no wand icon of its own yet: the segment icon (both propose one object from a tap)
+    Tool("wand", "Magic wand", "wand", "w", wand),
     Tool("teach", "Teach", "teach", "s", teach),
 )}
 """The tools in the order of the rail."""
