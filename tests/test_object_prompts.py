@@ -166,3 +166,24 @@ def test_adding_through_the_layer_is_one_undo_atom(datasets):
     assert edit is not None and count_segments(layer.mask) == count_segments(truth)
     layer.undo()
     assert np.array_equal(layer.mask, rest)
+
+
+def test_a_proposal_spilling_over_half_a_small_neighbour_does_not_swallow_it():
+    existing = np.zeros((40, 60), bool)
+    existing[10:14, 30:34] = True            # a small cell, 16 pixels
+    proposal = np.zeros_like(existing)
+    proposal[5:25, 10:32] = True             # the next cell, spilling over half of it
+    after = add_object(existing, proposal)
+    assert count_segments(after) == 2 and after[existing].all()
+
+
+def test_a_seam_that_cuts_the_new_object_keeps_its_largest_piece():
+    existing = np.zeros((20, 20), bool)
+    existing[0:6, 8:11] = True               # a cell the new, thin one runs past
+    proposal = np.zeros_like(existing)
+    proposal[3:5, 2:18] = True               # thin: the seam cuts it in two
+    proposal[3:12, 12:18] = True             # its bulk is on the right
+    after = add_object(existing, proposal)
+    assert count_segments(after) == 2
+    assert not after[3:5, 2:7].any()         # the small piece on the left was left out
+    assert after[6:12, 12:18].all()

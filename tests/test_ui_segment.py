@@ -216,7 +216,8 @@ class TestTapToSegment(KioskTestCase):
         self.pump()
         assert np.array_equal(label.layer.mask, add_object(before, proposal.mask))
 
-        # a proposal waiting when the tool changes, or Save & next, goes away (never added)
+        # a proposal waiting when the tool changes goes away (never added); Save & next waits for
+        # Add or Discard (an outlined object is never lost silently)
         added = label.layer.mask.copy()
         self.tap(400, 300, uid=5001)
         self.pump(3)
@@ -228,6 +229,11 @@ class TestTapToSegment(KioskTestCase):
         self.tap(400, 300, uid=5002)
         self.pump(3)
         assert label.object_pending
+        label.save_and_next()
+        assert label.object_pending and not label.busy
+        assert label.message.startswith("Add or Discard the outlined object first")
+        self.assert_words(label, warning=True)
+        label.prompting.discard()
         label.save_and_next()
         assert not label.object_pending and not self.canvas.shows_object_preview
         assert np.array_equal(label.layer.mask, added), "the proposal was not added to what is saved"

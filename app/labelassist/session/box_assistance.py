@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from labelassist.errors import LabelAssistError
+from labelassist.fileio import file_hash
 from labelassist.project import Project
 from labelassist.research.box_eval import evaluate_box_prompts
 from labelassist.session.assistance import Assistance, LabelledImages, remeasure_due
@@ -87,6 +88,7 @@ class BoxAssistance:
         self._segmenter_lookup = SegmenterLookup.NOT_YET
         self._segmenter = None  # the box-prompt model, when the lookup FOUND one
         self._adapted = None  # (segmenter with the adapted decoder or the base, its history entry)
+        self._generation = 0  # counts decoder changes (prompt_model_changed)
         self._segment_used = False  # tap-to-segment answered a prompt in this session
         self._largest_share: tuple[int, float] | None = None  # (labels counted, share)
 
@@ -193,16 +195,22 @@ class BoxAssistance:
         base = self.base_segmenter()
         if base is None:
             return None
-        if self._adapted is None:
+        generation = self._generation
+        adapted = self._adapted
+        if adapted is None:
             entry = self._prompt_entry()
-            adapted = base
+            adapted = (base, None)
             if entry is not None:
                 try:
-                    adapted = base.with_decoder(entry.onnx)
-                except LabelAssistError as exc:
+                    if file_hash(entry.onnx) != entry.sha256:
+                        raise LabelAssistError(f"{entry.onnx} is not the file that was installed")
+                    adapted = (base.with_decoder(entry.onnx), entry)
+                except (LabelAssistError, OSError) as exc:
+                    # LiteMedSAM's own decoder runs, and nothing claims the broken one does
                     log.warning("the adapted tap-to-segment model is not used: %s", exc)
-            self._adapted = (adapted, entry)
-        return self._adapted[0]
+            if generation == self._generation:  # not if the decoder changed meanwhile
+                self._adapted = adapted
+        return adapted[0]
 
     def prompt_entry(self):
         """The history entry of the adapted decoder in use, or None (LiteMedSAM's own)."""
@@ -236,6 +244,7 @@ class BoxAssistance:
 
     def prompt_model_changed(self) -> None:
         """The adapted decoder was installed or rolled back: use the new one and measure again."""
+        self._generation += 1  # a measurement or a lookup under way for the old one is not kept
         self._adapted = None
         self._box_choice = None
         self._box_measuring = -1
@@ -356,14 +365,17 @@ class BoxAssistance:
 
     def _measure_box_choice(self, inputs, labelled: int) -> BoxChoice:
         # May run on the worker thread: reads images, no database writes (the event is deferred).
+        generation = self._generation
         evaluation = self._evaluate_boxes(inputs, points=True)
         best = evaluation.best()
         taps = {m: evaluation.mean_dice(m, "point") for m in evaluation.point_methods
                 if evaluation.objects(m, "point")}
         tap_method = max(taps, key=lambda m: (taps[m], m == "box_model")) if taps else "box_model"
         if best is None:
-            choice = BoxChoice("box_model", "the labels so far have no objects to draw boxes around",
-                               evaluation, labelled, tap_method=tap_method if taps else "watershed")
+            unmeasured = "box_model" if self.prompt_entry() is not None else "watershed"
+            why = ("the labels so far have no objects to draw boxes around" if inputs else
+                   "no labels left that tap-to-segment did not learn from")
+            choice = BoxChoice("box_model", why, evaluation, labelled, tap_method=unmeasured)
         else:
             other = [m for m in evaluation.methods if m != best][0]
             tap_words = (f"; a tap runs {tap_method}: DSC {taps[tap_method]:.2f}" if taps else "")
@@ -371,6 +383,8 @@ class BoxAssistance:
                                      f"{evaluation.mean_dice(other):.2f} on {evaluation.objects(best)} objects "
                                      f"of {len(inputs)} labelled samples{tap_words}", evaluation, labelled,
                                tap_method=tap_method)
+        if generation != self._generation:
+            return choice  # measured on a decoder replaced meanwhile: the next ask measures again
         self._box_choice = choice
         self.store.defer_event("box_choice", actor=self.author, method=choice.method, reason=choice.reason,
                                tap_method=choice.tap_method)

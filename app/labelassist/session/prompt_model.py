@@ -22,6 +22,7 @@ from typing import Any
 
 from labelassist.errors import LabelAssistError
 from labelassist.fileio import file_hash
+from labelassist.session.training_rules import trained_on
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,24 @@ def should_install_prompt(before: dict, after: dict, margin: float = PROMPT_MARG
     return PromptDecision(False, f"tap-to-segment kept as it was: {words}")
 
 
+def _check_decoder(segmenter) -> None:
+    """A decoder must answer a box and a tap with finite logits of the frame's size (the trainer's
+    own scores are not enough: the kiosk runs the file itself before it switches to it)."""
+    import numpy as np
+
+    from labelassist.models.box_prompt import BoxEmbedding
+
+    embedding = BoxEmbedding(np.zeros((1, 256, 64, 64), np.float32), (256, 256), 0.0)
+    for prompt in ({"box": (64, 64, 192, 192)}, {"points": [(128, 128)]}):
+        try:
+            logits = np.asarray(segmenter.logits(embedding, **prompt))
+        except Exception as exc:  # noqa: BLE001 - whatever the graph does, it is not installed
+            raise LabelAssistError(f"it does not run ({type(exc).__name__})") from exc
+        if logits.shape != (segmenter.side, segmenter.side) or not np.isfinite(logits).all():
+            raise LabelAssistError(f"it answers {logits.shape} logits, not finite ones of "
+                                   f"{segmenter.side}x{segmenter.side}")
+
+
 class PromptModels:
     """The project's adapted tap-to-segment decoders: what a round adapts from, and the installs.
 
@@ -147,14 +166,17 @@ class PromptModels:
         if not weights.is_file():
             log.info("tap-to-segment does not learn: %s is missing (make litemedsam)", weights)
             return None
-        entry = self.current_entry()
+        entry = self.boxes.prompt_entry()  # what runs: a broken adapted decoder is not adapted from
         decoder = Path(segmenter.decoder_path) if entry is None else entry.onnx
+        weights_from = None
         if entry is not None and (entry.onnx.parent / ADAPTED_WEIGHTS).is_file():
             weights = entry.onnx.parent / ADAPTED_WEIGHTS  # adaptation goes on from where it got to
+            weights_from = entry.id
         budget = PROMPT_BUDGET_SHARE * float(budget_s)
         images = max(2, min(PROMPT_MAX_IMAGES, int(budget // PROMPT_SECONDS_PER_IMAGE)))
         return {"encoder": str(segmenter.encoder_path), "decoder": str(decoder), "weights": str(weights),
-                "model_id": None if entry is None else entry.id, "budget_s": round(budget, 1),
+                "model_id": None if entry is None else entry.id, "weights_from": weights_from,
+                "budget_s": round(budget, 1),
                 "max_images": images, "objects_per_image": PROMPT_OBJECTS_PER_IMAGE}
 
     def consider(self, round_number: int, folder: Path, config: dict | None, outcome: dict | None,
@@ -165,7 +187,7 @@ class PromptModels:
             return None
         if outcome.get("status") != "ok":
             return {"status": "failed", "reason": str(outcome.get("reason", "tap-to-segment did not learn"))}
-        current = self.current_entry()
+        current = self.boxes.prompt_entry()
         if (None if current is None else current.id) != config.get("model_id"):
             return {"status": "stopped", "reason": "stopped: the tap-to-segment model changed during training"}
         decision = should_install_prompt(outcome.get("before", {}), outcome.get("after", {}))
@@ -173,13 +195,14 @@ class PromptModels:
                    "before": outcome.get("before"), "after": outcome.get("after")}
         if decision.install:
             try:
-                details["model_id"] = self._install(round_number, Path(folder), outcome, decision, closed)
+                details["model_id"] = self._install(round_number, Path(folder), config, outcome, decision, closed)
             except LabelAssistError as exc:
                 log.warning("training round %d: the adapted tap-to-segment model: %s", round_number, exc)
                 details.update(status="failed", reason=f"tap-to-segment's new model was not installed: {exc}")
         return details
 
-    def _install(self, round_number: int, folder: Path, outcome: dict, decision: PromptDecision, closed) -> int:
+    def _install(self, round_number: int, folder: Path, config: dict, outcome: dict, decision: PromptDecision,
+                 closed) -> int:
         from labelassist.models import history
 
         onnx = folder / str(outcome.get("onnx", ""))
@@ -193,12 +216,15 @@ class PromptModels:
         segmenter = self.boxes.base_segmenter()
         if segmenter is None:
             raise LabelAssistError("LiteMedSAM is no longer installed")
-        segmenter.with_decoder(onnx)  # loads and checks the graph (one clear line when it does not fit)
+        _check_decoder(segmenter.with_decoder(onnx))  # loads it, and runs a box and a tap
+        # What it learned from, over every round it went on from (the evaluation leaves it all out).
+        earlier = trained_on(self.boxes.prompt_entry(), self.project.name) if config.get("weights_from") else None
+        samples = sorted(set(outcome.get("trained_on_samples", [])) | set(earlier.ids if earlier else ()))
+        names = sorted(set(outcome.get("trained_on_names", [])) | set(earlier.names if earlier else ()))
         card = {"name": "litemedsam-adapted", "version": f"round {round_number}", "task": "prompt_decoder",
                 "base": str(Path(segmenter.decoder_path).name), "replaced_sha256": outcome.get("in_use_sha256"),
-                "tablet": {"round": round_number, "trained_on_samples": outcome.get("trained_on_samples", [])},
-                "training_data": {"project": self.project.name,
-                                  "trained_on": outcome.get("trained_on_names", [])},
+                "tablet": {"round": round_number, "trained_on_samples": samples},
+                "training_data": {"project": self.project.name, "trained_on": names},
                 "held_out": {"before": outcome.get("before"), "after": outcome.get("after")},
                 "adapt": outcome.get("adapt", {})}
         if closed():

@@ -309,6 +309,9 @@ class SessionTrainer:
         pairs = sorted(self.store.latest_labels(), key=lambda p: -p[1].id)  # newest first
         current = current_model_entry(self.project)
         trained_before = trained_on(current, self.project.name)
+        # Nor is tap-to-segment's adapted decoder scored on what it learned from.
+        prompt_trained = trained_on(self.prompt_models.boxes.prompt_entry(), self.project.name) \
+            if self.prompt_models is not None else trained_on(None)
         scored = None
         if choice.method == "learned":  # its record is its score: only labels it was scored on compare
             learner = self.assistance.learner
@@ -335,7 +338,7 @@ class SessionTrainer:
         if len(items) < k + 2:
             return None
         # The newest labels the current model did not train on are held out; the rest train.
-        held = [it for it in items if it[0] not in trained_before
+        held = [it for it in items if it[0] not in trained_before and it[0] not in prompt_trained
                 and (scored is None or it[0].name in scored)][:k]
         if len(held) < 2:
             return None

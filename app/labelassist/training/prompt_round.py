@@ -102,9 +102,15 @@ def _run(request, masks, folder, say, stop, started) -> dict[str, Any]:
     before = score_prompt_decoder(segmenter, samples, boxes_per_image=per_image, embeddings=embeddings)
     progress(2)
     out = folder / CANDIDATE_FILE
+    def heard(line: dict) -> None:  # the adaptation's own lines, as the prompt stage's progress
+        if line.get("stage") == "train" and "step" in line and line.get("of"):
+            say({"stage": "prompt", "step": int(line["step"]), "steps": int(line["of"])})
+        else:
+            say({"stage": "prompt"})
+
     adapt = adapt_prompt_decoder([(img, masks[it.label_id]) for it, img in train], config["weights"], out,
-                                 float(config.get("budget_s", 60.0)), segmenter=segmenter, seed=request.seed,
-                                 threads=request.threads, out_weights=folder / WEIGHTS_FILE)
+                                 float(config.get("budget_s", 60.0)), say=heard, segmenter=segmenter,
+                                 seed=request.seed, threads=request.threads, out_weights=folder / WEIGHTS_FILE)
     progress(3)
     after = score_prompt_decoder(segmenter.with_decoder(out), samples, boxes_per_image=per_image,
                                  embeddings=embeddings)

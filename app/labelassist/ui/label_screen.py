@@ -488,8 +488,11 @@ class LabelScreen(KioskScreen):
     def save_and_next(self):
         if self.assisted is None or self.busy:
             return
+        if self.object_pending:  # an outlined object is not in the mask: never lose it silently
+            self.say("Add or Discard the outlined object first, then Save & next.", warning=True)
+            return
         self.wait_for_journal()
-        self.prompting.discard(quiet=True)  # never saved, nor offered on the next image
+        self.prompting.discard(quiet=True)  # an answer still coming: never offered on the next image
         self.busy = True
         self.say("Checking the label...")
         self.canvas_widget.set_highlight(None)

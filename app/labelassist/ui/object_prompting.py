@@ -25,6 +25,7 @@ from kivy.graphics import Color, Ellipse, InstructionGroup, Line
 from kivy.metrics import dp
 
 from labelassist.session.prompting import ObjectPrompt, ObjectProposal
+from labelassist.session.save_flow import plain_message
 from labelassist.ui import theme
 from labelassist.workflow.components import count_segments
 
@@ -36,6 +37,7 @@ __all__ = ["REFINE_MARGIN", "ObjectPreview", "ObjectPrompting", "added_words", "
 REFINE_MARGIN = 0.25
 
 FINDING = "Finding the object..."
+UNEXPECTED = plain_message(RuntimeError())  # what the worker says for an error that is not ours
 NOTHING_TO_REFINE = ("Nothing to correct yet: tap 'Object', then tap a cell "
                      "or draw a box around it.")
 
@@ -145,6 +147,14 @@ def taps_on(proposal: ObjectProposal, point: tuple[float, float], margin: float 
     return x0 - mx <= x <= x1 + mx and y0 - my <= y <= y1 + my
 
 
+def _extends(prompt: ObjectPrompt, shown: ObjectPrompt) -> bool:
+    """Whether ``prompt`` is ``shown`` with more taps (a refinement of it)."""
+    return (prompt.tool == shown.tool and prompt.box == shown.box
+            and prompt.points[:len(shown.points)] == shown.points
+            and prompt.negative[:len(shown.negative)] == shown.negative
+            and len(prompt.points) + len(prompt.negative) > len(shown.points) + len(shown.negative))
+
+
 def added_words(objects: int) -> str:
     """The message after Add: how many objects (8-connected segments) the image has now."""
     return f"Added. {objects} object{'' if objects == 1 else 's'} on this image."
@@ -225,6 +235,13 @@ class ObjectPrompting:
         if not self._current(asked, sample_id):
             return
         if not proposal.found:
+            shown = self.proposal
+            if shown is not None and _extends(proposal.prompt, shown.prompt):
+                # a refining tap that leaves nothing: the outline shown stays, and so does its prompt
+                self.prompt = shown.prompt
+                self.screen.say("That tap left nothing: tap Add to keep the outline, or tap elsewhere on "
+                                "the object.", warning=True)
+                return
             self._show(None)
             if proposal.prompt.box is not None:  # where it was drawn, until the next prompt
                 self.screen.canvas_widget.set_object_preview(None, box=proposal.prompt.box)
@@ -241,7 +258,8 @@ class ObjectPrompting:
             return
         # the proposal shown, if any, stays pending; the prompt goes back to it
         self.prompt = self.proposal.prompt if self.proposal is not None else None
-        self.screen.say(message[:1].upper() + message[1:], error=True)
+        # our own refusals say what to do (the warning colour); anything else is an error
+        self.screen.say(message[:1].upper() + message[1:], **{"error" if message == UNEXPECTED else "warning": True})
 
     def _show(self, proposal: ObjectProposal | None) -> None:
         self.proposal = proposal

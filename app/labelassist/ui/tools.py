@@ -167,7 +167,6 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
     Tool("polygon", "Polygon", "polygon", "p", polygon),
     Tool("bucket", "Bucket fill", "bucket", "f", bucket),
     Tool("segment", "Tap to segment", "segment", "t", segment),
-    # no wand icon of its own yet: the segment icon (both propose one object from a tap)
     Tool("wand", "Magic wand", "wand", "w", wand),
     Tool("teach", "Teach", "teach", "s", teach),
 )}

@@ -21,8 +21,9 @@ __all__ = ["BOX_MARGIN", "MERGE_SHARE", "add_object", "object_at"]
 #: model may bleed past a box drawn tight, never onto the far neighbours the user left out.
 BOX_MARGIN = 0.05
 #: An object already in the mask joins the new one (no seam) when the new one covers at least
-#: this share of it: the user is redrawing or growing that object, not adding a neighbour.
-MERGE_SHARE = 0.5
+#: this share of it: the user is redrawing or growing that object, not adding a neighbour (a
+#: proposal that spills over half of a small neighbour must not swallow it).
+MERGE_SHARE = 0.8
 
 Point = tuple[float, float]
 Box = tuple[float, float, float, float]
@@ -56,7 +57,11 @@ def object_at(proposal: np.ndarray, points: Sequence[Point] = (), box: Box | Non
     """
     mask = np.asarray(proposal, dtype=bool)
     h, w = mask.shape
+    if points and not _inside(points, mask.shape):
+        return np.zeros_like(mask)  # every tap off the image: nothing was pointed at
     if box is not None:
+        if not all(np.isfinite(float(v)) for v in box):
+            raise ValueError(f"a box must be four finite numbers, got {tuple(box)!r}")
         x0, x1 = sorted((float(box[0]), float(box[2])))
         y0, y1 = sorted((float(box[1]), float(box[3])))
         mx, my = max(2.0, BOX_MARGIN * (x1 - x0)), max(2.0, BOX_MARGIN * (y1 - y0))
@@ -99,7 +104,8 @@ def add_object(existing: np.ndarray, new: np.ndarray, merge_share: float = MERGE
 
     Where ``new`` touches or overlaps an object already in ``existing``, the
     pixels of ``new`` next to that object stay background, a one-pixel seam,
-    so the two remain separate 8-connected segments. An existing object that
+    so the two remain separate 8-connected segments; when the seam cuts
+    ``new`` in pieces, only its largest piece is added. An existing object that
     ``new`` covers for at least ``merge_share`` of its area is taken to be the
     same object (the user redrew or grew it): the two are joined instead.
 
@@ -159,4 +165,11 @@ def add_object(existing: np.ndarray, new: np.ndarray, merge_share: float = MERGE
     seam = cv2.dilate(apart.view(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~old
     window = result[y0:y1, x0:x1]
     window[seam & add] = False
+    # The seam may cut the new object in pieces (a thin cell passing a neighbour): one object was
+    # asked for, so its largest piece stays, with the objects it joined.
+    new_only = window & add & ~old
+    pieces, piece = cv2.connectedComponents((new_only | (old & ~apart)).view(np.uint8), connectivity=8)
+    ids = piece[new_only]
+    if pieces > 2 and len(np.unique(ids)) > 1:
+        window[new_only & (piece != np.argmax(np.bincount(ids)))] = False
     return result
