@@ -129,6 +129,39 @@ class TestAdminModels(ModelsTestCase):
         assert admin.ids.pause_button.text == "Pause training"
 
 
+    def test_tap_to_segment_taught_on_the_tablet_is_named_and_can_go_back_to_as_shipped(self):
+        from labelassist.fileio import file_hash
+        from labelassist.models import find_box_segmenter, history
+
+        shipped = find_box_segmenter()
+        if shipped is None:
+            pytest.skip("the LiteMedSAM export is missing: make litemedsam (the test target builds it)")
+        session = self.app.session
+        session.boxes.use_box_segmenter(shipped)
+        place = history.prompt_model_place(session.project)
+        # what a training round installs (the decoder's bytes here: a valid graph, as the kiosk checks)
+        reason = "tap-to-segment learned your objects: boxes 91 % against 80 %, taps 70 % against 1 %"
+        entry = history.add_model(place, shipped.decoder_path, {"name": "litemedsam-adapted", "version": "round 2",
+                                                                "tablet": {"trained_on_samples": []}},
+                                  "tablet", reason)
+        history.activate(place, entry.id, reason)
+        session.boxes.prompt_model_changed()
+        admin = self.unlock_admin()
+        self.pump(3)
+        assert admin.prompt_model_adapted and admin.ids.shipped_prompt_model.height > 0
+        assert admin.prompt_model_text == ("Tap-to-segment model: LiteMedSAM taught your objects on this tablet "
+                                           "(round 2): boxes 91 % against 80 %, taps 70 % against 1 %.")
+        assert session.box_segmenter().decoder_path == entry.onnx
+        self.tap(admin, admin.ids.shipped_prompt_model, 7101)
+        self.pump(3)
+        assert history.current_entry(place) is None and session.boxes.prompt_entry() is None
+        assert file_hash(session.box_segmenter().decoder_path) == file_hash(shipped.decoder_path)
+        assert admin.message == "Tap-to-segment uses LiteMedSAM as shipped now. It is measured again."
+        assert not admin.prompt_model_adapted and admin.ids.shipped_prompt_model.height == 0
+        assert admin.prompt_model_text.startswith("Tap-to-segment model: LiteMedSAM as shipped.")
+        assert [e.id for e in history.model_history(place)] == [entry.id], "kept in the history"
+
+
 @needs_display
 class TestTrainingLive(ModelsTestCase):
 

@@ -47,6 +47,16 @@ def box_table(evaluation) -> str:
     return eval_tables.box_table(evaluation, detailed=False, name=lambda m: BOX_METHOD_NAMES.get(m, m))
 
 
+def prompt_model_words(entry) -> str:
+    """What tap-to-segment's model is, in plain words: LiteMedSAM as shipped, or as a training round
+    adapted it to this project (``entry``, a history entry of ``models/prompt/``)."""
+    if entry is None:
+        return ("Tap-to-segment model: LiteMedSAM as shipped. Once you have used tap-to-segment, the "
+                "training rounds teach it your objects.")
+    return (f"Tap-to-segment model: LiteMedSAM taught your objects on this tablet ({entry.version}): "
+            f"{entry.reason.removeprefix('tap-to-segment learned your objects: ')}.")
+
+
 #: How many past training rounds the Models section lists, newest first.
 ROUNDS_SHOWN = 5
 
@@ -142,11 +152,15 @@ class AdminScreen(KioskScreen):
     box_model_installed = BooleanProperty(True)
     box_note = StringProperty("")
     box_table = StringProperty("")
+    # the LiteMedSAM decoder adapted to this project by a training round, when one is in use
+    prompt_model_text = StringProperty("")
+    prompt_model_adapted = BooleanProperty(False)
 
     def project_changed(self):
         """Another project was opened: the figures shown were the old project's."""
         self.evaluation_table = ""
-        self.box_choice_text = self.box_note = self.box_table = ""
+        self.box_choice_text = self.box_note = self.box_table = self.prompt_model_text = ""
+        self.prompt_model_adapted = False
         self._box_poll.cancel()
         self.trainer_listening.stop()
         self.model_rows, self.models_note, self.training_words, self.rounds_text = [], "", "", ""
@@ -273,14 +287,16 @@ class AdminScreen(KioskScreen):
 
         def work():
             installed = session.box_segmenter() is not None
-            return installed, session.box_choice(wait=False)
+            return installed, session.box_choice(wait=False), session.boxes.prompt_entry()
 
         app.worker.submit(work, on_done=self._show_box_choice,
                           on_error=lambda m: setattr(self, "box_choice_text", "Tap-to-segment with a box: " + m))
 
     def _show_box_choice(self, result):
-        installed, choice = result
+        installed, choice, adapted = result
         self.box_model_installed = installed
+        self.prompt_model_adapted = adapted is not None
+        self.prompt_model_text = "" if not installed else prompt_model_words(adapted)
         self.box_choice_text = (f"Tap-to-segment with a box: {BOX_METHOD_NAMES.get(choice.method, choice.method)} "
                                 f"({plain_box_words(choice.reason)})")
         self.box_note = ("" if installed else
@@ -291,6 +307,17 @@ class AdminScreen(KioskScreen):
         if choice.reason.startswith("measuring") and self.unlocked and self.manager is not None \
                 and self.manager.current == self.name:
             self._box_poll()
+
+    def use_shipped_prompt_model(self):
+        """Back to LiteMedSAM as shipped (the adapted decoders stay in the project's history)."""
+        self.message = "Switching tap-to-segment back to LiteMedSAM as shipped..."
+
+        def done(_):
+            self.message = "Tap-to-segment uses LiteMedSAM as shipped now. It is measured again."
+            self.refresh_box_choice()
+
+        self.app.worker.submit(self.app.session.prompt_models.roll_back, None, on_done=done,
+                               on_error=lambda m: setattr(self, "message", "Tap-to-segment was not switched: " + m))
 
     def set_box_method(self, method: str):
         """Automatic / LiteMedSAM model / GrabCut: written to the project's settings (logged)."""
@@ -532,5 +559,6 @@ class AdminScreen(KioskScreen):
         return text
 
 
-__all__ = ["AdminScreen", "PIPELINE_PRESETS", "BOX_METHOD_NAMES", "plain_box_words", "box_table", "when_words",
+__all__ = ["AdminScreen", "PIPELINE_PRESETS", "BOX_METHOD_NAMES", "plain_box_words", "box_table",
+           "prompt_model_words", "when_words",
            "model_words", "round_words"]
