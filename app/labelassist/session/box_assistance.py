@@ -112,9 +112,10 @@ class BoxAssistance:
     def propose(self, sample_id: int, prompt: ObjectPrompt, current: Assisted | None = None) -> ObjectProposal:
         """One object for a prompt, never added: the screen shows it with Add and Discard.
 
-        ``segment`` prompts run the promptable model (box and/or taps) when one is installed
-        and measures better than GrabCut, else GrabCut for a box and the seeded watershed for
-        taps; ``wand`` prompts run the magic wand. The answer is cut to the object the
+        ``segment`` prompts run the promptable model when one is installed and :meth:`box_choice`
+        says so (for a box: measured better than GrabCut; for taps alone: better than the
+        seeded watershed, or adapted to the project when unmeasured), else GrabCut for a box and
+        the seeded watershed for taps; ``wand`` prompts run the magic wand. The answer is cut to the object the
         prompt points at (:func:`labelassist.workflow.objects.object_at`). Bad prompts raise
         :class:`~labelassist.errors.LabelAssistError` with one line saying what to do.
         """
