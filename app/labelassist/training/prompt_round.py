@@ -20,7 +20,6 @@ round's U-Net: it comes back as ``{"status": "failed", "reason": ...}``. Child p
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import traceback
@@ -29,9 +28,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from labelassist.errors import LabelAssistError
 from labelassist.fileio import file_hash
-from labelassist.training.request import RoundItem, RoundRequest
+from labelassist.training.request import RoundRequest
 
 __all__ = ["CANDIDATE_FILE", "WEIGHTS_FILE", "run_prompt_stage"]
 
@@ -39,21 +37,6 @@ CANDIDATE_FILE = "prompt_candidate.onnx"
 WEIGHTS_FILE = "prompt_candidate.npz"  # its torch state: the next round goes on from it
 
 Say = Callable[[dict], None]
-
-
-def _image(item: RoundItem) -> np.ndarray | None:
-    """The item's pixels when the file is still the one the request saw; else None."""
-    from labelassist.images import read_image
-
-    try:
-        st = os.stat(item.path)
-        if st.st_size != item.size or st.st_mtime_ns != item.mtime_ns:
-            return None
-        image = read_image(item.path, page=item.page)
-    except (OSError, LabelAssistError) as exc:
-        print(f"{item.name}: {exc}", file=sys.stderr)
-        return None
-    return image if image.shape[:2] == tuple(item.shape) else None
 
 
 def run_prompt_stage(request: RoundRequest, masks: dict[int, np.ndarray], folder: Path, say: Say,
@@ -89,8 +72,8 @@ def _run(request, masks, folder, say, stop, started) -> dict[str, Any]:
     progress(0)
     segmenter = BoxSegmenter(config["encoder"], config["decoder"], threads=request.threads)
     newest = request.train[:int(config.get("max_images", 10))]  # the request lists the newest first
-    train = [(it, img) for it in newest if (img := _image(it)) is not None]
-    held = [(it, img) for it in request.held_out if (img := _image(it)) is not None]
+    train = [(it, img) for it in newest if (img := it.read_image()) is not None]
+    held = [(it, img) for it in request.held_out if (img := it.read_image()) is not None]
     train = [(it, img) for it, img in train if masks[it.label_id].any()]
     if not train or not held:
         return {"status": "failed", "reason": "no labelled images left to teach tap-to-segment with",

@@ -59,6 +59,25 @@ class RoundItem:
     mtime_ns: int
     shape: tuple[int, int]  # (h, w)
 
+    def read_image(self) -> np.ndarray | None:
+        """Its pixels when the file is still the one the request saw (size, mtime, shape), else None
+        (why on stderr, the trainer's log): a changed image is left out, as ``Project.read_image``
+        would refuse it."""
+        import os
+
+        from labelassist.errors import LabelAssistError
+        from labelassist.images import read_image
+
+        try:
+            st = os.stat(self.path)
+            if st.st_size != self.size or st.st_mtime_ns != self.mtime_ns:
+                return None
+            image = read_image(self.path, page=self.page)
+        except (OSError, LabelAssistError) as exc:
+            print(f"{self.name}: {exc}", file=sys.stderr)
+            return None
+        return image if image.shape[:2] == tuple(self.shape) else None
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RoundItem":
         return cls(sample_id=int(d["sample_id"]), label_id=int(d["label_id"]), name=str(d["name"]),

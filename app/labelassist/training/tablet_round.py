@@ -309,18 +309,10 @@ def _mean(scores: dict[int, float]) -> float:
 
 def _read_sample(item: RoundItem, mask: np.ndarray, scale: float, keep_image: bool) -> _Sample | None:
     """The sample when its image is still the one the request saw (size, mtime, shape); else None."""
-    from labelassist.images import read_image
     from labelassist.training import core
 
-    try:
-        st = os.stat(item.path)
-        if st.st_size != item.size or st.st_mtime_ns != item.mtime_ns:
-            return None
-        image = read_image(item.path, page=item.page)
-    except (OSError, LabelAssistError) as exc:
-        print(f"{item.name}: {exc}", file=sys.stderr)
-        return None
-    if image.shape[:2] != tuple(item.shape) or mask.shape != tuple(item.shape):
+    image = item.read_image()
+    if image is None or mask.shape != tuple(item.shape):
         return None
     x = core.resize_for_model(core.percentile_normalise(image), scale)
     return _Sample(item, x, mask, image if keep_image else None)
